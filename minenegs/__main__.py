@@ -1,0 +1,3 @@
+from minenegs.cli import main
+
+main()

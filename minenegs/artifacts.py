@@ -1,0 +1,83 @@
+"""Artifact folders and atomic writes.
+
+Every artifact (embeddings, indexes, candidate pools) is a folder with a ``manifest.json``. It is
+built in a hidden sibling folder and renamed into place only when complete, so an interrupted
+run leaves the previous artifact intact and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, OutputExistsError
+
+MANIFEST = "manifest.json"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary sibling renamed over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Fail before any work starts if ``path`` exists and ``force`` is off, or its parent cannot take it."""
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists; pass --force to replace it or choose another output")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise InputError(f"{parent} is not a folder; choose another output")
+
+
+@contextlib.contextmanager
+def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
+    path = Path(path)
+    check_output(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / "previous")
+            os.replace(staging, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def read_manifest(folder: Path | str, kind: str) -> dict[str, Any]:
+    """The manifest of an artifact folder, checked to be of ``kind``."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.exists():
+        raise InputError(f"{folder}: not a minenegs {kind} folder (no {MANIFEST}); create it with `minenegs {kind.split()[0]}`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable manifest ({exc}); recreate the folder") from None
+    if manifest.get("kind") != kind:
+        raise InputError(f"{folder}: is a {manifest.get('kind')!r} folder, not {kind!r}")
+    return manifest

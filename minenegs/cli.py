@@ -1,0 +1,131 @@
+"""The ``minenegs`` command line: thin commands over the library, errors handled in one place."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .errors import EXIT_INTERRUPTED, MinenegsError
+
+DEBUG_ENV = "MINENEGS_DEBUG"
+
+
+class _Group(TyperGroup):
+    """Turns library errors into one line on stderr and their exit status; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except MinenegsError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            click.echo(f"minenegs: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("minenegs: interrupted; finished work is cached, outputs are unchanged", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Mine hard negatives for training retrieval and embedding models.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"minenegs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show tracebacks (or set {DEBUG_ENV}=1).")] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+# -- reusable option aliases ---------------------------------------------------------------------
+DataArg = Annotated[Optional[Path], typer.Argument(
+    help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a pair file (query and positive texts).",
+    show_default=False)]
+SplitOpt = Annotated[str, typer.Option("--split", help="Qrels split of a BEIR folder.")]
+CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="Corpus file (JSONL, CSV, TSV, Parquet).")]
+QueriesOpt = Annotated[Optional[Path], typer.Option("--queries", help="Queries file.")]
+QrelsOpt = Annotated[Optional[Path], typer.Option("--qrels", help="Qrels file: BEIR TSV, TREC, or a table.")]
+IdColumnOpt = Annotated[Optional[str], typer.Option("--id-column", help="Id column of corpus and queries.")]
+TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", help="Text column of corpus and queries.")]
+TitleColumnOpt = Annotated[Optional[str], typer.Option("--title-column", help="Title column of the corpus.")]
+QueryColumnOpt = Annotated[Optional[str], typer.Option("--query-column", help="Query column of a pair file.")]
+PositiveColumnOpt = Annotated[Optional[str], typer.Option("--positive-column", help="Positive column of a pair file.")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", show_default=False)]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="sentence-transformers model name or folder [default: $MINENEGS_MODEL, else the bundled "
+    "all-MiniLM-L6-v2].", show_default=False)]
+CacheDirOpt = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].", show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+
+
+@app.command()
+def encode(
+    data: DataArg = None,
+    output: OutputOpt = ...,
+    split: SplitOpt = "train",
+    corpus: CorpusOpt = None,
+    queries: QueriesOpt = None,
+    qrels: QrelsOpt = None,
+    id_column: IdColumnOpt = None,
+    text_column: TextColumnOpt = None,
+    title_column: TitleColumnOpt = None,
+    query_column: QueryColumnOpt = None,
+    positive_column: PositiveColumnOpt = None,
+    model: ModelOpt = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it), fp32 or bf16.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
+    max_seq_length: Annotated[Optional[int], typer.Option(help="Truncate texts to this many tokens [default: the model's].", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, ... [default: the best available].", show_default=False)] = None,
+    query_prompt: Annotated[Optional[str], typer.Option(help="Prefix for queries, e.g. 'query: '.")] = None,
+    corpus_prompt: Annotated[Optional[str], typer.Option(help="Prefix for documents, e.g. 'passage: '.")] = None,
+    normalize: Annotated[bool, typer.Option(help="Store unit-length vectors (cosine scores).")] = True,
+    chunk_size: Annotated[int, typer.Option(help="Texts per cached chunk (the unit of resume).")] = 1024,
+    cache_dir: CacheDirOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Encode a corpus and its queries into an embeddings folder, reusing cached chunks."""
+    from .cache import default_cache_dir
+    from .dataset import Columns, load_dataset
+    from .embeddings import encode_dataset
+    from .models import SentenceTransformerEncoder
+    from .report import progress_bar, show_summary
+
+    columns = Columns(id_column, text_column, title_column, query_column, positive_column)
+    dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns)
+    cache = cache_dir or default_cache_dir()
+    encoder = SentenceTransformerEncoder(model, device=device, precision=precision, max_seq_length=max_seq_length,
+                                         batch_size=batch_size, fingerprint_memo=cache / "fingerprints.json")
+    with progress_bar("encoding", quiet or json_) as progress:
+        summary = encode_dataset(dataset, output, encoder, cache_dir=cache, query_prompt=query_prompt,
+                                 corpus_prompt=corpus_prompt, normalize=normalize, chunk_size=chunk_size,
+                                 force=force, progress=progress)
+    show_summary(f"encoded -> {output}", summary.to_dict(), quiet=quiet, as_json=json_)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="minenegs")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

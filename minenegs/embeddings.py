@@ -1,0 +1,257 @@
+"""The embeddings stage: encode a dataset once, into a folder later stages memory-map.
+
+Folder layout (``kind: embeddings``)::
+
+    manifest.json      model, fingerprint, prompts, settings, dimension, counts, input hashes
+    corpus.npy         float32 [n_docs, dim], row i is corpus.parquet row i
+    corpus.parquet     id, text
+    queries.npy        float32 [n_queries, dim]
+    queries.parquet    id, text
+    qrels.parquet      query_id, doc_id, score
+
+Identical texts with the same prompt are encoded once (across corpus and queries alike), and every
+encoded chunk goes through the :class:`~minenegs.cache.ChunkCache` first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import check_output, output_dir, read_manifest, write_manifest
+from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
+from .errors import MinenegsError
+from .models import Encoder
+from .records import Dataset, Qrel, TextTable
+
+KIND = "embeddings"
+SIDES = ("corpus", "queries")
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EncodeSummary:
+    out: str
+    model: str
+    fingerprint: str
+    precision: str
+    dim: int
+    docs: int
+    queries: int
+    qrels: int
+    unique_texts: int
+    chunks: int
+    chunks_cached: int
+    texts_encoded: int
+    encode_seconds: float
+    seconds: float
+
+    @property
+    def texts_per_second(self) -> float:
+        return self.texts_encoded / self.encode_seconds if self.encode_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "texts_per_second": round(self.texts_per_second, 2)}
+
+
+@dataclass
+class _Group:
+    """The unique texts sharing one prompt, and where each side's rows point into them."""
+
+    prompt: str | None
+    texts: list[str]
+    rows: dict[str, np.ndarray]  # side -> unique-text index of each row
+
+
+def _group_by_prompt(tables: dict[str, TextTable], prompts: dict[str, str | None]) -> list[_Group]:
+    groups: dict[str | None, tuple[dict[str, int], dict[str, np.ndarray]]] = {}
+    for side, table in tables.items():
+        index, rows = groups.setdefault(prompts[side], ({}, {}))
+        rows[side] = np.fromiter((index.setdefault(t, len(index)) for t in table.texts), dtype=np.int64,
+                                 count=len(table))
+    return [_Group(prompt, list(index), rows) for prompt, (index, rows) in groups.items()]
+
+
+class _Scatter:
+    """Writes each chunk's vectors to every row, on each side, whose text is in the chunk."""
+
+    def __init__(self, order: list[int], rows: dict[str, np.ndarray]) -> None:
+        pos_of_text = np.empty(len(order), dtype=np.int64)
+        pos_of_text[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+        self.sides = {}
+        for side, uids in rows.items():
+            pos = pos_of_text[uids] if len(uids) else uids
+            perm = np.argsort(pos, kind="stable")
+            self.sides[side] = (perm, pos[perm])
+
+    def __call__(self, outputs: dict[str, np.ndarray], start: int, stop: int, vectors: np.ndarray) -> None:
+        for side, (perm, sorted_pos) in self.sides.items():
+            lo, hi = np.searchsorted(sorted_pos, [start, stop])
+            if hi > lo:
+                outputs[side][perm[lo:hi]] = vectors[sorted_pos[lo:hi] - start]
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _encode_chunk(encoder: Encoder, texts: list[str], prompt: str | None, batch: int,
+                  tick: Callable[[int], None]) -> np.ndarray:
+    parts = []
+    for i in range(0, len(texts), batch):
+        part = np.asarray(encoder.encode(texts[i:i + batch], prompt), dtype=np.float32)
+        if part.ndim != 2 or part.shape[0] != len(texts[i:i + batch]):
+            raise MinenegsError(f"the encoder returned shape {part.shape} for {len(texts[i:i + batch])} texts")
+        parts.append(part)
+        tick(len(texts[i:i + batch]))
+    return np.concatenate(parts)
+
+
+def _write_table(path: Path, columns: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+
+
+def encode_dataset(
+    dataset: Dataset,
+    out: Path | str,
+    encoder: Encoder,
+    *,
+    cache_dir: Path | str | None = None,
+    query_prompt: str | None = None,
+    corpus_prompt: str | None = None,
+    normalize: bool = True,
+    chunk_size: int = 1024,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> EncodeSummary:
+    """Encode ``dataset`` into the embeddings folder ``out``, reusing every cached chunk.
+
+    ``progress(done, total)`` is called as texts get encoded (cached ones do not count).
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    check_output(out, force)
+    if chunk_size < 1:
+        raise MinenegsError(f"chunk size {chunk_size} must be at least 1")
+    cache = ChunkCache(cache_dir if cache_dir is not None else default_cache_dir())
+    fingerprint = encoder.fingerprint()
+    settings = encoder.settings()
+    tables = {"corpus": dataset.corpus, "queries": dataset.queries}
+    groups = _group_by_prompt(tables, {"corpus": corpus_prompt, "queries": query_prompt})
+
+    plans = []
+    for group in groups:
+        skey = settings_key(fingerprint, settings, group.prompt)
+        order, chunks = plan_chunks(group.texts, skey, chunk_size)
+        plans.append((group, order, chunks))
+    missing = [c for _, _, chunks in plans for c in chunks if not cache.has(c.key)]
+    total = sum(c.stop - c.start for c in missing)
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
+    encode_seconds = 0.0
+    dim: int | None = None
+    with output_dir(out, force) as stage:
+        outputs: dict[str, np.ndarray] = {}
+        for group, order, chunks in plans:
+            scatter = _Scatter(order, group.rows)
+            for chunk in chunks:
+                vectors = cache.get(chunk.key)
+                if vectors is None:
+                    t0 = time.perf_counter()
+                    texts = [group.texts[i] for i in order[chunk.start:chunk.stop]]
+                    vectors = _encode_chunk(encoder, texts, group.prompt, getattr(encoder, "batch_size", 32), tick)
+                    encode_seconds += time.perf_counter() - t0
+                    cache.put(chunk.key, vectors)
+                if dim is None:
+                    dim = int(vectors.shape[1])
+                    outputs = {side: np.lib.format.open_memmap(stage / f"{side}.npy", mode="w+", dtype=np.float32,
+                                                               shape=(len(tables[side]), dim)) for side in SIDES}
+                elif vectors.shape[1] != dim:
+                    raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {dim}; "
+                                        "clear the cache folder")
+                scatter(outputs, chunk.start, chunk.stop, _normalized(vectors) if normalize else vectors)
+        if dim is None:
+            raise MinenegsError("nothing to encode: the dataset has no texts")
+        for array in outputs.values():
+            array.flush()
+        del outputs
+        for side in SIDES:
+            _write_table(stage / f"{side}.parquet", {"id": tables[side].ids, "text": tables[side].texts})
+        _write_table(stage / "qrels.parquet", {
+            "query_id": [q.query_id for q in dataset.qrels],
+            "doc_id": [q.doc_id for q in dataset.qrels],
+            "score": np.asarray([q.score for q in dataset.qrels], dtype=np.int32),
+        })
+        summary = EncodeSummary(
+            out=str(out), model=encoder.name, fingerprint=fingerprint, precision=str(settings.get("precision")),
+            dim=dim, docs=len(dataset.corpus), queries=len(dataset.queries), qrels=len(dataset.qrels),
+            unique_texts=sum(len(g.texts) for g in groups), chunks=sum(len(c) for _, _, c in plans),
+            chunks_cached=sum(len(c) for _, _, c in plans) - len(missing), texts_encoded=done,
+            encode_seconds=round(encode_seconds, 3), seconds=0.0,
+        )
+        write_manifest(stage, {
+            "kind": KIND,
+            "format_version": 1,
+            "model": encoder.name,
+            "fingerprint": fingerprint,
+            **{k: v for k, v in settings.items()},
+            "query_prompt": query_prompt,
+            "corpus_prompt": corpus_prompt,
+            "normalize": normalize,
+            "dtype": "float32",
+            "dim": dim,
+            "count": {"corpus": len(dataset.corpus), "queries": len(dataset.queries), "qrels": len(dataset.qrels)},
+            "sources": dataset.sources,
+        })
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+class Embeddings:
+    """An embeddings folder, opened without loading its arrays (they are memory-mapped)."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder, KIND)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def vectors(self, side: str) -> np.ndarray:
+        """The ``corpus`` or ``queries`` matrix, memory-mapped read-only."""
+        return np.load(self.folder / f"{side}.npy", mmap_mode="r")
+
+    def table(self, side: str) -> TextTable:
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(self.folder / f"{side}.parquet")
+        return TextTable(t.column("id").to_pylist(), t.column("text").to_pylist())
+
+    def ids(self, side: str) -> list[str]:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.folder / f"{side}.parquet", columns=["id"]).column("id").to_pylist()
+
+    def qrels(self) -> list[Qrel]:
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(self.folder / "qrels.parquet").to_pydict()
+        return [Qrel(q, d, int(s)) for q, d, s in zip(t["query_id"], t["doc_id"], t["score"])]

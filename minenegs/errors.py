@@ -1,0 +1,42 @@
+"""Every error minenegs raises on purpose, with the exit status the CLI gives it.
+
+The library raises these; the CLI prints ``str(error)`` as one line on stderr and exits
+with ``error.exit_code``. Messages say what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class MinenegsError(Exception):
+    """A failure the user can act on. Exit status 1 unless a subclass says otherwise."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InputError(MinenegsError):
+    """Bad input data or bad usage: found before any work starts. Exit status 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    @classmethod
+    def at(cls, source: object, where: str | None, problem: str, fix: str = "") -> "InputError":
+        """An error that names the file, the place in it (``line 7``, ``row 3``) and the fix."""
+        message = f"{source}: {problem}" if where is None else f"{source} {where}: {problem}"
+        if fix:
+            message += f"; {fix}"
+        return cls(message)
+
+
+class OutputExistsError(MinenegsError):
+    """The output is already there and ``--force`` was not given. Exit status 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ModelError(MinenegsError):
+    """A model could not be found or loaded."""

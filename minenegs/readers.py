@@ -1,0 +1,209 @@
+"""Low-level readers: rows of JSONL, CSV, TSV and Parquet files, with where each row came from.
+
+Every reader hashes the bytes it reads (for provenance), turns I/O and decoding problems into
+one-line :class:`InputError` messages naming the file and the line, and never loads more than
+one row (or one Parquet batch) at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+FORMATS = sorted(set(SUFFIX_FORMATS.values()))
+
+
+def detect_format(path: Path) -> str:
+    """The file format from the suffix (``.gz`` is looked through)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    fmt = SUFFIX_FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        known = ", ".join(sorted(SUFFIX_FORMATS))
+        raise InputError.at(path, None, "unknown file type", f"use one of {known} (optionally .gz)")
+    return fmt
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError.at(path, None, "no such file", "check the path")
+    if path.is_dir():
+        raise InputError.at(path, None, "is a folder, not a file", "name a file inside it")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InputError.at(path, None, f"cannot be read ({exc.strerror})", "check its permissions") from None
+    if size == 0:
+        raise InputError.at(path, None, "file is empty", "point to a file with data")
+
+
+@dataclass
+class RowReader:
+    """Iterates ``(where, row)`` pairs of one file; ``sha256`` is complete once iteration ends."""
+
+    path: Path
+    fmt: str
+    delimiter: str | None = None
+    _sha: Any = field(default_factory=hashlib.sha256, repr=False)
+
+    @classmethod
+    def open(cls, path: Path | str, fmt: str | None = None) -> "RowReader":
+        path = Path(path)
+        _check_readable(path)
+        return cls(path, fmt or detect_format(path))
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        readers = {"jsonl": self._jsonl, "csv": self._delimited, "tsv": self._delimited, "parquet": self._parquet}
+        yielded = False
+        for item in readers[self.fmt]():
+            yielded = True
+            yield item
+        if not yielded:
+            raise InputError.at(self.path, None, "has no data rows", "point to a file with data")
+
+    # -- text formats -------------------------------------------------------------------
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """Decoded lines with 1-based line numbers; bad UTF-8 is an error naming the line."""
+        opener = gzip.open if self.path.suffix.lower() == ".gz" else open
+        try:
+            with opener(self.path, "rb") as fh:
+                for lineno, raw in enumerate(fh, 1):
+                    self._sha.update(raw)
+                    try:
+                        yield lineno, raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise InputError.at(
+                            self.path, f"line {lineno}", f"invalid UTF-8 at byte {exc.start} of the line",
+                            "re-encode the file as UTF-8 (for example with iconv)",
+                        ) from None
+        except (OSError, EOFError) as exc:
+            raise InputError.at(self.path, None, f"cannot be read ({exc})", "check the file") from None
+
+    def _jsonl(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for lineno, line in self.lines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError.at(
+                    self.path, f"line {lineno}", f"not valid JSON ({exc.msg})", "write one JSON object per line"
+                ) from None
+            if not isinstance(row, dict):
+                raise InputError.at(
+                    self.path, f"line {lineno}", "is not a JSON object", "write one JSON object per line"
+                )
+            yield f"line {lineno}", row
+
+    def _delimited(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        delimiter = self.delimiter or ("," if self.fmt == "csv" else "\t")
+        quoting = csv.QUOTE_MINIMAL if self.fmt == "csv" else csv.QUOTE_NONE
+        csv.field_size_limit(1 << 30)
+        reader = csv.reader((line for _, line in self.lines()), delimiter=delimiter, quoting=quoting)
+        header: list[str] | None = None
+        try:
+            for values in reader:
+                if not values or all(not v.strip() for v in values):
+                    continue
+                if header is None:
+                    header = [v.strip() for v in values]
+                    continue
+                where = f"line {reader.line_num}"
+                if len(values) != len(header):
+                    raise InputError.at(
+                        self.path, where, f"has {len(values)} fields but the header has {len(header)}",
+                        "quote fields that contain the delimiter",
+                    )
+                yield where, dict(zip(header, values))
+        except csv.Error as exc:
+            raise InputError.at(self.path, f"line {reader.line_num}", f"malformed ({exc})", "fix the quoting") from None
+
+    # -- parquet ----------------------------------------------------------------------------
+    def _parquet(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._sha = _sha256_of(self.path)
+        try:
+            pfile = pq.ParquetFile(self.path)
+            row = 0
+            for batch in pfile.iter_batches(batch_size=8192):
+                for item in batch.to_pylist():
+                    row += 1
+                    yield f"row {row}", item
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError.at(self.path, None, f"is not a readable Parquet file ({exc})", "check the file") from None
+
+
+def _sha256_of(path: Path) -> Any:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha
+
+
+def file_sha256(path: Path | str) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    return _sha256_of(Path(path)).hexdigest()
+
+
+def pick_column(
+    columns: list[str], candidates: tuple[str, ...], explicit: str | None, *, path: Path, what: str, flag: str
+) -> str | None:
+    """The column to use: ``explicit`` if given (it must exist), else the first candidate present.
+
+    Returns None when no candidate is present and none was asked for.
+    """
+    if explicit:
+        if explicit in columns:
+            return explicit
+        raise InputError.at(
+            path, None, f"has no column {explicit!r} (it has: {', '.join(columns)})", f"fix {flag}"
+        )
+    lowered = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name in columns:
+            return name
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    return None
+
+
+def require_column(
+    columns: list[str], candidates: tuple[str, ...], explicit: str | None, *, path: Path, what: str, flag: str
+) -> str:
+    """Like :func:`pick_column`, but a missing column is an error naming the fix."""
+    name = pick_column(columns, candidates, explicit, path=path, what=what, flag=flag)
+    if name is None:
+        looked = ", ".join(candidates)
+        raise InputError.at(
+            path, None, f"has no {what} column (looked for {looked}; it has: {', '.join(columns)})",
+            f"name it with {flag}",
+        )
+    return name

@@ -1,0 +1,63 @@
+"""What the CLI shows: progress bars and summaries on stderr, ``--json`` summaries on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from .embeddings import Progress as ProgressCallback
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:  # type: ignore[override]
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} texts/s", style="cyan")
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator[ProgressCallback | None]:
+    """A ``progress(done, total)`` callback that drives a rich bar; None when quiet."""
+    if quiet:
+        yield None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=stderr_console(), transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
+    """The stage's summary: JSON on stdout with ``--json``, a table on stderr unless ``--quiet``."""
+    if as_json:
+        sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+        sys.stdout.flush()
+        return
+    if quiet:
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:,.3f}".rstrip("0").rstrip(".")
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        table.add_row(key.replace("_", " "), str(value))
+    stderr_console().print(table)
