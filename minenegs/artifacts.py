@@ -43,13 +43,32 @@ def check_output(path: Path, force: bool) -> None:
         raise InputError(f"{parent} is not a folder; choose another output")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_stale(path: Path) -> None:
+    """Remove staging folders that a killed run left beside ``path`` (their owner process is gone)."""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        owner = leftover.name[len(path.name) + 2:].split(".", 1)[0]
+        if owner.isdigit() and not _pid_alive(int(owner)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
     path = Path(path)
     check_output(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    _sweep_stale(path)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
     try:
         yield staging
         if path.exists():

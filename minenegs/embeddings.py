@@ -60,40 +60,64 @@ class EncodeSummary:
 
 
 @dataclass
-class _Group:
-    """The unique texts sharing one prompt, and where each side's rows point into them."""
+class _Unit:
+    """Unique texts encoded together under one prompt, and the rows of each side that take their vectors.
+
+    ``targets[side] = (rows, text_index)``: row ``rows[k]`` of that side gets text ``text_index[k]``'s vector.
+    """
 
     prompt: str | None
     texts: list[str]
-    rows: dict[str, np.ndarray]  # side -> unique-text index of each row
+    targets: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _group_by_prompt(tables: dict[str, TextTable], prompts: dict[str, str | None]) -> list[_Group]:
-    groups: dict[str | None, tuple[dict[str, int], dict[str, np.ndarray]]] = {}
+def _plan_units(tables: dict[str, TextTable], prompts: dict[str, str | None]) -> list[_Unit]:
+    """One unit per side, in order. A text already in an earlier unit with the same prompt is taken from it,
+    so it is encoded once; a side's own chunks never depend on a later side, so changing the query prompt
+    leaves the corpus cache intact."""
+    units: list[tuple[_Unit, dict[str, int]]] = []
     for side, table in tables.items():
-        index, rows = groups.setdefault(prompts[side], ({}, {}))
-        rows[side] = np.fromiter((index.setdefault(t, len(index)) for t in table.texts), dtype=np.int64,
-                                 count=len(table))
-    return [_Group(prompt, list(index), rows) for prompt, (index, rows) in groups.items()]
+        prompt = prompts[side]
+        earlier = [(u, index) for u, index in units if u.prompt == prompt]
+        own: dict[str, int] = {}
+        own_rows: list[int] = []
+        own_idx: list[int] = []
+        borrowed: dict[int, tuple[list[int], list[int]]] = {}
+        for row, text in enumerate(table.texts):
+            for k, (_, index) in enumerate(earlier):
+                if text in index:
+                    rows, idx = borrowed.setdefault(k, ([], []))
+                    rows.append(row)
+                    idx.append(index[text])
+                    break
+            else:
+                own_rows.append(row)
+                own_idx.append(own.setdefault(text, len(own)))
+        for k, (rows, idx) in borrowed.items():
+            earlier[k][0].targets[side] = (np.asarray(rows, dtype=np.int64), np.asarray(idx, dtype=np.int64))
+        unit = _Unit(prompt, list(own), {side: (np.asarray(own_rows, dtype=np.int64),
+                                                np.asarray(own_idx, dtype=np.int64))})
+        units.append((unit, own))
+    return [u for u, _ in units]
 
 
 class _Scatter:
     """Writes each chunk's vectors to every row, on each side, whose text is in the chunk."""
 
-    def __init__(self, order: list[int], rows: dict[str, np.ndarray]) -> None:
+    def __init__(self, order: list[int], targets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         pos_of_text = np.empty(len(order), dtype=np.int64)
         pos_of_text[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
         self.sides = {}
-        for side, uids in rows.items():
-            pos = pos_of_text[uids] if len(uids) else uids
+        for side, (rows, text_index) in targets.items():
+            pos = pos_of_text[text_index] if len(text_index) else text_index
             perm = np.argsort(pos, kind="stable")
-            self.sides[side] = (perm, pos[perm])
+            self.sides[side] = (rows[perm], pos[perm])
 
     def __call__(self, outputs: dict[str, np.ndarray], start: int, stop: int, vectors: np.ndarray) -> None:
-        for side, (perm, sorted_pos) in self.sides.items():
+        for side, (rows, sorted_pos) in self.sides.items():
             lo, hi = np.searchsorted(sorted_pos, [start, stop])
             if hi > lo:
-                outputs[side][perm[lo:hi]] = vectors[sorted_pos[lo:hi] - start]
+                outputs[side][rows[lo:hi]] = vectors[sorted_pos[lo:hi] - start]
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:
@@ -146,7 +170,7 @@ def encode_dataset(
     fingerprint = encoder.fingerprint()
     settings = encoder.settings()
     tables = {"corpus": dataset.corpus, "queries": dataset.queries}
-    groups = _group_by_prompt(tables, {"corpus": corpus_prompt, "queries": query_prompt})
+    groups = _plan_units(tables, {"corpus": corpus_prompt, "queries": query_prompt})
 
     plans = []
     for group in groups:
@@ -170,7 +194,7 @@ def encode_dataset(
     with output_dir(out, force) as stage:
         outputs: dict[str, np.ndarray] = {}
         for group, order, chunks in plans:
-            scatter = _Scatter(order, group.rows)
+            scatter = _Scatter(order, group.targets)
             for chunk in chunks:
                 vectors = cache.get(chunk.key)
                 if vectors is None:

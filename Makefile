@@ -1,0 +1,32 @@
+# The whole set-up: `make demo` and `make test` create or reuse .venv and install what they need.
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.minenegs-installed
+SHARED ?= ../shared/data
+
+.PHONY: install demo test test-fast bench-encode clean
+
+install: $(STAMP)
+
+# torch goes in first with its pin, so sentence-transformers finds it and pip takes the CPU wheel.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/minenegs encode data_samples --split train --output build/demo/embeddings --cache-dir build/cache --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench-encode: $(STAMP)
+	$(BIN)/python benchmarks/encode.py --data $(SHARED)/scifact
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data_samples"
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakes import FakeEncoder  # noqa: E402
+
+
+@pytest.fixture
+def samples() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def fake() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """No test writes to the user's cache or depends on their default model."""
+    monkeypatch.setenv("MINENEGS_CACHE", str(tmp_path_factory.mktemp("default-cache")))
+    monkeypatch.delenv("MINENEGS_MODEL", raising=False)
+    monkeypatch.delenv("MINENEGS_DEBUG", raising=False)

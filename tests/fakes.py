@@ -1,0 +1,51 @@
+"""A deterministic fake encoder: bag of hashed words, so texts sharing words get similar vectors."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+
+import numpy as np
+
+
+def _word_vector(word: str, dim: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng(seed).standard_normal(dim)
+
+
+class FakeEncoder:
+    """Encodes ``prompt + text`` as the sum of its words' seeded random vectors.
+
+    Counts what it encodes (``encoded``, ``calls``) so tests can check what was (not) encoded again;
+    ``delay`` seconds per call slows it down for interruption tests; ``fail_after`` raises
+    KeyboardInterrupt once that many texts have been encoded.
+    """
+
+    name = "fake-bow"
+    batch_size = 8
+
+    def __init__(self, dim: int = 32, version: str = "1", delay: float = 0.0, fail_after: int | None = None,
+                 scale: float = 1.0) -> None:
+        self.dim, self.version, self.delay, self.fail_after, self.scale = dim, version, delay, fail_after, scale
+        self.encoded = 0
+        self.calls: list[list[str]] = []
+
+    def fingerprint(self) -> str:
+        return f"fake-bow-{self.version}-{self.dim}"
+
+    def settings(self) -> dict:
+        return {"scale": self.scale}
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        if self.fail_after is not None and self.encoded + len(texts) > self.fail_after:
+            raise KeyboardInterrupt
+        if self.delay:
+            time.sleep(self.delay)
+        self.calls.append(list(texts))
+        self.encoded += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", ((prompt or "") + text).lower()):
+                out[i] += _word_vector(word, self.dim)
+        return out * self.scale

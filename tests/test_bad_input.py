@@ -1,0 +1,154 @@
+"""Bad input fails before any work, with one line naming the file, the line and the fix, and exit 2."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from minenegs.cli import app
+from minenegs.dataset import load_dataset
+from minenegs.errors import InputError
+
+CORPUS = '{"_id": "d1", "title": "", "text": "first doc"}\n{"_id": "d2", "title": "T", "text": "second doc"}\n'
+QUERIES = '{"_id": "q1", "text": "a query"}\n'
+QRELS = "query-id\tcorpus-id\tscore\nq1\td1\t1\n"
+
+
+def beir(tmp_path: Path, corpus: str | bytes = CORPUS, queries: str | bytes = QUERIES, qrels: str = QRELS) -> Path:
+    folder = tmp_path / "data"
+    (folder / "qrels").mkdir(parents=True)
+    for name, content in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+        target = folder / name
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    (folder / "qrels" / "train.tsv").write_text(qrels)
+    return folder
+
+
+def corrupt_gzip(tmp_path: Path) -> dict:
+    path = tmp_path / "corpus.jsonl.gz"
+    path.write_bytes(gzip.compress(CORPUS.encode())[:20])
+    return {"corpus": path}
+
+
+def folder_as_file(tmp_path: Path) -> dict:
+    (tmp_path / "corpus.jsonl").mkdir()
+    return {"corpus": tmp_path / "corpus.jsonl"}
+
+
+def bad_parquet(tmp_path: Path) -> dict:
+    path = tmp_path / "corpus.parquet"
+    path.write_bytes(b"PAR1 this is not parquet")
+    return {"corpus": path}
+
+
+def header_only_csv(tmp_path: Path) -> dict:
+    path = tmp_path / "corpus.csv"
+    path.write_text("_id,text\n")
+    return {"corpus": path}
+
+
+def ragged_csv(tmp_path: Path) -> dict:
+    path = tmp_path / "corpus.csv"
+    path.write_text("_id,text\nd1,hello\nd2,hello,again\n")
+    return {"corpus": path}
+
+
+def empty_positive_pairs(tmp_path: Path) -> dict:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"query": "q", "positive": "p"}\n{"query": "q2", "positive": "  "}\n')
+    return {"data": path}
+
+
+def unknown_suffix(tmp_path: Path) -> dict:
+    path = tmp_path / "corpus.xml"
+    path.write_text("<doc/>")
+    return {"corpus": path}
+
+
+CASES = {
+    "missing text column": (lambda t: {"data": beir(t, corpus='{"_id": "d1", "words": "x"}\n')},
+                            r"corpus.jsonl: has no text column .*name it with --text-column"),
+    "missing field on a later line": (lambda t: {"data": beir(t, corpus='{"_id": "d1", "text": "x"}\n{"_id": "d2"}\n')},
+                                      r"corpus.jsonl line 2: has no field 'text'"),
+    "duplicate id, different text": (
+        lambda t: {"data": beir(t, corpus=CORPUS + '{"_id": "d1", "text": "not the first doc"}\n')},
+        r"corpus.jsonl line 3: document id 'd1' appears again with a different text \(first at line 1\)"),
+    "qrels name an unknown document": (lambda t: {"data": beir(t, qrels=QRELS + "q1\tzzz\t1\n")},
+                                       r"train.tsv line 3: names document 'zzz', which is not in the corpus"),
+    "qrels name an unknown query": (lambda t: {"data": beir(t, qrels=QRELS + "q9\td1\t1\n")},
+                                    r"train.tsv line 3: names query 'q9', which is not among the queries"),
+    "qrels score not a number": (lambda t: {"data": beir(t, qrels=QRELS + "q1\td2\thigh\n")},
+                                 r"train.tsv line 3: relevance 'high' is not a whole number"),
+    "empty document text": (lambda t: {"data": beir(t, corpus=CORPUS + '{"_id": "d3", "title": " ", "text": "  "}\n')},
+                            r"corpus.jsonl line 3: document 'd3' has an empty text"),
+    "empty query text": (lambda t: {"data": beir(t, queries='{"_id": "q1", "text": ""}\n')},
+                         r"queries.jsonl line 1: query 'q1' has an empty text"),
+    "empty id": (lambda t: {"data": beir(t, corpus='{"_id": "", "text": "x"}\n')},
+                 r"corpus.jsonl line 1: document has an empty id"),
+    "invalid UTF-8": (lambda t: {"data": beir(t, corpus=CORPUS.encode() + b'{"_id": "d3", "text": "caf\xe9"}\n')},
+                      r"corpus.jsonl line 3: invalid UTF-8 .*re-encode the file as UTF-8"),
+    "broken JSON": (lambda t: {"data": beir(t, corpus=CORPUS + '{"_id": "d3", "text": \n')},
+                    r"corpus.jsonl line 3: not valid JSON"),
+    "JSON line not an object": (lambda t: {"data": beir(t, corpus=CORPUS + '["d3", "text"]\n')},
+                                r"corpus.jsonl line 3: is not a JSON object"),
+    "empty file": (lambda t: {"data": beir(t, queries="")}, r"queries.jsonl: file is empty"),
+    "header-only file": (header_only_csv, r"corpus.csv: has no data rows"),
+    "ragged CSV": (ragged_csv, r"corpus.csv line 3: has 3 fields but the header has 2"),
+    "missing file": (lambda t: {"corpus": t / "nope.jsonl"}, r"nope.jsonl: no such file"),
+    "folder instead of file": (folder_as_file, r"corpus.jsonl: is a folder, not a file"),
+    "corrupt gzip": (corrupt_gzip, r"corpus.jsonl.gz: cannot be read"),
+    "not parquet": (bad_parquet, r"corpus.parquet: is not a readable Parquet file"),
+    "unknown suffix": (unknown_suffix, r"corpus.xml: unknown file type"),
+    "missing split": (lambda t: {"data": beir(t), "split": "dev"}, r"has no qrels for split 'dev'; choose one of: train"),
+    "not a BEIR folder": (lambda t: {"data": t}, r"has no corpus.jsonl"),
+    "pair with empty positive": (empty_positive_pairs, r"pairs.jsonl line 2: has an empty positive"),
+    "qrels without queries": (lambda t: {"corpus": beir(t) / "corpus.jsonl", "qrels": beir(t / "x") / "qrels/train.tsv"},
+                              r"qrels were given without queries"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_library_raises_one_line_input_error(tmp_path, case):
+    make, pattern = CASES[case]
+    kwargs = make(tmp_path)
+    with pytest.raises(InputError, match=pattern) as info:
+        load_dataset(kwargs.pop("data", None), **kwargs)
+    assert "\n" not in str(info.value)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_cli_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
+    make, pattern = CASES[case]
+    kwargs = make(tmp_path)
+    args = ["encode", "--output", str(tmp_path / "out")]
+    if kwargs.get("data") is not None:
+        args.insert(1, str(kwargs["data"]))
+    for key in ("corpus", "queries", "qrels", "split"):
+        if key in kwargs:
+            args += [f"--{key}", str(kwargs[key])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minenegs: error: "), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_needs_force(tmp_path, samples):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = CliRunner().invoke(app, ["encode", str(samples), "--output", str(out)])
+    assert result.exit_code == 2
+    assert "already exists; pass --force" in result.stderr
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_unknown_precision_is_bad_usage(tmp_path, samples):
+    result = CliRunner().invoke(app, ["encode", str(samples), "-o", str(tmp_path / "o"), "--precision", "fp8"])
+    assert result.exit_code == 2
+    assert "--precision fp8: choose one of auto, fp32, bf16" in result.stderr
