@@ -28,19 +28,33 @@ class _RateColumn(ProgressColumn):
 
 @contextlib.contextmanager
 def progress_bar(description: str, quiet: bool) -> Iterator[ProgressCallback | None]:
-    """A ``progress(done, total)`` callback that drives a rich bar; None when quiet."""
+    """A ``progress(done, total)`` callback that drives a rich bar; None when quiet.
+
+    The bar appears only once there is work to show (``total > 0``), so errors found while
+    preparing, and fully cached runs, print no bar.
+    """
     if quiet:
         yield None
         return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=stderr_console(), transient=False) as bar:
-        task = bar.add_task(description, total=None)
+    bar = Progress(*columns, console=stderr_console(), transient=False)
+    task = None
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            if total <= 0:
+                return
+            bar.start()
+            task = bar.add_task(description, total=total)
+        bar.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool) -> None:

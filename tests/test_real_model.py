@@ -1,0 +1,96 @@
+"""The bundled all-MiniLM-L6-v2, loaded offline: precision, the CLI end to end, and lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minenegs.dataset import load_beir
+from minenegs.embeddings import Embeddings
+from minenegs.models import SentenceTransformerEncoder, bundled_model_path, cpu_supports_bf16, fingerprint_dir
+
+MINENEGS = [sys.executable, "-m", "minenegs"]
+
+
+def run(args: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")
+def test_bf16_matches_fp32_on_real_text(samples):
+    texts = load_beir(samples).corpus.texts
+    fp32 = SentenceTransformerEncoder(precision="fp32").encode(texts, None)
+    bf16 = SentenceTransformerEncoder(precision="bf16").encode(texts, None)
+    assert fp32.shape == bf16.shape == (104, 384)
+    assert cosines(fp32, bf16).min() >= 0.999
+
+
+def test_default_model_is_the_bundled_one():
+    enc = SentenceTransformerEncoder()
+    assert enc.name == "all-MiniLM-L6-v2 (bundled)"
+    assert enc.max_seq_length == 256
+    assert enc.fingerprint() == fingerprint_dir(bundled_model_path())
+
+
+def test_unknown_model_name_fails_in_one_line(tmp_path, samples):
+    result = run(MINENEGS + ["encode", str(samples), "-o", str(tmp_path / "o"), "--model", "no-such-org/no-such-model"],
+                 env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("minenegs: error: cannot load model 'no-such-org/no-such-model'")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_encodes_with_the_bundled_model_then_reuses_the_cache_without_torch(tmp_path, samples):
+    env = {"MINENEGS_CACHE": str(tmp_path / "cache")}
+    first = run(MINENEGS + ["encode", str(samples), "-o", str(tmp_path / "emb"), "--json"], env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["texts_encoded"] == 120 and summary["dim"] == 384
+    emb = Embeddings(tmp_path / "emb")
+    assert emb.manifest["model"] == "all-MiniLM-L6-v2 (bundled)" and emb.manifest["max_seq_length"] == 256
+    # relevance shows through: a query's positive scores above the average document
+    q = emb.ids("queries").index("q-tcp")
+    scores = emb.vectors("corpus") @ emb.vectors("queries")[q]
+    assert scores[emb.ids("corpus").index("tcp-p1")] == scores.max()
+    # a second run in a fresh process: everything cached, torch never imported
+    probe = ("import sys, runpy; sys.argv = ['minenegs'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('minenegs', run_name='__main__')\n"
+             "except SystemExit as e:\n    assert not e.code, e.code\n"
+             "print(json.dumps(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)))")
+    second = run([sys.executable, "-c", "import json\n" + probe, "encode", str(samples), "-o", str(tmp_path / "emb2"),
+                  "--json"], env=env)
+    assert second.returncode == 0, second.stderr
+    out_lines = second.stdout.strip().splitlines()
+    assert json.loads(out_lines[0])["texts_encoded"] == 0
+    assert json.loads(out_lines[-1]) == []
+    assert (tmp_path / "emb" / "corpus.npy").read_bytes() == (tmp_path / "emb2" / "corpus.npy").read_bytes()
+
+
+def test_model_folder_copy_hits_the_same_cache(tmp_path, samples):
+    copy = tmp_path / "my-model"
+    shutil.copytree(bundled_model_path(), copy)
+    assert SentenceTransformerEncoder(str(copy)).fingerprint() == SentenceTransformerEncoder().fingerprint()
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom minenegs.cli import app\n"
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0\n"
+            "r = CliRunner().invoke(app, ['encode', '--help']); assert r.exit_code == 0\n"
+            "print(sorted(m for m in ('torch', 'sentence_transformers', 'faiss') if m in sys.modules))")
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
