@@ -174,14 +174,15 @@ class SentenceTransformerEncoder:
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             if self._path is None:
-                self._load()
+                self.load()
             self._fingerprint = fingerprint_dir(self._path, self.fingerprint_memo)
         return self._fingerprint
 
     def settings(self) -> dict[str, Any]:
         return {"max_seq_length": self.max_seq_length, "precision": self.precision}
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
+        """Load the model now (it is otherwise loaded on the first :meth:`encode`)."""
         if self._model is not None:
             return self._model
         if self._path is not None:
@@ -208,12 +209,12 @@ class SentenceTransformerEncoder:
         return model
 
     def dimension(self) -> int:
-        return int(self._load().get_sentence_embedding_dimension())
+        return int(self.load().get_sentence_embedding_dimension())
 
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
         import torch
 
-        model = self._load()
+        model = self.load()
         if self.precision == "bf16":
             ctx = torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
         else:

@@ -1,0 +1,30 @@
+"""Run a command as a child process and measure its wall time and peak memory (from wait4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_mb: float
+    stdout: str
+    returncode: int
+
+
+def measure(args: list[str], env: dict | None = None) -> Measured:
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, **(env or {})})
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed with status {proc.returncode}")
+    return Measured(round(seconds, 2), round(usage.ru_maxrss / 1024, 1), out, proc.returncode)
