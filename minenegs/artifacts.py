@@ -83,6 +83,22 @@ def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def output_file(path: Path | str, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path that replaces ``path`` when the block finishes without error."""
+    path = Path(path)
+    check_output(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 from pathlib import Path
 
 import pytest
@@ -28,45 +27,18 @@ def beir(tmp_path: Path, corpus: str | bytes = CORPUS, queries: str | bytes = QU
     return folder
 
 
-def corrupt_gzip(tmp_path: Path) -> dict:
-    path = tmp_path / "corpus.jsonl.gz"
-    path.write_bytes(gzip.compress(CORPUS.encode())[:20])
-    return {"corpus": path}
+def one_file(name: str, content: str | bytes, role: str = "corpus"):
+    """A case whose input is a single file with this name and content, passed as ``role``."""
+    def make(tmp_path: Path) -> dict:
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return {role: path}
+    return make
 
 
 def folder_as_file(tmp_path: Path) -> dict:
     (tmp_path / "corpus.jsonl").mkdir()
     return {"corpus": tmp_path / "corpus.jsonl"}
-
-
-def bad_parquet(tmp_path: Path) -> dict:
-    path = tmp_path / "corpus.parquet"
-    path.write_bytes(b"PAR1 this is not parquet")
-    return {"corpus": path}
-
-
-def header_only_csv(tmp_path: Path) -> dict:
-    path = tmp_path / "corpus.csv"
-    path.write_text("_id,text\n")
-    return {"corpus": path}
-
-
-def ragged_csv(tmp_path: Path) -> dict:
-    path = tmp_path / "corpus.csv"
-    path.write_text("_id,text\nd1,hello\nd2,hello,again\n")
-    return {"corpus": path}
-
-
-def empty_positive_pairs(tmp_path: Path) -> dict:
-    path = tmp_path / "pairs.jsonl"
-    path.write_text('{"query": "q", "positive": "p"}\n{"query": "q2", "positive": "  "}\n')
-    return {"data": path}
-
-
-def unknown_suffix(tmp_path: Path) -> dict:
-    path = tmp_path / "corpus.xml"
-    path.write_text("<doc/>")
-    return {"corpus": path}
 
 
 CASES = {
@@ -96,16 +68,17 @@ CASES = {
     "JSON line not an object": (lambda t: {"data": beir(t, corpus=CORPUS + '["d3", "text"]\n')},
                                 r"corpus.jsonl line 3: is not a JSON object"),
     "empty file": (lambda t: {"data": beir(t, queries="")}, r"queries.jsonl: file is empty"),
-    "header-only file": (header_only_csv, r"corpus.csv: has no data rows"),
-    "ragged CSV": (ragged_csv, r"corpus.csv line 3: has 3 fields but the header has 2"),
+    "header-only file": (one_file("corpus.csv", "_id,text\n"), r"corpus.csv: has no data rows"),
+    "ragged CSV": (one_file("corpus.csv", "_id,text\nd1,hello\nd2,hello,again\n"), r"corpus.csv line 3: has 3 fields but the header has 2"),
     "missing file": (lambda t: {"corpus": t / "nope.jsonl"}, r"nope.jsonl: no such file"),
     "folder instead of file": (folder_as_file, r"corpus.jsonl: is a folder, not a file"),
-    "corrupt gzip": (corrupt_gzip, r"corpus.jsonl.gz: cannot be read"),
-    "not parquet": (bad_parquet, r"corpus.parquet: is not a readable Parquet file"),
-    "unknown suffix": (unknown_suffix, r"corpus.xml: unknown file type"),
+    "corrupt gzip": (one_file("corpus.jsonl.gz", gzip.compress(CORPUS.encode())[:20]), r"corpus.jsonl.gz: cannot be read"),
+    "not parquet": (one_file("corpus.parquet", b"PAR1 this is not parquet"), r"corpus.parquet: is not a readable Parquet file"),
+    "unknown suffix": (one_file("corpus.xml", "<doc/>"), r"corpus.xml: unknown file type"),
     "missing split": (lambda t: {"data": beir(t), "split": "dev"}, r"has no qrels for split 'dev'; choose one of: train"),
     "not a BEIR folder": (lambda t: {"data": t}, r"has no corpus.jsonl"),
-    "pair with empty positive": (empty_positive_pairs, r"pairs.jsonl line 2: has an empty positive"),
+    "pair with empty positive": (one_file("pairs.jsonl", '{"query": "q", "positive": "p"}\n{"query": "q2", "positive": "  "}\n', "data"),
+                                 r"pairs.jsonl line 2: has an empty positive"),
     "qrels without queries": (lambda t: {"corpus": beir(t) / "corpus.jsonl", "qrels": beir(t / "x") / "qrels/train.tsv"},
                               r"qrels were given without queries"),
 }
