@@ -1,0 +1,34 @@
+"""Positive-aware thresholds (NV-Retriever's TopK-MarginPos / TopK-PercPos, TopK-Abs).
+
+``p`` is the lowest score among the query's positives. A candidate with score ``s`` is dropped when:
+
+- absolute margin ``m``: ``s + m > p``
+- relative margin ``m``: ``s > p - |p| * m`` (0.05 is TopK-PercPos 95 %; ``|p|`` keeps it right for ``p < 0``)
+- max score ``t``: ``s > t``; min score ``t``: ``s < t``
+
+A query without a positive score (``p`` is NaN) keeps everything under the margin filters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def absolute_margin(scores: np.ndarray, p: float, m: float) -> np.ndarray:
+    if not np.isfinite(p):
+        return np.ones(len(scores), dtype=bool)
+    return ~(scores + m > p)
+
+
+def relative_margin(scores: np.ndarray, p: float, m: float) -> np.ndarray:
+    if not np.isfinite(p):
+        return np.ones(len(scores), dtype=bool)
+    return ~(scores > p - abs(p) * m)
+
+
+def max_score(scores: np.ndarray, p: float, t: float) -> np.ndarray:
+    return ~(scores > t)
+
+
+def min_score(scores: np.ndarray, p: float, t: float) -> np.ndarray:
+    return ~(scores < t)

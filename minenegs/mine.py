@@ -1,0 +1,123 @@
+"""From a candidate pool to negatives: a strategy orders each query's candidates inside the rank window,
+and the first ``num_negatives`` that pass every filter become its negatives. A query left with fewer is
+reported short, never padded."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .filters import FILTERS
+from .strategies import STRATEGIES, Candidates, StrategyParams
+
+
+@dataclass(frozen=True)
+class MineParams:
+    strategy: str = "top"
+    num_negatives: int = 3
+    range_min: int = 0
+    range_max: int | None = None
+    seed: int = 0
+    strategy_params: StrategyParams = field(default_factory=StrategyParams)
+    thresholds: dict[str, float] = field(default_factory=dict)  # filter name -> value, only those in use
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"--strategy {self.strategy}: choose one of {', '.join(STRATEGIES)}")
+        if self.num_negatives < 1:
+            raise InputError("--num-negatives must be at least 1")
+        if self.range_min < 0 or (self.range_max is not None and self.range_max <= self.range_min):
+            raise InputError("--range-max must be more than --range-min, and --range-min at least 0")
+        unknown = set(self.thresholds) - set(FILTERS)
+        if unknown:
+            raise InputError(f"unknown filter {sorted(unknown)[0]}")
+
+
+@dataclass
+class Selection:
+    """Per query of the pool: its negatives (corpus rows, in preference order) and their scores."""
+
+    query_idx: np.ndarray
+    query_ids: list[str]
+    negatives: list[np.ndarray]
+    negative_scores: list[np.ndarray]
+    positives: list[np.ndarray]
+    positive_scores: list[np.ndarray]
+    window: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+    short: list[str] = field(default_factory=list)
+
+    def summary(self, n: int) -> dict[str, Any]:
+        kept = np.concatenate(self.negative_scores) if self.negative_scores else np.zeros(0)
+        return {
+            "queries": len(self.query_ids),
+            "queries_short": len(self.short),
+            "negatives": int(sum(len(x) for x in self.negatives)),
+            "candidates_in_window": self.window,
+            **{f"removed_by_{k}": v for k, v in self.removed.items()},
+            "mean_negative_score": round(float(kept.mean()), 4) if len(kept) else None,
+            "num_negatives": n,
+        }
+
+
+def query_rng(seed: int, query_id: str) -> np.random.Generator:
+    """A generator per query, so a query's draw does not depend on the others or their order."""
+    return np.random.default_rng([seed, zlib.crc32(query_id.encode("utf-8"))])
+
+
+def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(pool / "candidates.parquet",
+                      columns=["query_idx", "doc_idx", "query_id", "rank", "score", "is_positive"])
+    rank = t.column("rank")
+    return {
+        "query_idx": t.column("query_idx").to_numpy(),
+        "doc_idx": t.column("doc_idx").to_numpy(),
+        "rank": rank.fill_null(0).to_numpy(),
+        "retrieved": rank.is_valid().to_numpy(zero_copy_only=False),
+        "score": t.column("score").to_numpy(),
+        "is_positive": t.column("is_positive").to_numpy(zero_copy_only=False),
+        "query_id": t.column("query_id"),
+    }
+
+
+def select(pool: Path, params: MineParams) -> Selection:
+    """Choose each query's negatives from the pool folder ``pool``."""
+    a = read_pool_arrays(pool)
+    order_fn = STRATEGIES[params.strategy]
+    qidx = a["query_idx"]
+    bounds = np.flatnonzero(np.diff(qidx)) + 1
+    starts = np.concatenate([[0], bounds]) if len(qidx) else np.zeros(0, dtype=np.int64)
+    stops = np.concatenate([bounds, [len(qidx)]]) if len(qidx) else np.zeros(0, dtype=np.int64)
+    filters = [(name, FILTERS[name], value) for name, value in params.thresholds.items() if value is not None]
+    sel = Selection(qidx[starts], [], [], [], [], [], removed={name: 0 for name, _, _ in filters})
+    range_max = params.range_max if params.range_max is not None else np.iinfo(np.int32).max
+    for lo, hi in zip(starts, stops):
+        qid = a["query_id"][int(lo)].as_py()
+        pos = a["is_positive"][lo:hi]
+        scores, ranks, docs = a["score"][lo:hi], a["rank"][lo:hi], a["doc_idx"][lo:hi]
+        p = float(scores[pos].min()) if pos.any() else float("nan")
+        in_window = ~pos & a["retrieved"][lo:hi] & (ranks > params.range_min) & (ranks <= range_max)
+        cands = Candidates(docs[in_window], ranks[in_window], scores[in_window], p)
+        keep = np.ones(len(cands.rank), dtype=bool)
+        for name, fn, value in filters:
+            passed = fn(cands.score, p, value)
+            sel.removed[name] += int((keep & ~passed).sum())
+            keep &= passed
+        order = order_fn(cands, query_rng(params.seed, qid), params.strategy_params)
+        chosen = order[keep[order]][: params.num_negatives]
+        sel.query_ids.append(qid)
+        sel.negatives.append(cands.doc_idx[chosen])
+        sel.negative_scores.append(cands.score[chosen])
+        sel.positives.append(docs[pos])
+        sel.positive_scores.append(scores[pos])
+        sel.window += len(cands.rank)
+        if len(chosen) < params.num_negatives:
+            sel.short.append(qid)
+    return sel

@@ -1,0 +1,37 @@
+"""Strategies: each orders a query's candidate negatives by preference; the first ``--num-negatives``
+that pass the filters become the negatives. One module per strategy, registered here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import random as _random
+from . import simans, top
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One query's candidates inside the rank window, positives removed, in rank order."""
+
+    doc_idx: np.ndarray
+    rank: np.ndarray
+    score: np.ndarray
+    positive_score: float  # the lowest positive score (NaN when the query has none)
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    simans_a: float = simans.DEFAULT_A
+    simans_b: float = simans.DEFAULT_B
+
+
+Order = Callable[[Candidates, np.random.Generator, StrategyParams], np.ndarray]
+
+STRATEGIES: dict[str, Order] = {
+    "top": top.order,
+    "random": _random.order,
+    "simans": simans.order,
+}
