@@ -122,6 +122,59 @@ def encode(
     show_summary(f"encoded -> {output}", summary.to_dict(), quiet=quiet, as_json=json_)
 
 
+@app.command()
+def mine(
+    embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output Parquet file (n-tuple rows).")],
+    strategy: Annotated[str, typer.Option(help="top, random or simans.")] = "top",
+    num_negatives: Annotated[int, typer.Option(help="Negatives per query.")] = 3,
+    range_min: Annotated[int, typer.Option(help="Skip this many top original ranks.")] = 0,
+    range_max: Annotated[Optional[int], typer.Option(help="Consider ranks up to this one [default: --depth].", show_default=False)] = None,
+    depth: Annotated[int, typer.Option(help="Candidates retrieved per query.")] = 100,
+    retriever: Annotated[str, typer.Option(help="dense, bm25 or hybrid (union fused by reciprocal rank).")] = "dense",
+    index: Annotated[str, typer.Option(help="flat (exact), ivf or hnsw.")] = "flat",
+    nlist: Annotated[Optional[int], typer.Option(help="IVF cells [default: 4*sqrt(docs)].", show_default=False)] = None,
+    nprobe: Annotated[int, typer.Option(help="IVF cells searched.")] = 16,
+    pq_m: Annotated[int, typer.Option(help="IVF-PQ sub-quantisers (0: IVF-Flat).")] = 0,
+    hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
+    ef_search: Annotated[int, typer.Option(help="HNSW search breadth.")] = 128,
+    query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for random and simans.")] = 0,
+    simans_a: Annotated[float, typer.Option(help="SimANS sharpness a.")] = 100.0,
+    simans_b: Annotated[float, typer.Option(help="SimANS offset b (negative: below the positive).")] = -0.05,
+    absolute_margin: Annotated[Optional[float], typer.Option(help="Drop s + m > p.", show_default=False)] = None,
+    relative_margin: Annotated[Optional[float], typer.Option(help="Drop s > p - |p|*m (0.05 = TopK-PercPos 95%).", show_default=False)] = None,
+    max_score: Annotated[Optional[float], typer.Option(help="Drop s > t.", show_default=False)] = None,
+    min_score: Annotated[Optional[float], typer.Option(help="Drop s < t.", show_default=False)] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Retrieve candidates (once; the pool is kept) and write each query's negatives."""
+    from .embeddings import Embeddings
+    from .index import IndexParams
+    from .mine import MineParams, select
+    from .outputs import write_ntuple
+    from .pool import PoolParams, build_pool
+    from .report import progress_bar, show_summary
+    from .strategies import StrategyParams
+    from .artifacts import check_output
+
+    check_output(output, force)
+    params = MineParams(strategy, num_negatives, range_min, range_max, seed, StrategyParams(simans_a, simans_b),
+                        {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
+                         "max_score": max_score, "min_score": min_score})
+    emb = Embeddings(embeddings)
+    pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
+                             query_clusters=query_clusters)
+    with progress_bar("retrieving", quiet or json_) as progress:
+        pool = build_pool(emb, pool_params, progress=progress)
+    selection = select(pool, params)
+    rows = write_ntuple(selection, emb, output, num_negatives, force)
+    show_summary(f"mined -> {output}", {"pool": str(pool), **selection.summary(num_negatives), "rows": rows},
+                 quiet=quiet, as_json=json_)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="minenegs")

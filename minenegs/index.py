@@ -49,10 +49,10 @@ class IndexParams:
     def build_params(self) -> dict[str, Any]:
         """The parameters that change what is built (search-time ones are left out)."""
         if self.kind == "ivf":
-            return {"kind": "ivf", "nlist": self.nlist, "pq_m": self.pq_m}
+            return {"type": "ivf", "nlist": self.nlist, "pq_m": self.pq_m}
         if self.kind == "hnsw":
-            return {"kind": "hnsw", "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction}
-        return {"kind": "flat"}
+            return {"type": "hnsw", "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction}
+        return {"type": "flat"}
 
 
 def _manifest_digest(emb: Embeddings) -> str:

@@ -1,0 +1,170 @@
+"""Mining: the candidate pool, strategies and the rank window, positive-aware filters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from fakes import FakeEncoder
+from minenegs.cli import app
+from minenegs.dataset import load_beir
+from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.index import IndexParams
+from minenegs.mine import MineParams, select
+from minenegs.pool import PoolParams, _schema, build_pool
+from minenegs.strategies import STRATEGIES, StrategyParams
+
+
+@pytest.fixture(scope="module")
+def emb(tmp_path_factory) -> Embeddings:
+    root = tmp_path_factory.mktemp("mine")
+    ds = load_beir(Path(__file__).resolve().parents[1] / "data_samples")
+    encode_dataset(ds, root / "emb", FakeEncoder(dim=64), cache_dir=root / "cache")
+    return Embeddings(root / "emb")
+
+
+def pool_table(pool: Path) -> dict:
+    return pq.read_table(pool / "candidates.parquet").to_pydict()
+
+
+def test_pool_has_ranked_candidates_and_exact_positive_scores(emb):
+    pool = build_pool(emb, PoolParams(depth=10))
+    t = pool_table(pool)
+    corpus, queries = emb.vectors("corpus"), emb.vectors("queries")
+    qids = emb.ids("queries")
+    for qi in range(len(qids)):
+        rows = [i for i, q in enumerate(t["query_idx"]) if q == qi]
+        ranks = [t["rank"][i] for i in rows if t["rank"][i] is not None]
+        assert ranks == list(range(1, 11))
+        retrieved_scores = [t["score"][i] for i in rows if t["rank"][i] is not None]
+        assert retrieved_scores == sorted(retrieved_scores, reverse=True)
+        for i in rows:  # every score is the exact dot product, retrieved or not
+            assert t["score"][i] == pytest.approx(float(corpus[t["doc_idx"][i]] @ queries[qi]), abs=1e-5)
+    positives = {(q.query_id, q.doc_id) for q in emb.qrels()}
+    flagged = {(q, d) for q, d, p in zip(t["query_id"], t["doc_id"], t["is_positive"]) if p}
+    assert flagged == positives  # every positive is in the pool, retrieved or added with source "qrels"
+    assert {s for s, r in zip(t["source"], t["rank"]) if r is None} <= {"qrels"}
+
+
+def test_pool_is_reused(emb):
+    first = build_pool(emb, PoolParams(depth=12))
+    stamp = (first / "candidates.parquet").stat().st_mtime_ns
+    again = build_pool(emb, PoolParams(depth=12))
+    assert again == first and (first / "candidates.parquet").stat().st_mtime_ns == stamp
+    assert build_pool(emb, PoolParams(depth=13)) != first
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_agree_with_flat_on_small_data(emb, kind):
+    flat = pool_table(build_pool(emb, PoolParams(depth=10)))
+    approx = pool_table(build_pool(emb, PoolParams(depth=10, index=IndexParams(kind, nlist=4, nprobe=4))))
+    pairs = lambda t: {(q, d) for q, d, r in zip(t["query_idx"], t["doc_idx"], t["rank"]) if r is not None}
+    assert len(pairs(flat) & pairs(approx)) / len(pairs(flat)) >= 0.95
+
+
+def test_hybrid_pool_marks_sources_and_keeps_dense_scores(emb):
+    t = pool_table(build_pool(emb, PoolParams(depth=10, retriever="hybrid")))
+    assert {"dense", "bm25", "both"} <= set(t["source"])
+    assert all(np.isfinite(t["score"]))
+    assert all(b is not None for b, s in zip(t["bm25"], t["source"]) if s in ("bm25", "both"))
+
+
+def test_query_clusters(emb):
+    pool = build_pool(emb, PoolParams(depth=5, query_clusters=3))
+    clusters = pq.read_table(pool / "queries.parquet").column("cluster_id").to_pylist()
+    assert len(clusters) == 16 and set(clusters) <= {0, 1, 2} and len(set(clusters)) > 1
+
+
+# -- selection on synthetic pools ----------------------------------------------------------------
+def write_pool(folder: Path, queries: list[list[tuple[float, bool]]]) -> Path:
+    """A pool folder from, per query, (score, is_positive) candidates in rank order."""
+    cols = {name: [] for name in _schema().names}
+    for qi, cands in enumerate(queries):
+        for r, (score, positive) in enumerate(cands, 1):
+            cols["query_idx"].append(qi)
+            cols["doc_idx"].append(qi * 1000 + r)
+            cols["query_id"].append(f"q{qi}")
+            cols["doc_id"].append(f"d{qi}-{r}")
+            cols["rank"].append(r)
+            cols["score"].append(score)
+            cols["is_positive"].append(positive)
+            cols["source"].append("dense")
+            cols["bm25"].append(None)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols, schema=_schema()), folder / "candidates.parquet")
+    (folder / "manifest.json").write_text(json.dumps({"kind": "pool"}))
+    return folder
+
+
+scores = st.floats(-1, 1, allow_nan=False, width=32)
+pools = st.lists(st.lists(st.tuples(scores, st.booleans()), min_size=1, max_size=30), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(queries=pools, strategy=st.sampled_from(sorted(STRATEGIES)), n=st.integers(1, 8),
+       range_min=st.integers(0, 5), width=st.one_of(st.none(), st.integers(1, 20)), seed=st.integers(0, 3),
+       margin=st.one_of(st.none(), st.floats(0, 0.2)))
+def test_selection_invariants(tmp_path_factory, queries, strategy, n, range_min, width, seed, margin):
+    pool = write_pool(tmp_path_factory.mktemp("pool"), queries)
+    range_max = None if width is None else range_min + width
+    params = MineParams(strategy, n, range_min, range_max, seed, thresholds={"relative_margin": margin})
+    sel = select(pool, params)
+    again = select(pool, params)
+    for qi, negs in enumerate(sel.negatives):
+        cands = queries[qi]
+        ranks = negs % 1000
+        positives = {r for r, (_, pos) in enumerate(cands, 1) if pos}
+        assert not set(ranks.tolist()) & positives  # no positive among the negatives
+        assert len(set(ranks.tolist())) == len(ranks) <= n  # no duplicates
+        assert all(range_min < r <= (range_max or 10**9) for r in ranks)  # inside the rank window
+        if margin is not None and positives:
+            p = min(cands[r - 1][0] for r in positives)
+            assert all(np.float32(cands[r - 1][0]) <= np.float32(p - abs(p) * margin) for r in ranks)
+        eligible = [r for r in range(1, len(cands) + 1) if r not in positives and range_min < r <= (range_max or 10**9)]
+        if margin is None:
+            assert len(ranks) == min(n, len(eligible))  # never short while enough candidates survive
+        assert np.array_equal(negs, again.negatives[qi])  # same seed, same choice
+        if strategy == "top":
+            assert list(ranks) == sorted(ranks)
+    assert sel.short == [f"q{i}" for i, negs in enumerate(sel.negatives) if len(negs) < n]
+
+
+def test_range_min_skips_original_ranks_not_survivors(tmp_path):
+    # ranks 1-2 are dropped by the margin; range_min=2 must not skip ranks 3-4 as well (it does in ST)
+    pool = write_pool(tmp_path / "p", [[(0.9, True), (0.89, False), (0.88, False), (0.5, False), (0.4, False),
+                                        (0.3, False)]])
+    sel = select(pool, MineParams("top", 2, range_min=2, thresholds={"relative_margin": 0.05}))
+    assert (sel.negatives[0] % 1000).tolist() == [4, 5]
+
+
+def test_simans_prefers_scores_near_the_positive(tmp_path):
+    cands = [(0.8, True)] + [(0.8 - 0.05 - 0.01 * abs(i - 20), False) for i in range(40)]
+    pool = write_pool(tmp_path / "p", [cands])
+    counts = np.zeros(len(cands) + 1)
+    for seed in range(200):
+        negs = select(pool, MineParams("simans", 1, seed=seed)).negatives[0] % 1000
+        counts[negs] += 1
+    peak = int(np.argmax(counts))
+    assert cands[peak - 1][0] == pytest.approx(0.75, abs=0.02)  # centred on p + b = 0.8 - 0.05
+
+
+def test_mine_cli_same_seed_same_bytes(tmp_path, emb):
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.parquet"
+        result = CliRunner().invoke(app, ["mine", str(emb.folder), "-o", str(out), "--strategy", "simans",
+                                          "--seed", "7", "--num-negatives", "4", "--json"])
+        assert result.exit_code == 0, result.output
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    summary = json.loads(result.stdout)
+    assert summary["queries"] == 16 and summary["rows"] == pq.read_metadata(tmp_path / "a.parquet").num_rows
+    assert pq.read_schema(tmp_path / "a.parquet").names == ["anchor", "positive"] + [f"negative_{i}" for i in range(1, 5)]
