@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast bench-encode clean
+.PHONY: install demo test test-fast bench-encode bench-index bench-mine clean
 
 install: $(STAMP)
 
@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/minenegs encode data_samples --split train --output build/demo/embeddings --cache-dir build/cache --force
+	$(BIN)/minenegs mine build/demo/embeddings --strategy top --num-negatives 3 --output build/demo/negatives.parquet --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -25,8 +26,19 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+BENCH_STAMP := $(VENV)/.minenegs-bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
 bench-encode: $(STAMP)
 	$(BIN)/python benchmarks/encode.py --data $(SHARED)/scifact
+
+bench-index: $(STAMP)
+	$(BIN)/python benchmarks/index_recall.py --data $(SHARED)/scifact
+
+bench-mine: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/mine_vs_st.py --data $(SHARED)/scifact
 
 clean:
 	rm -rf build .pytest_cache

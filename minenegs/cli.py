@@ -146,6 +146,7 @@ def mine(
     relative_margin: Annotated[Optional[float], typer.Option(help="Drop s > p - |p|*m (0.05 = TopK-PercPos 95%).", show_default=False)] = None,
     max_score: Annotated[Optional[float], typer.Option(help="Drop s > t.", show_default=False)] = None,
     min_score: Annotated[Optional[float], typer.Option(help="Drop s < t.", show_default=False)] = None,
+    preview: Annotated[int, typer.Option(help="Show this many output rows when done.")] = 3,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -156,7 +157,7 @@ def mine(
     from .mine import MineParams, select
     from .outputs import write_ntuple
     from .pool import PoolParams, build_pool
-    from .report import progress_bar, show_summary
+    from .report import progress_bar, show_rows, show_summary
     from .strategies import StrategyParams
     from .artifacts import check_output
 
@@ -173,6 +174,7 @@ def mine(
     rows = write_ntuple(selection, emb, output, num_negatives, force)
     show_summary(f"mined -> {output}", {"pool": str(pool), **selection.summary(num_negatives), "rows": rows},
                  quiet=quiet, as_json=json_)
+    show_rows(output, preview, quiet=quiet or json_)
 
 
 def main() -> None:

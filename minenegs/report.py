@@ -75,3 +75,21 @@ def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: b
             value = f"{value:,}"
         table.add_row(key.replace("_", " "), str(value))
     stderr_console().print(table)
+
+
+def show_rows(path, n: int, *, quiet: bool) -> None:
+    """The first ``n`` rows of a Parquet output as a table on stderr, each text cut to fit."""
+    if quiet or n <= 0:
+        return
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    rows = next(pf.iter_batches(batch_size=n), None)
+    if rows is None:
+        return
+    table = Table(title=f"first {min(n, rows.num_rows)} rows of {path}", title_justify="left", show_lines=True)
+    for name in rows.schema.names:
+        table.add_column(name, overflow="fold", max_width=40)
+    for row in rows.to_pylist():
+        table.add_row(*(v if len(v) <= 60 else v[:57] + "..." for v in map(str, row.values())))
+    stderr_console().print(table)

@@ -1,0 +1,73 @@
+"""Recall@k of approximate indexes against exact search, with build and search times.
+
+Encodes the dataset's split with minenegs (cached under build/bench-cache), then for flat, IVF-Flat,
+IVF-PQ and HNSW: builds the index, searches every query for its top k, and reports the share of the
+flat top-k each one finds. Writes ``benchmarks/results/index_recall.json``.
+
+    python benchmarks/index_recall.py --data ../shared/data/scifact --split train
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minenegs.dataset import load_beir
+from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.index import IndexParams, open_index
+from minenegs.models import SentenceTransformerEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "index_recall.json")
+    args = parser.parse_args()
+    work = ROOT / "build" / "bench" / f"{args.data.name}-{args.split}"
+    summary = encode_dataset(load_beir(args.data, args.split), work / "emb", SentenceTransformerEncoder(),
+                             cache_dir=ROOT / "build" / "bench-cache", force=True)
+    emb = Embeddings(work / "emb")
+    queries = np.ascontiguousarray(emb.vectors("queries"), dtype=np.float32)
+    configs = {
+        "flat": IndexParams("flat"),
+        "ivf_flat": IndexParams("ivf", nprobe=32),
+        "ivf_pq": IndexParams("ivf", nprobe=32, pq_m=48),
+        "hnsw": IndexParams("hnsw", hnsw_m=32, ef_search=128),
+    }
+    results: dict = {"data": str(args.data), "split": args.split, "docs": summary.docs, "queries": summary.queries,
+                     "k": args.k, "indexes": {}}
+    exact = None
+    for name, params in configs.items():
+        loaded = open_index(emb, params)
+        start = time.perf_counter()
+        _, ids = loaded.index.search(queries, args.k)
+        search = time.perf_counter() - start
+        if exact is None:
+            exact = ids
+        recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(ids, exact)]))
+        results["indexes"][name] = {"params": {k: v for k, v in vars(params).items()}, "recall_at_k": round(recall, 4),
+                                    "build_seconds": round(loaded.build_seconds, 3),
+                                    "search_seconds": round(search, 4), "reused": loaded.reused}
+    print(f"{args.data.name} {args.split}: {summary.docs} docs, {summary.queries} queries, recall@{args.k} vs flat")
+    print(f"{'index':<10}{'recall':>8}{'build s':>9}{'search s':>10}")
+    for name, r in results["indexes"].items():
+        print(f"{name:<10}{r['recall_at_k']:>8.4f}{r['build_seconds']:>9.3f}{r['search_seconds']:>10.4f}")
+    ok = all(r["recall_at_k"] >= 0.95 for n, r in results["indexes"].items() if n in ("ivf_flat", "hnsw"))
+    results["target_ivf_hnsw_recall_ge_0.95"] = ok
+    print(f"target (ivf and hnsw recall >= 0.95): {ok}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {args.output}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
