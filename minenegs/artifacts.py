@@ -61,12 +61,17 @@ def _sweep_stale(path: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
-    """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
+def _prepare(path: Path | str, force: bool) -> Path:
     path = Path(path)
     check_output(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
+    path = _prepare(path, force)
     _sweep_stale(path)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
     try:
@@ -86,9 +91,7 @@ def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
 @contextlib.contextmanager
 def output_file(path: Path | str, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` when the block finishes without error."""
-    path = Path(path)
-    check_output(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _prepare(path, force)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

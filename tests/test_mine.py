@@ -168,3 +168,30 @@ def test_mine_cli_same_seed_same_bytes(tmp_path, emb):
     summary = json.loads(result.stdout)
     assert summary["queries"] == 16 and summary["rows"] == pq.read_metadata(tmp_path / "a.parquet").num_rows
     assert pq.read_schema(tmp_path / "a.parquet").names == ["anchor", "positive"] + [f"negative_{i}" for i in range(1, 5)]
+
+
+def test_output_file_is_all_or_nothing(tmp_path):
+    from minenegs.artifacts import output_file
+    from minenegs.errors import OutputExistsError
+
+    out = tmp_path / "out.parquet"
+    out.write_text("previous")
+    with pytest.raises(OutputExistsError):
+        with output_file(out):
+            pass
+    with pytest.raises(RuntimeError):
+        with output_file(out, force=True) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert out.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]
+    with output_file(out, force=True) as tmp:
+        tmp.write_text("new")
+    assert out.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]
+
+
+def test_mine_cli_refuses_to_overwrite(tmp_path, emb):
+    out = tmp_path / "neg.parquet"
+    out.write_text("keep me")
+    result = CliRunner().invoke(app, ["mine", str(emb.folder), "-o", str(out)])
+    assert result.exit_code == 2 and "already exists; pass --force" in result.stderr
+    assert out.read_text() == "keep me"
