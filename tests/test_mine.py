@@ -195,3 +195,13 @@ def test_mine_cli_refuses_to_overwrite(tmp_path, emb):
     result = CliRunner().invoke(app, ["mine", str(emb.folder), "-o", str(out)])
     assert result.exit_code == 2 and "already exists; pass --force" in result.stderr
     assert out.read_text() == "keep me"
+
+
+def test_index_is_saved_and_reused(emb):
+    from minenegs.index import open_index
+
+    first = open_index(emb, IndexParams("hnsw", hnsw_m=8))
+    again = open_index(emb, IndexParams("hnsw", hnsw_m=8, ef_search=64))  # search-time setting: same index
+    assert again.reused and again.path == first.path and again.index.hnsw.efSearch == 64
+    assert open_index(emb, IndexParams("hnsw", hnsw_m=16)).path != first.path
+    assert json.loads((first.path / "manifest.json").read_text())["kind"] == "index"

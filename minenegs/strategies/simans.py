@@ -6,6 +6,12 @@ positive's score (the public code writes ``+ b`` and so flips it). Defaults are 
 where the published ``a = 0.5`` (meant for unnormalised dot products) would make every weight about 1.
 When the query has no positive score, the lowest-ranked candidates come first (the reference fallback).
 
+Defaults ``a = 100``, ``b = -0.05`` (``benchmarks/simans_params.py``): on SciFact train, ``s - p`` over the top-100
+candidates of all-MiniLM-L6-v2 has std 0.152 (median -0.188), so ``a = 0.5`` leaves 99 of 100 candidates
+effectively equal (uniform sampling), while ``a = 100`` (Gaussian width ``1/sqrt(2a)`` = 0.07) concentrates the
+draw on about 40. On the DL19 subset with one visible positive, ``b = -0.05`` drew fewer hidden positives than
+``b = 0`` (86.1 % vs 88.4 %, mean rank 38 vs 33; random: 58.1 %, rank 52).
+
 Sampling without replacement uses Efraimidis-Spirakis keys ``log(u) / w``: sorting them gives the order in
 which weighted draws without replacement would pick the candidates, so filters can skip and keep drawing.
 """
