@@ -146,6 +146,8 @@ def mine(
     relative_margin: Annotated[Optional[float], typer.Option(help="Drop s > p - |p|*m (0.05 = TopK-PercPos 95%).", show_default=False)] = None,
     max_score: Annotated[Optional[float], typer.Option(help="Drop s > t.", show_default=False)] = None,
     min_score: Annotated[Optional[float], typer.Option(help="Drop s < t.", show_default=False)] = None,
+    dup_threshold: Annotated[Optional[float], typer.Option(help="Drop candidates with cosine >= t to a positive.", show_default=False)] = None,
+    keep_duplicates: Annotated[bool, typer.Option(help="Keep candidates whose normalised text equals a positive's.")] = False,
     preview: Annotated[int, typer.Option(help="Show this many output rows when done.")] = 3,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
@@ -154,7 +156,7 @@ def mine(
     """Retrieve candidates (once; the pool is kept) and write each query's negatives."""
     from .embeddings import Embeddings
     from .index import IndexParams
-    from .mine import MineParams, select
+    from .mine import MineParams, corpus_view, select
     from .outputs import write_ntuple
     from .pool import PoolParams, build_pool
     from .report import progress_bar, show_rows, show_summary
@@ -164,13 +166,14 @@ def mine(
     check_output(output, force)
     params = MineParams(strategy, num_negatives, range_min, range_max, seed, StrategyParams(simans_a, simans_b),
                         {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
-                         "max_score": max_score, "min_score": min_score})
+                         "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,
+                         "duplicate_text": None if keep_duplicates else 1.0})
     emb = Embeddings(embeddings)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
         pool = build_pool(emb, pool_params, progress=progress)
-    selection = select(pool, params)
+    selection = select(pool, params, corpus_view(emb))
     rows = write_ntuple(selection, emb, output, num_negatives, force)
     show_summary(f"mined -> {output}", {"pool": str(pool), **selection.summary(num_negatives), "rows": rows},
                  quiet=quiet, as_json=json_)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .filters import FILTERS
+from .filters import FILTERS, CorpusView, QueryView
 from .strategies import STRATEGIES, Candidates, StrategyParams
 
 
@@ -87,15 +87,25 @@ def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
     }
 
 
-def select(pool: Path, params: MineParams) -> Selection:
-    """Choose each query's negatives from the pool folder ``pool``."""
+def corpus_view(emb) -> CorpusView:
+    """Vectors and texts of an embeddings folder's corpus, for the filters that need them."""
+    texts = emb.table("corpus").texts
+    return CorpusView(emb.vectors("corpus"), texts.__getitem__)
+
+
+def select(pool: Path, params: MineParams, corpus: CorpusView | None = None) -> Selection:
+    """Choose each query's negatives from the pool folder ``pool``.
+
+    ``corpus`` gives the near-duplicate filters the documents' vectors and texts; without it they keep all.
+    """
     a = read_pool_arrays(pool)
     order_fn = STRATEGIES[params.strategy]
     qidx = a["query_idx"]
     bounds = np.flatnonzero(np.diff(qidx)) + 1
     starts = np.concatenate([[0], bounds]) if len(qidx) else np.zeros(0, dtype=np.int64)
     stops = np.concatenate([bounds, [len(qidx)]]) if len(qidx) else np.zeros(0, dtype=np.int64)
-    filters = [(name, FILTERS[name], value) for name, value in params.thresholds.items() if value is not None]
+    filters = [(name, FILTERS[name], params.thresholds[name]) for name in FILTERS
+               if params.thresholds.get(name) is not None]
     sel = Selection(qidx[starts], [], [], [], [], [], removed={name: 0 for name, _, _ in filters})
     range_max = params.range_max if params.range_max is not None else np.iinfo(np.int32).max
     for lo, hi in zip(starts, stops):
@@ -105,9 +115,10 @@ def select(pool: Path, params: MineParams) -> Selection:
         p = float(scores[pos].min()) if pos.any() else float("nan")
         in_window = ~pos & a["retrieved"][lo:hi] & (ranks > params.range_min) & (ranks <= range_max)
         cands = Candidates(docs[in_window], ranks[in_window], scores[in_window], p)
+        view = QueryView(cands.score, cands.doc_idx, p, docs[pos], corpus)
         keep = np.ones(len(cands.rank), dtype=bool)
         for name, fn, value in filters:
-            passed = fn(cands.score, p, value)
+            passed = fn(view, value)
             sel.removed[name] += int((keep & ~passed).sum())
             keep &= passed
         order = order_fn(cands, query_rng(params.seed, qid), params.strategy_params)

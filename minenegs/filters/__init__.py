@@ -1,5 +1,5 @@
-"""False-negative filters. Each takes a query's candidate scores and its lowest positive score ``p``
-and returns which candidates to keep. One module per filter, registered here with the option it answers to.
+"""False-negative filters. Each looks at one query's candidates (:class:`QueryView`) and a threshold and
+returns which candidates to keep. One module per filter, registered here under the option it answers to.
 
 The positive-aware ones mean what sentence-transformers' ``mine_hard_negatives`` means by them.
 """
@@ -7,16 +7,32 @@ The positive-aware ones mean what sentence-transformers' ``mine_hard_negatives``
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import positive_aware
+from . import near_duplicates, positive_aware
+from .corpus import CorpusView
 
-Filter = Callable[[np.ndarray, float, float], np.ndarray]
+
+@dataclass(frozen=True)
+class QueryView:
+    """One query's candidates (``scores``, ``doc_idx``) and its positives."""
+
+    scores: np.ndarray
+    doc_idx: np.ndarray
+    positive_score: float  # the lowest positive score; NaN without positives
+    positive_idx: np.ndarray
+    corpus: CorpusView | None = None
+
+
+Filter = Callable[[QueryView, float], np.ndarray]
 
 FILTERS: dict[str, Filter] = {
     "absolute_margin": positive_aware.absolute_margin,
     "relative_margin": positive_aware.relative_margin,
     "max_score": positive_aware.max_score,
     "min_score": positive_aware.min_score,
+    "duplicate_text": near_duplicates.duplicate_text,
+    "dup_threshold": near_duplicates.dup_threshold,
 }

@@ -14,21 +14,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def absolute_margin(scores: np.ndarray, p: float, m: float) -> np.ndarray:
-    if not np.isfinite(p):
-        return np.ones(len(scores), dtype=bool)
-    return ~(scores + m > p)
+def _all(q) -> np.ndarray:
+    return np.ones(len(q.scores), dtype=bool)
 
 
-def relative_margin(scores: np.ndarray, p: float, m: float) -> np.ndarray:
-    if not np.isfinite(p):
-        return np.ones(len(scores), dtype=bool)
-    return ~(scores > p - abs(p) * m)
+def absolute_margin(q, m: float) -> np.ndarray:
+    p = q.positive_score
+    return _all(q) if not np.isfinite(p) else ~(q.scores + m > p)
 
 
-def max_score(scores: np.ndarray, p: float, t: float) -> np.ndarray:
-    return ~(scores > t)
+def relative_margin(q, m: float) -> np.ndarray:
+    p = q.positive_score
+    return _all(q) if not np.isfinite(p) else ~(q.scores > p - abs(p) * m)
 
 
-def min_score(scores: np.ndarray, p: float, t: float) -> np.ndarray:
-    return ~(scores < t)
+def max_score(q, t: float) -> np.ndarray:
+    return ~(q.scores > t)
+
+
+def min_score(q, t: float) -> np.ndarray:
+    return ~(q.scores < t)

@@ -1,0 +1,110 @@
+"""False-negative filters: near-duplicates and parity with sentence-transformers' thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fakes import FakeEncoder
+from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.filters import FILTERS, CorpusView, QueryView
+from minenegs.filters.corpus import normalise
+from minenegs.mine import MineParams, corpus_view, select
+from minenegs.pool import PoolParams, build_pool
+from minenegs.dataset import load_beir
+from minenegs.records import Dataset, Qrel, TextTable
+
+
+def test_normalise_folds_case_accents_punctuation_and_spacing():
+    assert normalise("  Héllo,   WORLD!! ") == "hello world"
+    assert normalise("e-mail") == normalise("E mail")
+    assert normalise("cat") != normalise("cats")
+
+
+@pytest.fixture
+def dup_emb(tmp_path) -> Embeddings:
+    texts = ["The cat sat on the mat.", "the CAT sat on the mat", "A dog ran in the park.", "Cats like mats a lot.",
+             "Birds sing at dawn."]
+    ds = Dataset(TextTable([f"d{i}" for i in range(5)], texts), TextTable(["q"], ["where did the cat sit"]),
+                 [Qrel("q", "d0")])
+    encode_dataset(ds, tmp_path / "emb", FakeEncoder(), cache_dir=tmp_path / "cache")
+    return Embeddings(tmp_path / "emb")
+
+
+def test_text_duplicate_of_a_positive_is_never_a_negative(dup_emb):
+    pool = build_pool(dup_emb, PoolParams(depth=5))
+    on = select(pool, MineParams("top", 4, thresholds={"duplicate_text": 1.0}), corpus_view(dup_emb))
+    off = select(pool, MineParams("top", 4), corpus_view(dup_emb))
+    assert 1 not in on.negatives[0].tolist() and on.removed["duplicate_text"] == 1
+    assert 1 in off.negatives[0].tolist()
+
+
+def test_dup_threshold_uses_cosine_to_any_positive(dup_emb):
+    vectors = dup_emb.vectors("corpus")
+    view = QueryView(np.zeros(4, np.float32), np.array([1, 2, 3, 4]), 0.5, np.array([0]),
+                     CorpusView(vectors, lambda i: ""))
+    cos = vectors[[1, 2, 3, 4]] @ vectors[0]
+    t = float(np.sort(cos)[-2]) + 1e-6  # between the two most similar
+    keep = FILTERS["dup_threshold"](view, t)
+    assert keep.tolist() == (cos < t).tolist() and keep.sum() == 3
+
+
+def test_planted_near_duplicates_are_caught(tmp_path, samples):
+    encode_dataset(load_beir(samples), tmp_path / "emb", FakeEncoder(dim=256), cache_dir=tmp_path / "c")
+    emb = Embeddings(tmp_path / "emb")
+    pool = build_pool(emb, PoolParams(depth=20))
+    ids = emb.ids("corpus")
+    # the train-split plants: (query, near-duplicate of its positive)
+    plants = {f"q-{src.split('-')[0]}": ids.index(f"{src}-dup") for src in ("photo-p1", "gil-p1", "coral-p1")}
+
+    def handed_out(sel):
+        return {q for q, negs in zip(sel.query_ids, sel.negatives) if q in plants and plants[q] in negs.tolist()}
+
+    plain = select(pool, MineParams("top", 3), corpus_view(emb))
+    assert handed_out(plain) == set(plants)  # top mining hands every plant to its own query
+    filtered = select(pool, MineParams("top", 3, thresholds={"dup_threshold": 0.9}), corpus_view(emb))
+    assert handed_out(filtered) == set()
+    assert filtered.removed["dup_threshold"] >= 3
+    assert filtered.short == []  # nobody is left short: the next candidates take their place
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", [{"relative_margin": 0.05}, {"absolute_margin": 0.02}, {"max_score": 0.45},
+                                     {"min_score": 0.2}, {"relative_margin": 0.1, "max_score": 0.5}])
+def test_kept_sets_match_sentence_transformers(tmp_path_factory, samples, setting):
+    """The same model and data through mine_hard_negatives and through minenegs keep the same candidates."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset as HFDataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    from minenegs.models import SentenceTransformerEncoder, bundled_model_path
+
+    root = tmp_path_factory.getbasetemp() / "parity"
+    ds = load_beir(samples)
+    text = dict(zip(ds.corpus.ids, ds.corpus.texts))
+    query = dict(zip(ds.queries.ids, ds.queries.texts))
+    range_max = 20
+    max_pos = max(len(v) for v in ds.positives().values())
+    st_model = SentenceTransformer(str(bundled_model_path()), device="cpu")
+    pairs = HFDataset.from_dict({"anchor": [query[r.query_id] for r in ds.qrels],
+                                 "positive": [text[r.doc_id] for r in ds.qrels]})
+    mined = mine_hard_negatives(pairs, st_model, corpus=ds.corpus.texts, range_max=range_max,
+                                num_negatives=range_max, sampling_strategy="top", output_format="triplet",
+                                use_faiss=True, verbose=False, **setting)
+    st_kept: dict[str, set[str]] = {}
+    for row in mined:
+        st_kept.setdefault(row["anchor"], set()).add(row["negative"])
+
+    if not (root / "emb").exists():
+        encode_dataset(ds, root / "emb", SentenceTransformerEncoder(precision="fp32"), cache_dir=root / "cache")
+    emb = Embeddings(root / "emb")
+    pool = build_pool(emb, PoolParams(depth=range_max + max_pos))
+    sel = select(pool, MineParams("top", range_max, thresholds=dict(setting)))
+    texts = emb.table("corpus").texts
+    queries = dict(zip(emb.ids("queries"), emb.table("queries").texts))
+    ours = {queries[q]: {texts[d] for d in negs} for q, negs in zip(sel.query_ids, sel.negatives) if len(negs)}
+    assert ours == st_kept
+    assert sum(sel.removed.values()) > 0 and sum(map(len, ours.values())) > 0  # the filter did bite
