@@ -65,7 +65,7 @@ TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", help="Tex
 TitleColumnOpt = Annotated[Optional[str], typer.Option("--title-column", help="Title column of the corpus.")]
 QueryColumnOpt = Annotated[Optional[str], typer.Option("--query-column", help="Query column of a pair file.")]
 PositiveColumnOpt = Annotated[Optional[str], typer.Option("--positive-column", help="Positive column of a pair file.")]
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", show_default=False)]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output path (a folder for encode, a file for mine and filter).", show_default=False)]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="sentence-transformers model name or folder [default: $MINENEGS_MODEL, else the bundled "
     "all-MiniLM-L6-v2].", show_default=False)]
@@ -122,14 +122,52 @@ def encode(
     show_summary(f"encoded -> {output}", summary.to_dict(), quiet=quiet, as_json=json_)
 
 
+# -- selection options shared by `mine` and `filter` ------------------------------------------------
+StrategyOpt = Annotated[str, typer.Option("--strategy", help="top, random or simans.")]
+NumNegOpt = Annotated[int, typer.Option("--num-negatives", help="Negatives per query.")]
+RangeMinOpt = Annotated[int, typer.Option("--range-min", help="Skip this many top original ranks.")]
+RangeMaxOpt = Annotated[Optional[int], typer.Option("--range-max", help="Consider ranks up to this one [default: all].", show_default=False)]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for random and simans.")]
+SimansAOpt = Annotated[float, typer.Option("--simans-a", help="SimANS sharpness a.")]
+SimansBOpt = Annotated[float, typer.Option("--simans-b", help="SimANS offset b (negative: below the positive).")]
+AbsMarginOpt = Annotated[Optional[float], typer.Option("--absolute-margin", help="Drop s + m > p.", show_default=False)]
+RelMarginOpt = Annotated[Optional[float], typer.Option("--relative-margin", help="Drop s > p - |p|*m (0.05 = TopK-PercPos 95%).", show_default=False)]
+MaxScoreOpt = Annotated[Optional[float], typer.Option("--max-score", help="Drop s > t.", show_default=False)]
+MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop s < t.", show_default=False)]
+DupOpt = Annotated[Optional[float], typer.Option("--dup-threshold", help="Drop candidates with cosine >= t to a positive.", show_default=False)]
+KeepDupOpt = Annotated[bool, typer.Option("--keep-duplicates", help="Keep candidates whose normalised text equals a positive's.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.")]
+ScoresOpt = Annotated[bool, typer.Option("--scores", help="Add the positives' and negatives' scores.")]
+PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.")]
+
+
+def _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
+                 relative_margin, max_score, min_score, dup_threshold, keep_duplicates):
+    from .mine import MineParams
+    from .strategies import StrategyParams
+
+    return MineParams(strategy, num_negatives, range_min, range_max, seed, StrategyParams(simans_a, simans_b),
+                      {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
+                       "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,
+                       "duplicate_text": None if keep_duplicates else 1.0})
+
+
+def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, json_: bool) -> None:
+    from .report import show_rows, show_summary
+
+    show_summary(f"negatives -> {output}", summary, quiet=quiet, as_json=json_)
+    if fmt != "flag-jsonl":
+        show_rows(output, preview, quiet=quiet or json_)
+
+
 @app.command()
 def mine(
     embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output Parquet file (n-tuple rows).")],
-    strategy: Annotated[str, typer.Option(help="top, random or simans.")] = "top",
-    num_negatives: Annotated[int, typer.Option(help="Negatives per query.")] = 3,
-    range_min: Annotated[int, typer.Option(help="Skip this many top original ranks.")] = 0,
-    range_max: Annotated[Optional[int], typer.Option(help="Consider ranks up to this one [default: --depth].", show_default=False)] = None,
+    output: OutputOpt,
+    strategy: StrategyOpt = "top", num_negatives: NumNegOpt = 3, range_min: RangeMinOpt = 0,
+    range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
+    absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
+    min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
     depth: Annotated[int, typer.Option(help="Candidates retrieved per query.")] = 100,
     retriever: Annotated[str, typer.Option(help="dense, bm25 or hybrid (union fused by reciprocal rank).")] = "dense",
     index: Annotated[str, typer.Option(help="flat (exact), ivf or hnsw.")] = "flat",
@@ -139,45 +177,46 @@ def mine(
     hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
     ef_search: Annotated[int, typer.Option(help="HNSW search breadth.")] = 128,
     query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed for random and simans.")] = 0,
-    simans_a: Annotated[float, typer.Option(help="SimANS sharpness a.")] = 100.0,
-    simans_b: Annotated[float, typer.Option(help="SimANS offset b (negative: below the positive).")] = -0.05,
-    absolute_margin: Annotated[Optional[float], typer.Option(help="Drop s + m > p.", show_default=False)] = None,
-    relative_margin: Annotated[Optional[float], typer.Option(help="Drop s > p - |p|*m (0.05 = TopK-PercPos 95%).", show_default=False)] = None,
-    max_score: Annotated[Optional[float], typer.Option(help="Drop s > t.", show_default=False)] = None,
-    min_score: Annotated[Optional[float], typer.Option(help="Drop s < t.", show_default=False)] = None,
-    dup_threshold: Annotated[Optional[float], typer.Option(help="Drop candidates with cosine >= t to a positive.", show_default=False)] = None,
-    keep_duplicates: Annotated[bool, typer.Option(help="Keep candidates whose normalised text equals a positive's.")] = False,
-    preview: Annotated[int, typer.Option(help="Show this many output rows when done.")] = 3,
-    force: ForceOpt = False,
-    quiet: QuietOpt = False,
-    json_: JsonOpt = False,
+    fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
+    force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
-    """Retrieve candidates (once; the pool is kept) and write each query's negatives."""
+    """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
+    from .artifacts import check_output
     from .embeddings import Embeddings
     from .index import IndexParams
-    from .mine import MineParams, corpus_view, select
-    from .outputs import write_ntuple
     from .pool import PoolParams, build_pool
-    from .report import progress_bar, show_rows, show_summary
-    from .strategies import StrategyParams
-    from .artifacts import check_output
+    from .report import progress_bar
+    from .stages import negatives_from_pool
 
+    params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
+                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates)
     check_output(output, force)
-    params = MineParams(strategy, num_negatives, range_min, range_max, seed, StrategyParams(simans_a, simans_b),
-                        {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
-                         "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,
-                         "duplicate_text": None if keep_duplicates else 1.0})
-    emb = Embeddings(embeddings)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
-        pool = build_pool(emb, pool_params, progress=progress)
-    selection = select(pool, params, corpus_view(emb))
-    rows = write_ntuple(selection, emb, output, num_negatives, force)
-    show_summary(f"mined -> {output}", {"pool": str(pool), **selection.summary(num_negatives), "rows": rows},
-                 quiet=quiet, as_json=json_)
-    show_rows(output, preview, quiet=quiet or json_)
+        pool = build_pool(Embeddings(embeddings), pool_params, progress=progress)
+    summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force)
+    _finish(summary, output, fmt, preview, quiet, json_)
+
+
+@app.command("filter")
+def filter_(
+    pool: Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")],
+    output: OutputOpt,
+    strategy: StrategyOpt = "top", num_negatives: NumNegOpt = 3, range_min: RangeMinOpt = 0,
+    range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
+    absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
+    min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
+    fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
+    force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
+) -> None:
+    """Remove likely false negatives from a candidate pool and write training rows."""
+    from .stages import negatives_from_pool
+
+    params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
+                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates)
+    summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force)
+    _finish(summary, output, fmt, preview, quiet, json_)
 
 
 def main() -> None:

@@ -1,0 +1,49 @@
+"""Whole stages as single calls, for the CLI and for Python users: pool -> negatives -> output file."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .artifacts import check_output, read_manifest
+from .embeddings import Embeddings
+from .errors import InputError
+from .mine import MineParams, corpus_view, select
+from .outputs import FORMATS, write_output
+from .pool import KIND as POOL_KIND
+
+
+def _clusters(pool: Path) -> dict[int, int] | None:
+    import pyarrow.parquet as pq
+
+    col = pq.read_table(pool / "queries.parquet", columns=["cluster_id"]).column("cluster_id")
+    if col.null_count == len(col):
+        return None
+    return dict(enumerate(col.to_pylist()))
+
+
+def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams, *, fmt: str = "n-tuple",
+                        scores: bool = False, force: bool = False) -> dict[str, Any]:
+    """Select negatives from a pool folder and write them; returns the summary."""
+    started = time.perf_counter()
+    pool = Path(pool)
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    check_output(Path(output), force)
+    manifest = read_manifest(pool, POOL_KIND)
+    emb = Embeddings(manifest["embeddings"])
+    selection = select(pool, params, corpus_view(emb))
+    clusters = _clusters(pool)
+    by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
+    summary = selection.summary(params.num_negatives)
+    metadata = {
+        "params": {**asdict(params), "format": fmt, "scores": scores},
+        "pool": {k: manifest.get(k) for k in ("retriever", "depth", "index", "rrf_k", "query_clusters")},
+        "model": emb.manifest["model"], "fingerprint": emb.manifest["fingerprint"],
+        "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
+    }
+    rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
+                        metadata=metadata, force=force, clusters=by_position)
+    return {"pool": str(pool), **summary, "rows": rows, "seconds": round(time.perf_counter() - started, 3)}
