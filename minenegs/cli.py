@@ -139,17 +139,23 @@ KeepDupOpt = Annotated[bool, typer.Option("--keep-duplicates", help="Keep candid
 FormatOpt = Annotated[str, typer.Option("--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.")]
 ScoresOpt = Annotated[bool, typer.Option("--scores", help="Add the positives' and negatives' scores.")]
 PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.")]
+CrossEncoderOpt = Annotated[Optional[str], typer.Option("--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool).", show_default=False)]
+CeDepthOpt = Annotated[int, typer.Option("--ce-depth", help="Re-score candidates up to this original rank.")]
+CeMaxOpt = Annotated[Optional[float], typer.Option("--ce-max", help="Drop candidates whose cross-encoder sigmoid score is above t.", show_default=False)]
+PromoteOpt = Annotated[Optional[float], typer.Option("--promote", help="Write candidates whose cross-encoder sigmoid score is above t as positives.", show_default=False)]
+CeBatchOpt = Annotated[int, typer.Option("--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).")]
 
 
 def _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
-                 relative_margin, max_score, min_score, dup_threshold, keep_duplicates):
+                 relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote):
     from .mine import MineParams
     from .strategies import StrategyParams
 
     return MineParams(strategy, num_negatives, range_min, range_max, seed, StrategyParams(simans_a, simans_b),
                       {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
                        "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,
-                       "duplicate_text": None if keep_duplicates else 1.0})
+                       "duplicate_text": None if keep_duplicates else 1.0, "ce_max": ce_max, "promote": promote},
+                      ce_depth)
 
 
 def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, json_: bool) -> None:
@@ -168,6 +174,8 @@ def mine(
     range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
     absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
     min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
+    cross_encoder: CrossEncoderOpt = None, ce_depth: CeDepthOpt = 30, ce_max: CeMaxOpt = None,
+    promote: PromoteOpt = None, ce_batch_size: CeBatchOpt = 64,
     depth: Annotated[int, typer.Option(help="Candidates retrieved per query.")] = 100,
     retriever: Annotated[str, typer.Option(help="dense, bm25 or hybrid (union fused by reciprocal rank).")] = "dense",
     index: Annotated[str, typer.Option(help="flat (exact), ivf or hnsw.")] = "flat",
@@ -189,13 +197,15 @@ def mine(
     from .stages import negatives_from_pool
 
     params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
-                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates)
+                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
     check_output(output, force)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
         pool = build_pool(Embeddings(embeddings), pool_params, progress=progress)
-    summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force)
+    with progress_bar("cross-encoder", quiet or json_) as progress:
+        summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force,
+                                      cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
     _finish(summary, output, fmt, preview, quiet, json_)
 
 
@@ -207,15 +217,20 @@ def filter_(
     range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
     absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
     min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
+    cross_encoder: CrossEncoderOpt = None, ce_depth: CeDepthOpt = 30, ce_max: CeMaxOpt = None,
+    promote: PromoteOpt = None, ce_batch_size: CeBatchOpt = 64,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
     force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Remove likely false negatives from a candidate pool and write training rows."""
+    from .report import progress_bar
     from .stages import negatives_from_pool
 
     params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
-                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates)
-    summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force)
+                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
+    with progress_bar("cross-encoder", quiet or json_) as progress:
+        summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force,
+                                      cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
     _finish(summary, output, fmt, preview, quiet, json_)
 
 

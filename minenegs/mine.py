@@ -25,6 +25,7 @@ class MineParams:
     seed: int = 0
     strategy_params: StrategyParams = field(default_factory=StrategyParams)
     thresholds: dict[str, float] = field(default_factory=dict)  # filter name -> value, only those in use
+    ce_depth: int = 30  # candidates up to this original rank are scored by the cross-encoder
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -51,6 +52,11 @@ class Selection:
     window: int = 0
     removed: dict[str, int] = field(default_factory=dict)
     short: list[str] = field(default_factory=list)
+    promoted: list[np.ndarray] = field(default_factory=list)  # pseudo-positives (corpus rows) per query
+    promoted_scores: list[np.ndarray] = field(default_factory=list)
+    promoted_ce: list[np.ndarray] = field(default_factory=list)
+    negative_ce: list[np.ndarray] = field(default_factory=list)  # cross-encoder logits, NaN where unscored
+    positive_ce: list[np.ndarray] = field(default_factory=list)
 
     def summary(self, n: int) -> dict[str, Any]:
         kept = np.concatenate(self.negative_scores) if self.negative_scores else np.zeros(0)
@@ -60,6 +66,7 @@ class Selection:
             "negatives": int(sum(len(x) for x in self.negatives)),
             "candidates_in_window": self.window,
             **{f"removed_by_{k}": v for k, v in self.removed.items()},
+            "promoted": int(sum(len(x) for x in self.promoted)),
             "mean_negative_score": round(float(kept.mean()), 4) if len(kept) else None,
             "num_negatives": n,
         }
@@ -93,12 +100,22 @@ def corpus_view(emb) -> CorpusView:
     return CorpusView(emb.vectors("corpus"), texts.__getitem__)
 
 
-def select(pool: Path, params: MineParams, corpus: CorpusView | None = None) -> Selection:
+def cross_encoder_pairs(a: dict[str, np.ndarray], params: MineParams) -> np.ndarray:
+    """The (query row, corpus row) pairs a cross-encoder must score: positives and candidates to ``ce_depth``."""
+    need = a["is_positive"] | (a["retrieved"] & (a["rank"] <= params.ce_depth))
+    return np.stack([a["query_idx"][need], a["doc_idx"][need]], axis=1)
+
+
+def select(pool: Path, params: MineParams, corpus: CorpusView | None = None,
+           ce_logits: dict[tuple[int, int], float] | None = None, arrays: dict[str, np.ndarray] | None = None) -> Selection:
     """Choose each query's negatives from the pool folder ``pool``.
 
     ``corpus`` gives the near-duplicate filters the documents' vectors and texts; without it they keep all.
+    ``ce_logits`` maps (query row, corpus row) to a cross-encoder logit, for the cross-encoder filters.
     """
-    a = read_pool_arrays(pool)
+    from .rerank import sigmoid
+
+    a = arrays if arrays is not None else read_pool_arrays(pool)
     order_fn = STRATEGIES[params.strategy]
     qidx = a["query_idx"]
     bounds = np.flatnonzero(np.diff(qidx)) + 1
@@ -115,7 +132,9 @@ def select(pool: Path, params: MineParams, corpus: CorpusView | None = None) -> 
         p = float(scores[pos].min()) if pos.any() else float("nan")
         in_window = ~pos & a["retrieved"][lo:hi] & (ranks > params.range_min) & (ranks <= range_max)
         cands = Candidates(docs[in_window], ranks[in_window], scores[in_window], p)
-        view = QueryView(cands.score, cands.doc_idx, p, docs[pos], corpus)
+        q_row = int(qidx[lo])
+        ce = None if ce_logits is None else np.array([ce_logits.get((q_row, int(d)), np.nan) for d in cands.doc_idx])
+        view = QueryView(cands.score, cands.doc_idx, p, docs[pos], corpus, None if ce is None else sigmoid(ce))
         keep = np.ones(len(cands.rank), dtype=bool)
         for name, fn, value in filters:
             passed = fn(view, value)
@@ -128,6 +147,15 @@ def select(pool: Path, params: MineParams, corpus: CorpusView | None = None) -> 
         sel.negative_scores.append(cands.score[chosen])
         sel.positives.append(docs[pos])
         sel.positive_scores.append(scores[pos])
+        if ce is not None:
+            sel.negative_ce.append(ce[chosen])
+            sel.positive_ce.append(np.array([ce_logits.get((q_row, int(d)), np.nan) for d in docs[pos]]))
+        promote = params.thresholds.get("promote")
+        lifted = (view.ce > promote) if promote is not None and ce is not None else np.zeros(len(cands.rank), bool)
+        sel.promoted.append(cands.doc_idx[lifted])
+        sel.promoted_scores.append(cands.score[lifted])
+        if ce is not None:
+            sel.promoted_ce.append(ce[lifted])
         sel.window += len(cands.rank)
         if len(chosen) < params.num_negatives:
             sel.short.append(qid)

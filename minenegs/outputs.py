@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,57 +39,92 @@ class _Texts:
         self.queries = dict(zip(t.ids, t.texts))
 
 
-def _per_query(sel: Selection) -> Iterator[tuple[int, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+@dataclass
+class _Query:
+    """One query's output material; promoted pseudo-positives are among its positives."""
+
+    i: int
+    qid: str
+    pos: np.ndarray
+    pscore: np.ndarray
+    neg: np.ndarray
+    nscore: np.ndarray
+    pce: np.ndarray | None
+    nce: np.ndarray | None
+
+    def score_lists(self, scores: bool, p: int | None = None) -> dict[str, list[float]]:
+        """``score`` (dense) and ``ce_score`` (cross-encoder logits, where one ran): positive(s) then negatives."""
+        if not scores:
+            return {}
+        pick = (lambda a: [float(a[p])]) if p is not None else (lambda a: [float(x) for x in a])
+        out = {"score": pick(self.pscore) + [float(x) for x in self.nscore]}
+        if self.pce is not None:
+            out["ce_score"] = pick(self.pce) + [float(x) for x in self.nce]
+        return out
+
+
+def _per_query(sel: Selection) -> Iterator[_Query]:
+    has_ce = bool(sel.negative_ce)
     for i, qid in enumerate(sel.query_ids):
-        yield i, qid, sel.positives[i], sel.positive_scores[i], sel.negatives[i], sel.negative_scores[i]
+        promoted = sel.promoted[i] if sel.promoted else sel.positives[i][:0]
+        pos = np.concatenate([sel.positives[i], promoted])
+        pscore = np.concatenate([sel.positive_scores[i], sel.promoted_scores[i] if sel.promoted else promoted[:0]])
+        pce = np.concatenate([sel.positive_ce[i], sel.promoted_ce[i]]) if has_ce else None
+        yield _Query(i, qid, pos, pscore, sel.negatives[i], sel.negative_scores[i], pce,
+                     sel.negative_ce[i] if has_ce else None)
 
 
 def _triplet(sel, tx, n, scores, clusters) -> Rows:
-    for i, qid, pos, pscore, neg, nscore in _per_query(sel):
-        for p, ps in zip(pos, pscore):
-            for d, ds in zip(neg, nscore):
-                row = {"anchor": tx.queries[qid], "positive": tx.docs[p], "negative": tx.docs[d]}
+    for q in _per_query(sel):
+        for k, p in enumerate(q.pos):
+            for j, d in enumerate(q.neg):
+                row = {"anchor": tx.queries[q.qid], "positive": tx.docs[p], "negative": tx.docs[d]}
                 if scores:
-                    row["score"] = [float(ps), float(ds)]
-                yield _with_cluster(row, clusters, i)
+                    row["score"] = [float(q.pscore[k]), float(q.nscore[j])]
+                    if q.pce is not None:
+                        row["ce_score"] = [float(q.pce[k]), float(q.nce[j])]
+                yield _with_cluster(row, clusters, q.i)
 
 
 def _ntuple(sel, tx, n, scores, clusters) -> Rows:
-    for i, qid, pos, pscore, neg, nscore in _per_query(sel):
-        if len(neg) < n:
+    for q in _per_query(sel):
+        if len(q.neg) < n:
             continue
-        for p, ps in zip(pos, pscore):
-            row = {"anchor": tx.queries[qid], "positive": tx.docs[p]}
-            row.update({f"negative_{k}": tx.docs[d] for k, d in enumerate(neg, 1)})
-            if scores:
-                row["score"] = [float(ps)] + [float(s) for s in nscore]
-            yield _with_cluster(row, clusters, i)
+        for k, p in enumerate(q.pos):
+            row = {"anchor": tx.queries[q.qid], "positive": tx.docs[p]}
+            row.update({f"negative_{j}": tx.docs[d] for j, d in enumerate(q.neg, 1)})
+            row.update(q.score_lists(scores, k))
+            yield _with_cluster(row, clusters, q.i)
 
 
 def _labeled_list(sel, tx, n, scores, clusters) -> Rows:
-    for i, qid, pos, pscore, neg, nscore in _per_query(sel):
-        row = {"anchor": tx.queries[qid], "documents": [tx.docs[d] for d in list(pos) + list(neg)],
-               "labels": [1] * len(pos) + [0] * len(neg)}
-        if scores:
-            row["scores"] = [float(s) for s in list(pscore) + list(nscore)]
-        yield _with_cluster(row, clusters, i)
+    for q in _per_query(sel):
+        row = {"anchor": tx.queries[q.qid], "documents": [tx.docs[d] for d in [*q.pos, *q.neg]],
+               "labels": [1] * len(q.pos) + [0] * len(q.neg)}
+        row.update({f"{k}s": v for k, v in q.score_lists(scores).items()})
+        yield _with_cluster(row, clusters, q.i)
 
 
 def _ids(sel, tx, n, scores, clusters, doc_ids=None) -> Rows:
-    for i, qid, pos, pscore, neg, nscore in _per_query(sel):
-        for p, ps in zip(pos, pscore):
-            row = {"query_id": qid, "document_ids": [doc_ids[d] for d in [p, *neg]],
-                   "scores": [float(ps)] + [float(s) for s in nscore]}
-            yield _with_cluster(row, clusters, i)
+    for q in _per_query(sel):
+        for k, p in enumerate(q.pos):
+            row = {"query_id": q.qid, "document_ids": [doc_ids[d] for d in [p, *q.neg]],
+                   "scores": q.score_lists(True, k)["score"]}
+            if scores and q.pce is not None:
+                row["ce_scores"] = q.score_lists(True, k)["ce_score"]
+            yield _with_cluster(row, clusters, q.i)
 
 
 def _flag(sel, tx, n, scores, clusters) -> Rows:
-    for i, qid, pos, pscore, neg, nscore in _per_query(sel):
-        row = {"query": tx.queries[qid], "pos": [tx.docs[d] for d in pos], "neg": [tx.docs[d] for d in neg]}
+    """FlagEmbedding rows; with ``scores``, ``pos_scores``/``neg_scores`` are the cross-encoder's logits where
+    one ran (the teacher scores FlagEmbedding distils from), else the dense scores."""
+    for q in _per_query(sel):
+        row = {"query": tx.queries[q.qid], "pos": [tx.docs[d] for d in q.pos], "neg": [tx.docs[d] for d in q.neg]}
         if scores:
-            row["pos_scores"] = [float(s) for s in pscore]
-            row["neg_scores"] = [float(s) for s in nscore]
-        yield _with_cluster(row, clusters, i)
+            pos, neg = (q.pce, q.nce) if q.pce is not None else (q.pscore, q.nscore)
+            row["pos_scores"] = [float(s) for s in pos]
+            row["neg_scores"] = [float(s) for s in neg]
+        yield _with_cluster(row, clusters, q.i)
 
 
 def _with_cluster(row: dict, clusters: dict[int, int] | None, i: int) -> dict:

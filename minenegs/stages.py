@@ -10,7 +10,7 @@ from typing import Any
 from .artifacts import check_output, read_manifest
 from .embeddings import Embeddings
 from .errors import InputError
-from .mine import MineParams, corpus_view, select
+from .mine import MineParams, corpus_view, cross_encoder_pairs, read_pool_arrays, select
 from .outputs import FORMATS, write_output
 from .pool import KIND as POOL_KIND
 
@@ -25,8 +25,13 @@ def _clusters(pool: Path) -> dict[int, int] | None:
 
 
 def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams, *, fmt: str = "n-tuple",
-                        scores: bool = False, force: bool = False) -> dict[str, Any]:
-    """Select negatives from a pool folder and write them; returns the summary."""
+                        scores: bool = False, force: bool = False, cross_encoder: str | None = None,
+                        ce_batch_size: int = 64, progress: Any = None) -> dict[str, Any]:
+    """Select negatives from a pool folder and write them; returns the summary.
+
+    With ``cross_encoder`` (a CrossEncoder name or folder), candidates up to ``params.ce_depth`` and the
+    positives are scored (cached in the pool) for the ``ce_max`` and ``promote`` thresholds and ``--scores``.
+    """
     started = time.perf_counter()
     pool = Path(pool)
     if fmt not in FORMATS:
@@ -34,7 +39,21 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     check_output(Path(output), force)
     manifest = read_manifest(pool, POOL_KIND)
     emb = Embeddings(manifest["embeddings"])
-    selection = select(pool, params, corpus_view(emb))
+    arrays = read_pool_arrays(pool)
+    corpus = corpus_view(emb)
+    logits = None
+    if cross_encoder:
+        from .cache import default_cache_dir
+        from .rerank import CrossEncoderScorer, cached_logits
+
+        scorer = CrossEncoderScorer(cross_encoder, batch_size=ce_batch_size,
+                                    memo=default_cache_dir() / "fingerprints.json")
+        queries = emb.table("queries").texts
+        logits = cached_logits(pool, scorer, cross_encoder_pairs(arrays, params), queries.__getitem__, corpus.text,
+                               progress)
+    elif any(params.thresholds.get(k) is not None for k in ("ce_max", "promote")):
+        raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
+    selection = select(pool, params, corpus, logits, arrays)
     clusters = _clusters(pool)
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)

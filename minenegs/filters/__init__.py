@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import near_duplicates, positive_aware
+from . import cross_encoder, near_duplicates, positive_aware
 from .corpus import CorpusView
 
 
@@ -24,6 +24,7 @@ class QueryView:
     positive_score: float  # the lowest positive score; NaN without positives
     positive_idx: np.ndarray
     corpus: CorpusView | None = None
+    ce: np.ndarray | None = None  # sigmoid of the cross-encoder logit per candidate, NaN where not scored
 
 
 Filter = Callable[[QueryView, float], np.ndarray]
@@ -35,4 +36,6 @@ FILTERS: dict[str, Filter] = {
     "min_score": positive_aware.min_score,
     "duplicate_text": near_duplicates.duplicate_text,
     "dup_threshold": near_duplicates.dup_threshold,
+    "ce_max": cross_encoder.ce_max,
+    "promote": cross_encoder.ce_max,  # same rule; what it drops is kept as pseudo-positives
 }

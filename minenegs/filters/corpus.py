@@ -27,6 +27,9 @@ class CorpusView:
         self._text_of = text_of
         self._keys: dict[int, bytes] = {}
 
+    def text(self, row: int) -> str:
+        return self._text_of(row)
+
     def text_key(self, row: int) -> bytes:
         key = self._keys.get(row)
         if key is None:

@@ -1,0 +1,131 @@
+"""The cross-encoder filter with a tiny CrossEncoder built here (random weights: it tests the code path,
+not the judgement), and the promise that filtering without one never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from fakes import FakeEncoder
+from minenegs.cli import app
+from minenegs.dataset import load_beir
+from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.mine import MineParams
+from minenegs.pool import PoolParams, build_pool
+from minenegs.rerank import CrossEncoderScorer, sigmoid
+from minenegs.stages import negatives_from_pool
+
+
+@pytest.fixture(scope="module")
+def tiny_ce(tmp_path_factory) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from minenegs.models import bundled_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-ce")
+    tok = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1, max_position_embeddings=512)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def pool(tmp_path) -> Path:
+    encode_dataset(load_beir(Path(__file__).resolve().parents[1] / "data_samples"), tmp_path / "emb", FakeEncoder(),
+                   cache_dir=tmp_path / "cache")
+    return build_pool(Embeddings(tmp_path / "emb"), PoolParams(depth=20))
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[list[tuple[str, str]]]:
+    seen: list[list[tuple[str, str]]] = []
+    original = CrossEncoderScorer.predict
+
+    def spy(self, pairs):
+        seen.append(list(pairs))
+        return original(self, pairs)
+
+    monkeypatch.setattr(CrossEncoderScorer, "predict", spy)
+    return seen
+
+
+def cached(pool: Path) -> dict[tuple[int, int], float]:
+    files = list((pool / "cross_encoder").glob("*.parquet"))
+    assert len(files) == 1
+    t = pq.read_table(files[0]).to_pydict()
+    return {(q, d): s for q, d, s in zip(t["query_idx"], t["doc_idx"], t["logit"])}
+
+
+def test_scores_once_in_batches_spanning_queries_then_reuses_the_cache(tmp_path, pool, tiny_ce, calls):
+    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 3, ce_depth=10), cross_encoder=str(tiny_ce))
+    scored = cached(pool)
+    # positives (22) and each query's non-positive candidates up to rank 10
+    assert len(scored) == sum(len(c) for c in calls) and 16 * 10 <= len(scored) <= 16 * 10 + 22
+    assert len({q for q, _ in calls[0]}) > 1  # one batch holds pairs of several queries
+    calls.clear()
+    negatives_from_pool(pool, tmp_path / "b.parquet", MineParams("top", 3, ce_depth=10, thresholds={"ce_max": 0.4}),
+                        cross_encoder=str(tiny_ce))
+    assert calls == []  # a new threshold re-scores nothing
+    negatives_from_pool(pool, tmp_path / "c.parquet", MineParams("top", 3, ce_depth=12), cross_encoder=str(tiny_ce))
+    assert 0 < sum(len(c) for c in calls) <= 16 * 2  # deeper: only the new ranks are scored
+
+
+def test_ce_max_drops_what_the_cross_encoder_finds_relevant(tmp_path, pool, tiny_ce):
+    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 3, ce_depth=20), cross_encoder=str(tiny_ce))
+    probs = {k: float(sigmoid(np.float32(v))) for k, v in cached(pool).items()}
+    t = float(np.median(list(probs.values())))
+    summary = negatives_from_pool(pool, tmp_path / "b.parquet", MineParams("top", 3, ce_depth=20,
+                                  thresholds={"ce_max": t}), cross_encoder=str(tiny_ce), scores=True, fmt="triplet")
+    assert summary["removed_by_ce_max"] > 0  # works without any margin set
+    rows = pq.read_table(tmp_path / "b.parquet").to_pylist()
+    assert rows and all(sigmoid(np.float32(r["ce_score"][1])) <= t for r in rows)
+    assert all(len(r["score"]) == len(r["ce_score"]) == 2 for r in rows)
+
+
+def test_promote_writes_pseudo_positives(tmp_path, pool, tiny_ce):
+    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 2, ce_depth=20), cross_encoder=str(tiny_ce))
+    probs = sorted(float(sigmoid(np.float32(v))) for v in cached(pool).values())
+    t = probs[int(len(probs) * 0.9)]
+    base = negatives_from_pool(pool, tmp_path / "b.parquet", MineParams("top", 2, ce_depth=20),
+                               cross_encoder=str(tiny_ce), fmt="labeled-list")
+    lifted = negatives_from_pool(pool, tmp_path / "c.parquet", MineParams("top", 2, ce_depth=20,
+                                 thresholds={"ce_max": t, "promote": t}), cross_encoder=str(tiny_ce), fmt="labeled-list")
+    assert lifted["promoted"] > 0 and base["promoted"] == 0
+    before = sum(r["labels"].count(1) for r in pq.read_table(tmp_path / "b.parquet").to_pylist())
+    after = sum(r["labels"].count(1) for r in pq.read_table(tmp_path / "c.parquet").to_pylist())
+    assert after == before + lifted["promoted"]
+
+
+def test_ce_thresholds_need_a_cross_encoder(tmp_path, pool):
+    result = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / "x.parquet"), "--ce-max", "0.9"])
+    assert result.exit_code == 2 and "--ce-max and --promote need --cross-encoder" in result.stderr
+
+
+def test_cli_cross_encoder(tmp_path, pool, tiny_ce):
+    out = tmp_path / "x.parquet"
+    result = CliRunner().invoke(app, ["filter", str(pool), "-o", str(out), "--cross-encoder", str(tiny_ce),
+                                      "--ce-max", "0.99", "--scores", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "ce_score" in pq.read_schema(out).names
+
+
+def test_filtering_without_a_cross_encoder_does_not_import_torch(tmp_path, pool):
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom minenegs.cli import app\n"
+            f"r = CliRunner().invoke(app, ['filter', {str(pool)!r}, '-o', {str(tmp_path / 'o.parquet')!r}, "
+            "'--relative-margin', '0.05', '--dup-threshold', '0.9', '-q'])\n"
+            "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
