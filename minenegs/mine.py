@@ -96,8 +96,10 @@ def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
 
 def corpus_view(emb) -> CorpusView:
     """Vectors and texts of an embeddings folder's corpus, for the filters that need them."""
-    texts = emb.table("corpus").texts
-    return CorpusView(emb.vectors("corpus"), texts.__getitem__)
+    import pyarrow.parquet as pq
+
+    texts = pq.read_table(emb.folder / "corpus.parquet", columns=["text"]).column("text")
+    return CorpusView(emb.vectors("corpus"), texts)
 
 
 def cross_encoder_pairs(a: dict[str, np.ndarray], params: MineParams) -> np.ndarray:
@@ -116,13 +118,15 @@ def select(pool: Path, params: MineParams, corpus: CorpusView | None = None,
     from .rerank import sigmoid
 
     a = arrays if arrays is not None else read_pool_arrays(pool)
-    order_fn = STRATEGIES[params.strategy]
+    strategy = STRATEGIES[params.strategy]
     qidx = a["query_idx"]
     bounds = np.flatnonzero(np.diff(qidx)) + 1
     starts = np.concatenate([[0], bounds]) if len(qidx) else np.zeros(0, dtype=np.int64)
     stops = np.concatenate([bounds, [len(qidx)]]) if len(qidx) else np.zeros(0, dtype=np.int64)
     filters = [(name, FILTERS[name], params.thresholds[name]) for name in FILTERS
                if params.thresholds.get(name) is not None]
+    if corpus is not None and params.thresholds.get("duplicate_text"):
+        corpus.prepare_keys(a["doc_idx"])  # every document of the pool, normalised in one pass
     sel = Selection(qidx[starts], [], [], [], [], [], removed={name: 0 for name, _, _ in filters})
     range_max = params.range_max if params.range_max is not None else np.iinfo(np.int32).max
     for lo, hi in zip(starts, stops):
@@ -140,7 +144,8 @@ def select(pool: Path, params: MineParams, corpus: CorpusView | None = None,
             passed = fn(view, value)
             sel.removed[name] += int((keep & ~passed).sum())
             keep &= passed
-        order = order_fn(cands, query_rng(params.seed, qid), params.strategy_params)
+        rng = query_rng(params.seed, qid) if strategy.seeded else None
+        order = strategy.order(cands, rng, params.strategy_params)
         chosen = order[keep[order]][: params.num_negatives]
         sel.query_ids.append(qid)
         sel.negatives.append(cands.doc_idx[chosen])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from fakes import FakeEncoder
@@ -42,7 +43,7 @@ def test_text_duplicate_of_a_positive_is_never_a_negative(dup_emb):
 def test_dup_threshold_uses_cosine_to_any_positive(dup_emb):
     vectors = dup_emb.vectors("corpus")
     view = QueryView(np.zeros(4, np.float32), np.array([1, 2, 3, 4]), 0.5, np.array([0]),
-                     CorpusView(vectors, lambda i: ""))
+                     CorpusView(vectors, pa.chunked_array([pa.array([""] * len(vectors))])))
     cos = vectors[[1, 2, 3, 4]] @ vectors[0]
     t = float(np.sort(cos)[-2]) + 1e-6  # between the two most similar
     keep = FILTERS["dup_threshold"](view, t)

@@ -2,37 +2,53 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
-from collections.abc import Callable
-
 import numpy as np
 
-_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+
+def normalise_many(texts):
+    """Case, accents, punctuation and spacing folded away, for a pyarrow string array (vectorised):
+    NFKD, combining marks removed, lower case, every run of non-letters/digits made one space, trimmed."""
+    import pyarrow.compute as pc
+
+    out = pc.utf8_normalize(texts, "NFKD")
+    out = pc.replace_substring_regex(out, r"\p{Mn}+", "")
+    out = pc.utf8_lower(out)
+    out = pc.replace_substring_regex(out, r"[^\p{L}\p{N}]+", " ")
+    return pc.utf8_trim_whitespace(out)
 
 
 def normalise(text: str) -> str:
-    """Case, accents, punctuation and spacing folded away: two texts equal under this are duplicates."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return _PUNCT.sub(" ", text.casefold()).strip()
+    """:func:`normalise_many` for one text: two texts equal under it are duplicates."""
+    import pyarrow as pa
+
+    return normalise_many(pa.array([text])).to_pylist()[0]
 
 
 class CorpusView:
-    """Corpus vectors (memory-mapped) and texts, with normalised-text keys computed on demand."""
+    """Corpus vectors (memory-mapped) and texts (a pyarrow string column)."""
 
-    def __init__(self, vectors: np.ndarray, text_of: Callable[[int], str]) -> None:
+    def __init__(self, vectors: np.ndarray, texts) -> None:
         self.vectors = vectors
-        self._text_of = text_of
-        self._keys: dict[int, bytes] = {}
+        self.texts = texts
+        self._keys: np.ndarray | None = None
 
     def text(self, row: int) -> str:
-        return self._text_of(row)
+        return self.texts[row].as_py()
 
-    def text_key(self, row: int) -> bytes:
-        key = self._keys.get(row)
-        if key is None:
-            key = hashlib.blake2b(normalise(self._text_of(row)).encode(), digest_size=16).digest()
-            self._keys[row] = key
-        return key
+    def prepare_keys(self, rows: np.ndarray) -> None:
+        """Give each of ``rows`` an integer key, equal for documents with the same normalised text."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        keys = np.full(len(self.texts), -1, dtype=np.int64)
+        if len(rows):
+            encoded = pc.dictionary_encode(normalise_many(self.texts.take(pa.array(rows))))
+            keys[rows] = encoded.combine_chunks().indices.to_numpy() if hasattr(encoded, "combine_chunks") \
+                else encoded.indices.to_numpy()
+        self._keys = keys
+
+    def text_keys(self, rows: np.ndarray) -> np.ndarray:
+        if self._keys is None:
+            self.prepare_keys(rows)
+        return self._keys[np.asarray(rows, dtype=np.int64)]

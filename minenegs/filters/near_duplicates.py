@@ -12,14 +12,10 @@ import numpy as np
 
 
 def duplicate_text(q, enabled: float) -> np.ndarray:
-    keep = np.ones(len(q.doc_idx), dtype=bool)
     if not enabled or q.corpus is None or not len(q.positive_idx):
-        return keep
-    positives = {q.corpus.text_key(int(d)) for d in q.positive_idx}
-    for i, d in enumerate(q.doc_idx):
-        if q.corpus.text_key(int(d)) in positives:
-            keep[i] = False
-    return keep
+        return np.ones(len(q.doc_idx), dtype=bool)
+    cands, positives = q.corpus.text_keys(q.doc_idx), q.corpus.text_keys(q.positive_idx)
+    return ~(cands[:, None] == positives[None, :]).any(axis=1)  # positives are few: cheaper than np.isin
 
 
 def dup_threshold(q, t: float) -> np.ndarray:

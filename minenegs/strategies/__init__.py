@@ -28,10 +28,17 @@ class StrategyParams:
     simans_b: float = simans.DEFAULT_B
 
 
-Order = Callable[[Candidates, np.random.Generator, StrategyParams], np.ndarray]
+Order = Callable[[Candidates, "np.random.Generator | None", StrategyParams], np.ndarray]
 
-STRATEGIES: dict[str, Order] = {
-    "top": top.order,
-    "random": _random.order,
-    "simans": simans.order,
+
+@dataclass(frozen=True)
+class Strategy:
+    order: Order
+    seeded: bool  # draws at random: gets a per-query generator (``top`` gets None)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "top": Strategy(top.order, seeded=False),
+    "random": Strategy(_random.order, seeded=True),
+    "simans": Strategy(simans.order, seeded=True),
 }

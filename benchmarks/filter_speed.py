@@ -1,0 +1,83 @@
+"""Filtering speed on a pool of about a million candidate rows (no model: synthetic vectors and texts).
+
+Builds an embeddings folder of random unit vectors (100,000 documents, 10,000 queries, two positives each),
+a pool of depth 100 (1,000,000+ rows), then times in fresh processes ``minenegs filter`` with
+``--relative-margin 0.05`` (near-duplicate text check on, as by default) and with ``--dup-threshold 0.95`` too.
+Writes ``benchmarks/results/filter_speed.json``.
+
+    python benchmarks/filter_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _proc import measure  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class RandomEncoder:
+    name = "random"
+    batch_size = 100_000
+
+    def fingerprint(self) -> str:
+        return "random-64"
+
+    def settings(self) -> dict:
+        return {}
+
+    def encode(self, texts, prompt):
+        seeds = [hash(t) % (2**32) for t in texts]
+        return np.stack([np.random.default_rng(s).standard_normal(64).astype(np.float32) for s in seeds])
+
+
+def main() -> None:
+    from minenegs.embeddings import Embeddings, encode_dataset
+    from minenegs.pool import PoolParams, build_pool
+    from minenegs.records import Dataset, Qrel, TextTable
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "filter_speed.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="minenegs-filter-"))
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(5000)]
+    docs = [" ".join(rng.choice(words, 12)) + f" doc{i}" for i in range(args.docs)]
+    queries = [" ".join(rng.choice(words, 6)) + f" query{i}" for i in range(args.queries)]
+    qrels = [Qrel(f"q{i}", f"d{int(d)}") for i in range(args.queries) for d in rng.choice(args.docs, 2, replace=False)]
+    ds = Dataset(TextTable([f"d{i}" for i in range(args.docs)], docs), TextTable([f"q{i}" for i in range(args.queries)],
+                                                                                   queries), qrels)
+    encode_dataset(ds, work / "emb", RandomEncoder(), cache_dir=work / "cache", chunk_size=100_000)
+    pool = build_pool(Embeddings(work / "emb"), PoolParams(depth=100))
+    import pyarrow.parquet as pq
+
+    rows = pq.read_metadata(pool / "candidates.parquet").num_rows
+    base = [sys.executable, "-m", "minenegs", "filter", str(pool), "--relative-margin", "0.05", "-q", "--force"]
+    runs = {
+        "relative_margin": measure(base + ["-o", str(work / "a.parquet")]),
+        "relative_margin+dup_threshold": measure(base + ["--dup-threshold", "0.95", "-o", str(work / "b.parquet")]),
+    }
+    results = {"pool_rows": rows, "queries": args.queries, "docs": args.docs,
+               "runs": {k: {"wall_seconds": v.seconds, "peak_mb": v.peak_mb} for k, v in runs.items()}}
+    results["target_under_2s"] = all(v.seconds < 2 for v in runs.values())
+    print(f"pool: {rows:,} candidate rows, {args.queries:,} queries, {args.docs:,} docs")
+    for name, r in results["runs"].items():
+        print(f"  minenegs filter ({name}): {r['wall_seconds']:.2f} s wall, {r['peak_mb']:.0f} MB peak")
+    print(f"target (< 2 s): {results['target_under_2s']}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {args.output}")
+
+
+if __name__ == "__main__":
+    main()
