@@ -234,6 +234,80 @@ def filter_(
     _finish(summary, output, fmt, preview, quiet, json_)
 
 
+@app.command("inspect")
+def inspect_(
+    path: Annotated[Path, typer.Argument(help="A pool folder or an output file (.parquet, .jsonl).")],
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG histogram of positive vs negative scores.", show_default=False)] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Score statistics of a candidate pool or an output file."""
+    from .report import show_summary
+    from .stats import inspect_path, plot_histogram
+
+    info, pos, neg = inspect_path(path)
+    if plot is not None:
+        plot_histogram(pos, neg, plot, title=str(path))
+        info["plot"] = str(plot)
+    show_summary(f"inspect {path}", info, quiet=False, as_json=json_)
+
+
+def _floats(flag: str, text: Optional[str]) -> Optional[list[float]]:
+    from .errors import InputError
+
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{flag} {text}: give comma-separated numbers, e.g. 0,0.02,0.05") from None
+
+
+@app.command("sweep")
+def sweep_(
+    pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")],
+    relative_margin: Annotated[Optional[str], typer.Option(help="Values to try, e.g. 0,0.02,0.05,0.1.", show_default=False)] = None,
+    absolute_margin: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
+    max_score: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
+    min_score: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
+    dup_threshold: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
+    strategy: StrategyOpt = "top", num_negatives: NumNegOpt = 3, range_min: RangeMinOpt = 0,
+    range_max: RangeMaxOpt = None, seed: SeedOpt = 0, keep_duplicates: KeepDupOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Negatives kept per query and queries left short for each threshold setting, from the pool alone."""
+    import json as _json
+
+    from rich.table import Table
+
+    from .artifacts import read_manifest
+    from .embeddings import Embeddings
+    from .errors import InputError
+    from .mine import corpus_view
+    from .report import stderr_console
+    from .sweep import sweep
+
+    grid = {name: values for name, values in (
+        ("relative_margin", _floats("--relative-margin", relative_margin)),
+        ("absolute_margin", _floats("--absolute-margin", absolute_margin)),
+        ("max_score", _floats("--max-score", max_score)), ("min_score", _floats("--min-score", min_score)),
+        ("dup_threshold", _floats("--dup-threshold", dup_threshold))) if values}
+    if not grid:
+        raise InputError("give at least one list to sweep, e.g. --relative-margin 0,0.02,0.05,0.1")
+    base = _mine_params(strategy, num_negatives, range_min, range_max, seed, 100.0, -0.05, None, None, None, None,
+                        None, keep_duplicates, 30, None, None)
+    corpus = corpus_view(Embeddings(read_manifest(pool, "pool")["embeddings"]))
+    rows = sweep(pool, base, grid, corpus)
+    if json_:
+        typer.echo(_json.dumps(rows))
+        return
+    table = Table(title=f"sweep {pool} ({strategy}, {num_negatives} negatives)", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in row.values()))
+    stderr_console().print(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="minenegs")

@@ -52,6 +52,7 @@ class Selection:
     window: int = 0
     removed: dict[str, int] = field(default_factory=dict)
     short: list[str] = field(default_factory=list)
+    dropped_scores: list[np.ndarray] = field(default_factory=list)  # window candidates some filter removed
     promoted: list[np.ndarray] = field(default_factory=list)  # pseudo-positives (corpus rows) per query
     promoted_scores: list[np.ndarray] = field(default_factory=list)
     promoted_ce: list[np.ndarray] = field(default_factory=list)
@@ -59,7 +60,6 @@ class Selection:
     positive_ce: list[np.ndarray] = field(default_factory=list)
 
     def summary(self, n: int) -> dict[str, Any]:
-        kept = np.concatenate(self.negative_scores) if self.negative_scores else np.zeros(0)
         return {
             "queries": len(self.query_ids),
             "queries_short": len(self.short),
@@ -67,9 +67,22 @@ class Selection:
             "candidates_in_window": self.window,
             **{f"removed_by_{k}": v for k, v in self.removed.items()},
             "promoted": int(sum(len(x) for x in self.promoted)),
-            "mean_negative_score": round(float(kept.mean()), 4) if len(kept) else None,
             "num_negatives": n,
+            "scores": {"positives": score_stats(self.positive_scores), "negatives": score_stats(self.negative_scores),
+                       "dropped": score_stats(self.dropped_scores)},
         }
+
+
+def score_stats(parts: list[np.ndarray] | np.ndarray) -> dict[str, Any]:
+    """Count, mean and percentiles of a set of scores (NaNs ignored)."""
+    values = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if isinstance(parts, list) and parts \
+        else np.asarray(parts if not isinstance(parts, list) else [], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {"n": 0}
+    p5, p50, p95 = np.percentile(values, [5, 50, 95])
+    return {"n": int(len(values)), "mean": round(float(values.mean()), 4), "p5": round(float(p5), 4),
+            "p50": round(float(p50), 4), "p95": round(float(p95), 4)}
 
 
 def query_rng(seed: int, query_id: str) -> np.random.Generator:
@@ -162,6 +175,7 @@ def select(pool: Path, params: MineParams, corpus: CorpusView | None = None,
         if ce is not None:
             sel.promoted_ce.append(ce[lifted])
         sel.window += len(cands.rank)
+        sel.dropped_scores.append(cands.score[~keep])
         if len(chosen) < params.num_negatives:
             sel.short.append(qid)
     return sel

@@ -57,6 +57,22 @@ def progress_bar(description: str, quiet: bool) -> Iterator[ProgressCallback | N
             bar.stop()
 
 
+def _flat(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested summaries as table rows; a score-statistics dict becomes one line."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "n" in value:
+            rows.append((name, "none" if not value["n"] else
+                         f"n {value['n']:,}  mean {value['mean']:.3f}  p5 {value['p5']:.3f}  p50 {value['p50']:.3f}  "
+                         f"p95 {value['p95']:.3f}"))
+        elif isinstance(value, dict):
+            rows.extend(_flat(value, f"{name} "))
+        else:
+            rows.append((name, value))
+    return rows
+
+
 def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
     """The stage's summary: JSON on stdout with ``--json``, a table on stderr unless ``--quiet``."""
     if as_json:
@@ -68,7 +84,7 @@ def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: b
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    for key, value in summary.items():
+    for key, value in _flat(summary):
         if isinstance(value, float):
             value = f"{value:,.3f}".rstrip("0").rstrip(".")
         elif isinstance(value, int):

@@ -1,0 +1,85 @@
+"""Reports: summary statistics, inspect (and its plot), sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fakes import FakeEncoder
+from minenegs.cli import app
+from minenegs.dataset import load_beir
+from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.mine import MineParams, corpus_view, score_stats, select
+from minenegs.pool import PoolParams, build_pool
+from minenegs.stages import negatives_from_pool
+from minenegs.stats import inspect_path
+from minenegs.sweep import sweep
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rep")
+    encode_dataset(load_beir(Path(__file__).resolve().parents[1] / "data_samples"), root / "emb", FakeEncoder(),
+                   cache_dir=root / "cache")
+    return build_pool(Embeddings(root / "emb"), PoolParams(depth=30))
+
+
+def test_score_stats_by_hand():
+    assert score_stats([[1.0, 2.0], [3.0, float("nan")]]) == {"n": 3, "mean": 2.0, "p5": 1.1, "p50": 2.0, "p95": 2.9}
+    assert score_stats([]) == {"n": 0}
+
+
+def test_summary_has_statistics_of_kept_and_dropped(pool):
+    sel = select(pool, MineParams("top", 3, thresholds={"relative_margin": 0.0}))
+    s = sel.summary(3)["scores"]
+    assert s["positives"]["n"] == 22 and s["negatives"]["n"] == sum(len(n) for n in sel.negatives)
+    assert s["dropped"]["n"] == sel.removed["relative_margin"] > 0
+    for kept, dropped in zip(sel.negative_scores, sel.dropped_scores):  # margin 0: dropped ones beat the positive
+        if len(kept) and len(dropped):
+            assert dropped.min() > kept.max()
+
+
+def test_sweep_matches_select_and_grows_with_the_margin(pool):
+    rows = sweep(pool, MineParams("top", 5), {"relative_margin": [0.0, 0.05, 0.2, 0.5]})
+    assert [r["relative_margin"] for r in rows] == [0.0, 0.05, 0.2, 0.5]
+    removed = [r["removed"] for r in rows]
+    assert removed == sorted(removed) and removed[-1] > removed[0]
+    direct = select(pool, MineParams("top", 5, thresholds={"relative_margin": 0.5}))
+    assert rows[-1]["queries_short"] == len(direct.short)
+    assert rows[-1]["removed"] == sum(direct.removed.values())
+
+
+def test_inspect_pool_and_output_and_plot(tmp_path, pool):
+    info, pos, neg = inspect_path(pool)
+    assert info["kind"] == "pool" and info["queries"] == 16 and info["scores"]["positives"]["n"] == 22
+    out = tmp_path / "o.parquet"
+    negatives_from_pool(pool, out, MineParams("top", 3), fmt="n-tuple", scores=True)
+    result = CliRunner().invoke(app, ["inspect", str(out), "--plot", str(tmp_path / "h.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows"] == 22 and summary["scores"]["positives"]["n"] == 22
+    assert summary["scores"]["negatives"]["n"] == 66
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_without_scores_says_so(tmp_path, pool):
+    out = tmp_path / "o.parquet"
+    negatives_from_pool(pool, out, MineParams("top", 3), fmt="n-tuple")
+    info, _, _ = inspect_path(out)
+    assert "write outputs with --scores" in info["note"]
+    bad = CliRunner().invoke(app, ["inspect", str(out), "--plot", str(tmp_path / "h.png")])
+    assert bad.exit_code == 2 and "nothing to plot" in bad.stderr
+
+
+def test_sweep_cli(pool):
+    result = CliRunner().invoke(app, ["sweep", str(pool), "--relative-margin", "0,0.1", "--max-score", "0.5,0.9",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 4
+    bad = CliRunner().invoke(app, ["sweep", str(pool), "--relative-margin", "a,b"])
+    assert bad.exit_code == 2 and "comma-separated numbers" in bad.stderr
+    none = CliRunner().invoke(app, ["sweep", str(pool)])
+    assert none.exit_code == 2
