@@ -28,3 +28,14 @@ def measure(args: list[str], env: dict | None = None) -> Measured:
     if proc.returncode != 0:
         sys.exit(f"{' '.join(args)} failed with status {proc.returncode}")
     return Measured(round(seconds, 2), round(usage.ru_maxrss / 1024, 1), out, proc.returncode)
+
+
+def write_results(path, results: dict) -> None:
+    """Write a benchmark's figures as JSON and say where."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {path}")

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _proc import measure  # noqa: E402
+from _proc import measure, write_results  # noqa: E402
 
 PLAIN = """
 import json, os, sys, time
@@ -76,9 +76,7 @@ def main() -> None:
               f"{r['peak_mb']:>9.0f}")
     print(f"speed-up over plain: fp32 {results['speedup_fp32_vs_plain']}x, auto {results['speedup_auto_vs_plain']}x")
     print(f"targets: {results['targets']}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {args.output}")
+    write_results(args.output, results)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import os
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from minenegs.mine import MineParams, corpus_view, read_pool_arrays, select
 from minenegs.models import SentenceTransformerEncoder, bundled_model_path
 from minenegs.pool import PoolParams, build_pool
 from minenegs.records import Dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _proc import write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5
@@ -102,9 +106,7 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<42}{r['false_negative_share']:>9.3f}{(r['mean_rank_false'] or float('nan')):>9.1f}"
               f"{r['mean_rank_all']:>9.1f}{r['queries_short']:>7}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"written: {args.output}")
+    write_results(args.output, rows)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _proc import measure  # noqa: E402
+from _proc import measure, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,9 +74,7 @@ def main() -> None:
     for name, r in results["runs"].items():
         print(f"  minenegs filter ({name}): {r['wall_seconds']:.2f} s wall, {r['peak_mb']:.0f} MB peak")
     print(f"target (< 2 s): {results['target_under_2s']}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {args.output}")
+    write_results(args.output, results)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ from minenegs.embeddings import Embeddings, encode_dataset
 from minenegs.index import IndexParams, open_index
 from minenegs.models import SentenceTransformerEncoder
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _proc import write_results  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,15 +62,13 @@ def main() -> None:
                                     "build_seconds": round(loaded.build_seconds, 3),
                                     "search_seconds": round(search, 4), "reused": loaded.reused}
     print(f"{args.data.name} {args.split}: {summary.docs} docs, {summary.queries} queries, recall@{args.k} vs flat")
-    print(f"{"index":<20}{'recall':>8}{'build s':>9}{'search s':>10}")
+    print(f"{'index':<20}{'recall':>8}{'build s':>9}{'search s':>10}")
     for name, r in results["indexes"].items():
         print(f"{name:<20}{r['recall_at_k']:>8.4f}{r['build_seconds']:>9.3f}{r['search_seconds']:>10.4f}")
     ok = all(r["recall_at_k"] >= 0.95 for n, r in results["indexes"].items() if n in ("ivf_flat", "hnsw"))
     results["target_ivf_hnsw_recall_ge_0.95"] = ok
     print(f"target (ivf and hnsw recall >= 0.95): {ok}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {args.output}")
+    write_results(args.output, results)
 
 
 if __name__ == "__main__":

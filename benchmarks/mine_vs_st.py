@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _proc import measure  # noqa: E402
+from _proc import measure, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,9 +95,7 @@ def main() -> None:
         r = results[name]
         print(f"{name:<16}{r['wall_seconds']:>9.2f}{r['peak_mb']:>9.0f}{r['rows']:>7}")
     print(f"cold ratio {results['cold_ratio']}, warm ratio {results['warm_ratio']}; targets {results['targets']}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {args.output}")
+    write_results(args.output, results)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,9 @@ from minenegs.pool import PoolParams, build_pool
 from minenegs.records import Dataset
 from minenegs.strategies import StrategyParams
 from minenegs.strategies.simans import weights
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _proc import write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_A = (0.5, 10.0, 30.0, 100.0, 300.0)
@@ -101,9 +105,7 @@ def main() -> None:
     print(f"{'setting':<26}{'FN share':>9}{'mean rank':>10}{'eff. cands':>11}")
     for name, r in rows.items():
         print(f"{name:<26}{r['false_negative_share']:>9.3f}{r['mean_rank']:>10.1f}{r.get('effective_candidates', float('nan')):>11.1f}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"scifact_gap": spread, "dl19": rows}, indent=2) + "\n")
-    print(f"written: {args.output}")
+    write_results(args.output, {"scifact_gap": spread, "dl19": rows})
 
 
 if __name__ == "__main__":
