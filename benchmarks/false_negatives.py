@@ -14,7 +14,6 @@ Writes ``benchmarks/results/false_negatives.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import os
 from pathlib import Path

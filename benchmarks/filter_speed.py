@@ -11,7 +11,6 @@ Writes ``benchmarks/results/filter_speed.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path

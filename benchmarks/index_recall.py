@@ -10,7 +10,6 @@ flat top-k each one finds. Writes ``benchmarks/results/index_recall.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

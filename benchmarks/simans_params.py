@@ -16,7 +16,6 @@ Writes ``benchmarks/results/simans_params.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

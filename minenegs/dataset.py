@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InputError
 from .readers import RowReader, pick_column, require_column
-from .records import Dataset, Doc, Qrel, Query, TextTable, join_title
+from .records import Dataset, Doc, Qrel, Query, TextTable
 
 DOC_ID = ("_id", "id", "doc_id", "docid", "corpus_id", "corpus-id", "pid")
 QUERY_ID = ("_id", "id", "query_id", "query-id", "qid")

@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,3 @@ def open_index(emb: Embeddings, params: IndexParams = IndexParams()) -> LoadedIn
                                "build_seconds": round(seconds, 3), **params.build_params()})
     return LoadedIndex(_configure(index, params), folder, False, seconds, params)
 
-
-def params_dict(params: IndexParams) -> dict[str, Any]:
-    return asdict(params)

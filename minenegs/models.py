@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -224,5 +223,3 @@ class SentenceTransformerEncoder:
                                convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
 
-
-EncoderFactory = Callable[..., Encoder]

@@ -33,10 +33,16 @@ Rows = Iterator[dict[str, Any]]
 
 
 class _Texts:
-    def __init__(self, emb) -> None:
-        self.docs = emb.table("corpus").texts
+    """Query texts, and the texts of just the documents the selection uses (taken from the arrow column)."""
+
+    def __init__(self, emb, sel: Selection, corpus_texts) -> None:
+        import pyarrow as pa
+
         t = emb.table("queries")
         self.queries = dict(zip(t.ids, t.texts))
+        parts = [*sel.positives, *sel.negatives, *sel.promoted]
+        rows = np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
+        self.docs = dict(zip(rows.tolist(), corpus_texts.take(pa.array(rows)).to_pylist()))
 
 
 @dataclass
@@ -170,13 +176,17 @@ def _write_parquet(rows: Rows, tmp: Path, metadata: dict[str, Any]) -> int:
 
 def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tuple", num_negatives: int,
                  scores: bool = False, metadata: dict[str, Any] | None = None, force: bool = False,
-                 clusters: dict[int, int] | None = None) -> int:
+                 clusters: dict[int, int] | None = None, corpus_texts=None) -> int:
     """Write the selection as ``fmt`` to ``out`` (all or nothing); return the number of rows.
 
     Short queries (fewer than ``num_negatives`` negatives) are listed in ``<out>.short.txt``.
     """
     out = Path(out)
-    tx = _Texts(emb)
+    if corpus_texts is None:
+        import pyarrow.parquet as pq
+
+        corpus_texts = pq.read_table(emb.folder / "corpus.parquet", columns=["text"]).column("text")
+    tx = _Texts(emb, selection, corpus_texts)
     kwargs = {"doc_ids": emb.ids("corpus")} if fmt == "ids" else {}
     rows = FORMATS[fmt](selection, tx, num_negatives, scores, clusters, **kwargs)
     meta = {**(metadata or {}), "format": fmt, "short_queries": len(selection.short)}

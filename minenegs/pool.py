@@ -99,8 +99,8 @@ def _cluster(queries: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return km.index.search(data, 1)[1][:, 0].astype(np.int32)
 
 
-def _fuse(lists: dict[str, np.ndarray], rrf_k: int) -> tuple[list[int], list[str], dict[str, dict[int, int]]]:
-    """Reciprocal-rank fusion of several ranked doc lists: fused order, source of each, per-retriever ranks."""
+def _fuse(lists: dict[str, np.ndarray], rrf_k: int) -> tuple[list[int], list[str]]:
+    """Reciprocal-rank fusion of several ranked doc lists: the fused order and the source of each document."""
     ranks = {name: {int(d): r for r, d in enumerate(docs, 1) if d >= 0} for name, docs in lists.items()}
     fused: dict[int, float] = {}
     for per in ranks.values():
@@ -109,7 +109,7 @@ def _fuse(lists: dict[str, np.ndarray], rrf_k: int) -> tuple[list[int], list[str
     order = sorted(fused, key=lambda d: (-fused[d], d))
     source = ["both" if all(d in per for per in ranks.values()) else next(n for n, per in ranks.items() if d in per)
               for d in order]
-    return order, source, ranks
+    return order, source
 
 
 def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: Progress | None = None,
@@ -165,7 +165,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
                 cols: dict[str, list] = {name: [] for name in _schema().names}
                 for j in range(stop - start):
                     qi = start + j
-                    order, source, _ = _fuse(lists[j], params.rrf_k)
+                    order, source = _fuse(lists[j], params.rrf_k)
                     pos = positives.get(qi, [])
                     pos_set, retrieved = set(pos), set(order)
                     missing = [d for d in pos if d not in retrieved]

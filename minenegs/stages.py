@@ -64,5 +64,5 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
         "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
     }
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
-                        metadata=metadata, force=force, clusters=by_position)
+                        metadata=metadata, force=force, clusters=by_position, corpus_texts=corpus.texts)
     return {"pool": str(pool), **summary, "rows": rows, "seconds": round(time.perf_counter() - started, 3)}

@@ -3,8 +3,6 @@ not the judgement), and the promise that filtering without one never imports tor
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -20,7 +20,7 @@ from minenegs.embeddings import Embeddings, encode_dataset
 from minenegs.index import IndexParams
 from minenegs.mine import MineParams, select
 from minenegs.pool import PoolParams, _schema, build_pool
-from minenegs.strategies import STRATEGIES, StrategyParams
+from minenegs.strategies import STRATEGIES
 
 
 @pytest.fixture(scope="module")

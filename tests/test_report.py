@@ -12,7 +12,7 @@ from fakes import FakeEncoder
 from minenegs.cli import app
 from minenegs.dataset import load_beir
 from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.mine import MineParams, corpus_view, score_stats, select
+from minenegs.mine import MineParams, score_stats, select
 from minenegs.pool import PoolParams, build_pool
 from minenegs.stages import negatives_from_pool
 from minenegs.stats import inspect_path
