@@ -102,6 +102,14 @@ def output_file(path: Path | str, force: bool = False) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def read_parquet(path: Path | str, columns: list[str] | None = None):
+    """A Parquet file as a pyarrow Table. Reads through ``ParquetFile``: ``pq.read_table`` goes through
+    ``pyarrow.dataset``, which imports pandas and costs a fifth of a second at start-up."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read(columns=columns)
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import check_output, output_dir, read_manifest, write_manifest
+from .artifacts import check_output, output_dir, read_manifest, write_manifest, read_parquet
 from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
 from .errors import MinenegsError
 from .models import Encoder
@@ -270,18 +270,15 @@ class Embeddings:
         return np.load(self.folder / f"{side}.npy", mmap_mode="r")
 
     def table(self, side: str) -> TextTable:
-        import pyarrow.parquet as pq
 
-        t = pq.read_table(self.folder / f"{side}.parquet")
+        t = read_parquet(self.folder / f"{side}.parquet")
         return TextTable(t.column("id").to_pylist(), t.column("text").to_pylist())
 
     def ids(self, side: str) -> list[str]:
-        import pyarrow.parquet as pq
 
-        return pq.read_table(self.folder / f"{side}.parquet", columns=["id"]).column("id").to_pylist()
+        return read_parquet(self.folder / f"{side}.parquet", columns=["id"]).column("id").to_pylist()
 
     def qrels(self) -> list[Qrel]:
-        import pyarrow.parquet as pq
 
-        t = pq.read_table(self.folder / "qrels.parquet").to_pydict()
+        t = read_parquet(self.folder / "qrels.parquet").to_pydict()
         return [Qrel(q, d, int(s)) for q, d, s in zip(t["query_id"], t["doc_id"], t["score"])]

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .artifacts import read_parquet
 from .errors import InputError
 from .filters import FILTERS, CorpusView, QueryView
 from .strategies import STRATEGIES, Candidates, StrategyParams
@@ -91,9 +92,8 @@ def query_rng(seed: int, query_id: str) -> np.random.Generator:
 
 
 def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
-    import pyarrow.parquet as pq
 
-    t = pq.read_table(pool / "candidates.parquet",
+    t = read_parquet(pool / "candidates.parquet",
                       columns=["query_idx", "doc_idx", "query_id", "rank", "score", "is_positive"])
     rank = t.column("rank")
     return {
@@ -109,9 +109,8 @@ def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
 
 def corpus_view(emb) -> CorpusView:
     """Vectors and texts of an embeddings folder's corpus, for the filters that need them."""
-    import pyarrow.parquet as pq
 
-    texts = pq.read_table(emb.folder / "corpus.parquet", columns=["text"]).column("text")
+    texts = read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text")
     return CorpusView(emb.vectors("corpus"), texts)
 
 

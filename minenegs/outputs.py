@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import output_file, write_text_atomic
+from .artifacts import output_file, write_text_atomic, read_parquet
 from .mine import Selection
 
 ROW_BATCH = 4096
@@ -183,9 +183,8 @@ def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tu
     """
     out = Path(out)
     if corpus_texts is None:
-        import pyarrow.parquet as pq
 
-        corpus_texts = pq.read_table(emb.folder / "corpus.parquet", columns=["text"]).column("text")
+        corpus_texts = read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text")
     tx = _Texts(emb, selection, corpus_texts)
     kwargs = {"doc_ids": emb.ids("corpus")} if fmt == "ids" else {}
     rows = FORMATS[fmt](selection, tx, num_negatives, scores, clusters, **kwargs)

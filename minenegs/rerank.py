@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import output_file
+from .artifacts import output_file, read_parquet
 from .errors import ModelError
 from .models import fingerprint_dir, resolve_model
 
@@ -76,7 +76,7 @@ def cached_logits(pool: Path, scorer: CrossEncoderScorer, pairs: np.ndarray, que
     path = pool / "cross_encoder" / f"{scorer.fingerprint()[:32]}.parquet"
     known: dict[tuple[int, int], float] = {}
     if path.exists():
-        t = pq.read_table(path).to_pydict()
+        t = read_parquet(path).to_pydict()
         known = {(q, d): s for q, d, s in zip(t["query_idx"], t["doc_idx"], t["logit"])}
     todo = sorted({(int(q), int(d)) for q, d in pairs} - set(known))
     if todo:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .artifacts import check_output, read_manifest
+from .artifacts import check_output, read_manifest, read_parquet
 from .embeddings import Embeddings
 from .errors import InputError
 from .mine import MineParams, corpus_view, cross_encoder_pairs, read_pool_arrays, select
@@ -16,9 +16,8 @@ from .pool import KIND as POOL_KIND
 
 
 def _clusters(pool: Path) -> dict[int, int] | None:
-    import pyarrow.parquet as pq
 
-    col = pq.read_table(pool / "queries.parquet", columns=["cluster_id"]).column("cluster_id")
+    col = read_parquet(pool / "queries.parquet", columns=["cluster_id"]).column("cluster_id")
     if col.null_count == len(col):
         return None
     return dict(enumerate(col.to_pylist()))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import MANIFEST
+from .artifacts import MANIFEST, read_parquet
 from .errors import InputError
 from .mine import read_pool_arrays, score_stats
 
@@ -46,7 +46,7 @@ def _parquet(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     meta = pq.read_metadata(path)
     kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
     provenance = json.loads(kv["minenegs"]) if "minenegs" in kv else {}
-    table = pq.read_table(path)
+    table = read_parquet(path)
     names = table.column_names
     info: dict[str, Any] = {"kind": provenance.get("format", "parquet"), "rows": table.num_rows, "columns": names}
     if provenance:
