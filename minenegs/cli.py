@@ -139,6 +139,7 @@ KeepDupOpt = Annotated[bool, typer.Option("--keep-duplicates", help="Keep candid
 FormatOpt = Annotated[str, typer.Option("--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.")]
 ScoresOpt = Annotated[bool, typer.Option("--scores", help="Add the positives' and negatives' scores.")]
 PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.")]
+MinCoverageOpt = Annotated[Optional[float], typer.Option("--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95).", show_default=False)]
 CrossEncoderOpt = Annotated[Optional[str], typer.Option("--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool).", show_default=False)]
 CeDepthOpt = Annotated[int, typer.Option("--ce-depth", help="Re-score candidates up to this original rank.")]
 CeMaxOpt = Annotated[Optional[float], typer.Option("--ce-max", help="Drop candidates whose cross-encoder sigmoid score is above t.", show_default=False)]
@@ -158,12 +159,15 @@ def _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, 
                       ce_depth)
 
 
-def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, json_: bool) -> None:
+def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, json_: bool,
+            min_coverage: Optional[float]) -> None:
     from .report import show_rows, show_summary
+    from .stages import check_coverage
 
     show_summary(f"negatives -> {output}", summary, quiet=quiet, as_json=json_)
     if fmt != "flag-jsonl":
         show_rows(output, preview, quiet=quiet or json_)
+    check_coverage(summary, min_coverage)
 
 
 @app.command()
@@ -186,7 +190,7 @@ def mine(
     ef_search: Annotated[int, typer.Option(help="HNSW search breadth.")] = 128,
     query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).")] = 0,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
-    force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
+    min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
     from .artifacts import check_output
@@ -194,10 +198,11 @@ def mine(
     from .index import IndexParams
     from .pool import PoolParams, build_pool
     from .report import progress_bar
-    from .stages import negatives_from_pool
+    from .stages import negatives_from_pool, validate_coverage
 
     params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
                           relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
+    validate_coverage(min_coverage)
     check_output(output, force)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
@@ -206,7 +211,7 @@ def mine(
     with progress_bar("cross-encoder", quiet or json_) as progress:
         summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force,
                                       cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
-    _finish(summary, output, fmt, preview, quiet, json_)
+    _finish(summary, output, fmt, preview, quiet, json_, min_coverage)
 
 
 @app.command("filter")
@@ -220,18 +225,19 @@ def filter_(
     cross_encoder: CrossEncoderOpt = None, ce_depth: CeDepthOpt = 30, ce_max: CeMaxOpt = None,
     promote: PromoteOpt = None, ce_batch_size: CeBatchOpt = 64,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
-    force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
+    min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Remove likely false negatives from a candidate pool and write training rows."""
     from .report import progress_bar
-    from .stages import negatives_from_pool
+    from .stages import negatives_from_pool, validate_coverage
 
     params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
                           relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
+    validate_coverage(min_coverage)
     with progress_bar("cross-encoder", quiet or json_) as progress:
         summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force,
                                       cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
-    _finish(summary, output, fmt, preview, quiet, json_)
+    _finish(summary, output, fmt, preview, quiet, json_, min_coverage)
 
 
 @app.command("inspect")

@@ -9,6 +9,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_NOT_ACCEPTED = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -40,3 +41,9 @@ class OutputExistsError(MinenegsError):
 
 class ModelError(MinenegsError):
     """A model could not be found or loaded."""
+
+
+class AcceptanceError(MinenegsError):
+    """The run finished and wrote its output, but an acceptance flag (``--min-coverage``) was not met. Exit 3."""
+
+    exit_code = EXIT_NOT_ACCEPTED

@@ -9,7 +9,7 @@ from typing import Any
 
 from .artifacts import check_output, read_manifest, read_parquet
 from .embeddings import Embeddings
-from .errors import InputError
+from .errors import AcceptanceError, InputError
 from .mine import MineParams, corpus_view, cross_encoder_pairs, read_pool_arrays, select
 from .outputs import FORMATS, write_output
 from .pool import KIND as POOL_KIND
@@ -65,3 +65,20 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
                         metadata=metadata, force=force, clusters=by_position, corpus_texts=corpus.texts)
     return {"pool": str(pool), **summary, "rows": rows, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def validate_coverage(min_coverage: float | None) -> None:
+    if min_coverage is not None and not 0 <= min_coverage <= 1:
+        raise InputError(f"--min-coverage {min_coverage:g}: give a share between 0 and 1")
+
+
+def check_coverage(summary: dict[str, Any], min_coverage: float | None) -> None:
+    """Raise :class:`AcceptanceError` when fewer than ``min_coverage`` of the queries got all their negatives."""
+    if min_coverage is None:
+        return
+    validate_coverage(min_coverage)
+    coverage = 1 - summary["queries_short"] / max(1, summary["queries"])
+    if coverage < min_coverage:
+        raise AcceptanceError(f"only {coverage:.1%} of queries got {summary['num_negatives']} negatives "
+                              f"({summary['queries_short']} short), below --min-coverage {min_coverage:g}; "
+                              "the output was written, short query ids are in OUT.short.txt")

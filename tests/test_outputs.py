@@ -116,3 +116,15 @@ def test_output_trains_with_sentence_transformers_without_reshaping(tmp_path, po
     result = trainer.train()
     assert result.global_step == 2
     assert not model[0].auto_model.embeddings.word_embeddings.weight.detach().equal(before)  # it learned
+
+
+def test_min_coverage_gives_exit_3_and_keeps_the_output(tmp_path, pool):
+    out = tmp_path / "n.parquet"
+    strict = CliRunner().invoke(app, ["filter", str(pool), "-o", str(out), "--max-score", "0.25", "--min-coverage", "0.99"])
+    assert strict.exit_code == 3, strict.output
+    assert "below --min-coverage 0.99" in strict.stderr and out.exists()
+    lenient = CliRunner().invoke(app, ["filter", str(pool), "-o", str(out), "--max-score", "0.25", "--min-coverage", "0",
+                                       "--force", "-q"])
+    assert lenient.exit_code == 0
+    bad = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / "z.parquet"), "--min-coverage", "5"])
+    assert bad.exit_code == 2 and not (tmp_path / "z.parquet").exists()
