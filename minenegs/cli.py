@@ -45,11 +45,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help=f"Show tracebacks (or set {DEBUG_ENV}=1).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML recipe whose [encode]/[mine] sections set the defaults; flags override it.", show_default=False)] = None,
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    if config is not None:
+        from .config import load_config, section_defaults
+
+        group = ctx.command
+        ctx.default_map = {name: section_defaults(group.get_command(ctx, name), values, str(config))
+                           for name, values in load_config(config).items()}
 
 
 # -- reusable option aliases ---------------------------------------------------------------------
@@ -312,6 +320,36 @@ def sweep_(
     for row in rows:
         table.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in row.values()))
     stderr_console().print(table)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(help="A TOML recipe (see configs/).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: section.key=value (repeatable).", show_default=False)] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a whole recipe: encode, then mine (with its filters), from one TOML file."""
+    from .config import apply_overrides, load_config, section_args
+    from .errors import InputError
+
+    recipe = apply_overrides(load_config(config), set_ or [])
+    if "mine" in recipe and "encode" in recipe and not any(k in recipe["mine"] for k in ("embeddings",)):
+        recipe["mine"]["embeddings"] = recipe["encode"].get("output", "")
+    group = ctx.parent.command
+    stages = []
+    for name in (n for n in ("encode", "mine") if n in recipe):  # check every section before any work
+        section = {**recipe[name], **({"force": True} if force else {}), **({"quiet": True} if quiet else {}),
+                   **({"json": True} if json_ else {})}
+        command = group.get_command(ctx, name)
+        stages.append((name, command, section_args(command, section, f"{config} [{name}]")))
+    if not stages:
+        raise InputError(f"{config}: has neither an [encode] nor a [mine] section")
+    for name, command, args in stages:
+        with command.make_context(name, args, parent=ctx) as sub:
+            command.invoke(sub)
 
 
 def main() -> None:

@@ -1,0 +1,88 @@
+"""Recipes in TOML: one section per command (``[encode]``, ``[mine]``), keys named like the flags.
+
+    [encode]
+    data = "data_samples"
+    split = "train"
+    output = "runs/demo/embeddings"
+
+    [mine]
+    strategy = "top"
+    relative-margin = 0.05      # or relative_margin
+    output = "runs/demo/negatives.parquet"
+
+A section becomes the command's own argument list, so a config is parsed and checked exactly like flags are.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+SECTIONS = ("encode", "mine")
+
+
+def load_config(path: Path | str) -> dict[str, dict[str, Any]]:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file; see configs/ for recipes") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    unknown = [k for k in data if k not in SECTIONS or not isinstance(data[k], dict)]
+    if unknown:
+        raise InputError(f"{path}: unknown section {unknown[0]!r}; use [{'], ['.join(SECTIONS)}]")
+    return data
+
+
+def apply_overrides(config: dict[str, dict[str, Any]], overrides: list[str]) -> dict[str, dict[str, Any]]:
+    """``section.key=value`` strings on top of the file (values parsed as TOML scalars, else kept as text)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or section not in SECTIONS or not name:
+            raise InputError(f"--set {item}: write section.key=value, e.g. mine.relative-margin=0.1")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        config.setdefault(section, {})[name] = value
+    return config
+
+
+def _param(command: Any, key: str, where: str) -> Any:
+    flag = "--" + key.replace("_", "-")
+    for param in command.params:
+        if param.name == key or flag in getattr(param, "opts", []) or key.replace("-", "_") == param.name:
+            return param
+    raise InputError(f"{where}: {command.name} has no option {key!r}; see `minenegs {command.name} --help`")
+
+
+def section_args(command: Any, section: dict[str, Any], where: str) -> list[str]:
+    """The command-line arguments that say what ``section`` says."""
+    args: list[str] = []
+    positional: list[str] = []
+    for key, value in section.items():
+        param = _param(command, key, where)
+        if param.param_type_name == "argument":  # typer ships its own click: no isinstance
+            positional.append(str(value))
+        elif getattr(param, "is_flag", False):
+            if not isinstance(value, bool):
+                raise InputError(f"{where}: {key} takes true or false")
+            if value:
+                args.append(param.opts[0])
+            elif param.secondary_opts:
+                args.append(param.secondary_opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return positional + args
+
+
+def section_defaults(command: Any, section: dict[str, Any], where: str) -> dict[str, Any]:
+    """``section`` as click defaults (``default_map``), so flags given on the command line win."""
+    return {_param(command, key, where).name: value for key, value in section.items()}
