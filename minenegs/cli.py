@@ -172,8 +172,9 @@ def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, js
     from .report import show_rows, show_summary
     from .stages import check_coverage
 
-    show_summary(f"negatives -> {output}", summary, quiet=quiet, as_json=json_)
-    if fmt != "flag-jsonl":
+    to_stdout = str(output) == "-"  # stdout carries the rows: the summary goes to stderr
+    show_summary(f"negatives -> {output}", summary, quiet=quiet, as_json=json_, stream=sys.stderr if to_stdout else None)
+    if fmt != "flag-jsonl" and not to_stdout:
         show_rows(output, preview, quiet=quiet or json_)
     check_coverage(summary, min_coverage)
 
@@ -211,7 +212,8 @@ def mine(
     params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
                           relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
     validate_coverage(min_coverage)
-    check_output(output, force)
+    if str(output) != "-":
+        check_output(output, force)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:

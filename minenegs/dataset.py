@@ -237,7 +237,7 @@ def _only_judged(queries: TextTable, qrels: list[Qrel]) -> TextTable:
 
 
 def _source(reader: RowReader) -> dict[str, str]:
-    return {"path": str(reader.path), "sha256": reader.sha256}
+    return {"path": f"{reader.path}", "sha256": reader.sha256}
 
 
 def load_files(corpus: Path | str, queries: Path | str | None = None, qrels: Path | str | None = None,

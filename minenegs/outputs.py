@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,7 @@ def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tu
 
     Short queries (fewer than ``num_negatives`` negatives) are listed in ``<out>.short.txt``.
     """
+    to_stdout = str(out) == "-"
     out = Path(out)
     if corpus_texts is None:
 
@@ -189,6 +191,13 @@ def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tu
     kwargs = {"doc_ids": emb.ids("corpus")} if fmt == "ids" else {}
     rows = FORMATS[fmt](selection, tx, num_negatives, scores, clusters, **kwargs)
     meta = {**(metadata or {}), "format": fmt, "short_queries": len(selection.short)}
+    if to_stdout:  # JSON lines, for jq and friends
+        count = 0
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        sys.stdout.flush()
+        return count
     with output_file(out, force) as tmp:
         if fmt == "flag-jsonl":
             count = 0

@@ -11,6 +11,7 @@ import csv
 import gzip
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,33 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
+_STDIN: Path | None = None
+
+
+class _StdinPath(type(Path())):
+    """The spooled copy of standard input; messages (f-strings) show it as ``<stdin>``."""
+
+    def __format__(self, spec: str) -> str:
+        return "<stdin>"
+
+
+def stdin_path() -> Path:
+    """Standard input (JSON lines) spooled once to a temporary file, so it can be read like any file."""
+    global _STDIN
+    if _STDIN is None:
+        import atexit
+        import sys
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="minenegs-stdin-", suffix=".jsonl")
+        with os.fdopen(fd, "wb") as fh:
+            for block in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
+                fh.write(block)
+        atexit.register(lambda: os.path.exists(name) and os.unlink(name))
+        _STDIN = _StdinPath(name)
+    return _STDIN
+
+
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise InputError.at(path, None, "no such file", "check the path")
@@ -69,7 +97,7 @@ class RowReader:
 
     @classmethod
     def open(cls, path: Path | str, fmt: str | None = None) -> "RowReader":
-        path = Path(path)
+        path = stdin_path() if str(path) == "-" else Path(path)
         _check_readable(path)
         return cls(path, fmt or detect_format(path))
 

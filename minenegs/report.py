@@ -73,11 +73,12 @@ def _flat(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool) -> None:
-    """The stage's summary: JSON on stdout with ``--json``, a table on stderr unless ``--quiet``."""
+def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool, stream=None) -> None:
+    """The stage's summary: JSON on stdout (or ``stream``) with ``--json``, a table on stderr unless ``--quiet``."""
     if as_json:
-        sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
-        sys.stdout.flush()
+        out = stream or sys.stdout
+        out.write(json.dumps(summary, sort_keys=True) + "\n")
+        out.flush()
         return
     if quiet:
         return

@@ -35,7 +35,8 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     pool = Path(pool)
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    check_output(Path(output), force)
+    if str(output) != "-":
+        check_output(Path(output), force)
     manifest = read_manifest(pool, POOL_KIND)
     emb = Embeddings(manifest["embeddings"])
     arrays = read_pool_arrays(pool)
