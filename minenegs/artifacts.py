@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, OutputExistsError
+from .errors import InputError, MinenegsError, OutputExistsError
 
 MANIFEST = "manifest.json"
 
@@ -35,12 +35,30 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def check_output(path: Path, force: bool) -> None:
-    """Fail before any work starts if ``path`` exists and ``force`` is off, or its parent cannot take it."""
+    """Fail before any work starts if ``path`` exists and ``force`` is off, or its folder cannot take it."""
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it or choose another output")
     parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
         raise InputError(f"{parent} is not a folder; choose another output")
+    try:  # a real write, not os.access: root passes access checks on read-only file systems
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".minenegs-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write to {parent} ({exc.strerror}); choose another output") from None
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an I/O failure while writing ``path`` (disk full, folder gone read-only) into one clear line."""
+    try:
+        yield
+    except OSError as exc:
+        raise MinenegsError(f"cannot write {path} ({exc.strerror or exc}); nothing was written, "
+                            "the previous output (if any) is unchanged") from exc
 
 
 def _pid_alive(pid: int) -> bool:
@@ -73,9 +91,11 @@ def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
     path = _prepare(path, force)
     _sweep_stale(path)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
+    with _writing(path):
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
     try:
-        yield staging
+        with _writing(path):
+            yield staging
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
             os.replace(path, old / "previous")
@@ -92,11 +112,13 @@ def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
 def output_file(path: Path | str, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` when the block finishes without error."""
     path = _prepare(path, force)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with _writing(path):
+            yield Path(tmp)
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -45,6 +45,14 @@ def content_id(prefix: str, text: str) -> str:
     return f"{prefix}-{hashlib.blake2b(text.encode('utf-8'), digest_size=8).hexdigest()}"
 
 
+def _scalar(reader: RowReader, where: str, field: str, value: Any) -> str:
+    """A field that must hold one string or number (an id, a text)."""
+    if isinstance(value, (list, dict, tuple)):
+        raise InputError.at(reader.path, where, f"{field} is a {type(value).__name__}, not a string",
+                            f"give each row one {field} string")
+    return _as_str(value)
+
+
 def _as_str(value: Any) -> str:
     if value is None:
         return ""
@@ -122,7 +130,8 @@ def iter_docs(reader: RowReader, columns: Columns = Columns()) -> Iterator[tuple
         "title": (TITLE, columns.title, "title", "--title-column"),
     }
     for where, v in _fields(reader, specs, optional={"title"}):
-        yield where, Doc(_as_str(v["id"]).strip(), _as_str(v["text"]), _as_str(v["title"]))
+        yield where, Doc(_scalar(reader, where, "id", v["id"]).strip(), _scalar(reader, where, "text", v["text"]),
+                         _scalar(reader, where, "title", v["title"]))
 
 
 def iter_queries(reader: RowReader, columns: Columns = Columns()) -> Iterator[tuple[str, Query]]:
@@ -132,7 +141,7 @@ def iter_queries(reader: RowReader, columns: Columns = Columns()) -> Iterator[tu
         "text": (QUERY_TEXT, columns.text, "text", "--text-column"),
     }
     for where, v in _fields(reader, specs):
-        yield where, Query(_as_str(v["id"]).strip(), _as_str(v["text"]))
+        yield where, Query(_scalar(reader, where, "id", v["id"]).strip(), _scalar(reader, where, "text", v["text"]))
 
 
 def read_corpus(path: Path | str, columns: Columns = Columns()) -> tuple[TextTable, dict[str, str]]:

@@ -122,6 +122,8 @@ class RowReader:
             with opener(self.path, "rb") as fh:
                 for lineno, raw in enumerate(fh, 1):
                     self._sha.update(raw)
+                    if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark from Windows tools
+                        raw = raw[3:]
                     try:
                         yield lineno, raw.decode("utf-8")
                     except UnicodeDecodeError as exc:

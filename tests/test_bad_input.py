@@ -36,6 +36,14 @@ def one_file(name: str, content: str | bytes, role: str = "corpus"):
     return make
 
 
+def _parquet(tmp_path: Path, columns: dict) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), tmp_path / "corpus.parquet")
+    return {"corpus": tmp_path / "corpus.parquet"}
+
+
 def folder_as_file(tmp_path: Path) -> dict:
     (tmp_path / "corpus.jsonl").mkdir()
     return {"corpus": tmp_path / "corpus.jsonl"}
@@ -79,6 +87,23 @@ CASES = {
     "not a BEIR folder": (lambda t: {"data": t}, r"has no corpus.jsonl"),
     "pair with empty positive": (one_file("pairs.jsonl", '{"query": "q", "positive": "p"}\n{"query": "q2", "positive": "  "}\n', "data"),
                                  r"pairs.jsonl line 2: has an empty positive"),
+    "duplicate query id, different text": (
+        lambda t: {"data": beir(t, queries=QUERIES + '{"_id": "q1", "text": "another query"}\n')},
+        r"queries.jsonl line 2: query id 'q1' appears again with a different text \(first at line 1\)"),
+    "qrels without a document column": (lambda t: {"data": beir(t, qrels="query-id\tscore\nq1\t1\n")},
+                                        r"train.tsv: has no document id column"),
+    "TREC qrels with a short line": (lambda t: {"data": beir(t, qrels="q1 0 d1 1\nq1 d2 1\n")},
+                                     r"train.tsv line 2: has 3 fields, expected 4"),
+    "TREC qrels naming an unknown document": (lambda t: {"data": beir(t, qrels="q1 0 d1 1\nq1 0 d9 1\n")},
+                                              r"train.tsv line 2: names document 'd9'"),
+    "id that is a list": (lambda t: {"data": beir(t, corpus='{"_id": ["d1"], "text": "x"}\n')},
+                          r"corpus.jsonl line 1: id is a list, not a string"),
+    "text that is an object": (lambda t: {"data": beir(t, corpus='{"_id": "d1", "text": {"en": "x"}}\n')},
+                               r"corpus.jsonl line 1: text is a dict, not a string"),
+    "pair file without a positive column": (one_file("pairs.jsonl", '{"query": "q", "answer": "a"}\n', "data"),
+                                            r"pairs.jsonl: has no positive column"),
+    "parquet without an id column": (lambda t: _parquet(t, {"text": ["a", "b"]}), r"corpus.parquet: has no id column"),
+    "blank lines only": (one_file("corpus.jsonl", "\n\n  \n"), r"corpus.jsonl: has no data rows"),
     "qrels without queries": (lambda t: {"corpus": beir(t) / "corpus.jsonl", "qrels": beir(t / "x") / "qrels/train.tsv"},
                               r"qrels were given without queries"),
 }
@@ -109,6 +134,15 @@ def test_cli_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("minenegs: error: "), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_there_are_at_least_thirty_cases():
+    assert len(CASES) >= 30
+
+
+def test_byte_order_mark_is_read_not_refused(tmp_path):
+    folder = beir(tmp_path, corpus=b"\xef\xbb\xbf" + CORPUS.encode())
+    assert load_dataset(folder).corpus.ids == ["d1", "d2"]
 
 
 def test_existing_output_needs_force(tmp_path, samples):
