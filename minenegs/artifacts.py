@@ -141,7 +141,8 @@ def read_manifest(folder: Path | str, kind: str) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.exists():
-        raise InputError(f"{folder}: not a minenegs {kind} folder (no {MANIFEST}); create it with `minenegs {kind.split()[0]}`")
+        maker = "encode" if kind == "embeddings" else "mine"
+        raise InputError(f"{folder}: not a minenegs {kind} folder (no {MANIFEST}); create it with `minenegs {maker}`")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -198,6 +198,7 @@ def mine(
     hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
     ef_search: Annotated[int, typer.Option(help="HNSW search breadth.")] = 128,
     query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).")] = 0,
+    pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
     min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
@@ -217,9 +218,9 @@ def mine(
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
-        pool = build_pool(Embeddings(embeddings), pool_params, progress=progress)
+        pool_dir = build_pool(Embeddings(embeddings), pool_params, progress=progress, out=pool, force=force)
     with progress_bar("cross-encoder", quiet or json_) as progress:
-        summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force,
+        summary = negatives_from_pool(pool_dir, output, params, fmt=fmt, scores=scores, force=force,
                                       cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
     _finish(summary, output, fmt, preview, quiet, json_, min_coverage)
 

@@ -113,17 +113,25 @@ def _fuse(lists: dict[str, np.ndarray], rrf_k: int) -> tuple[list[int], list[str
 
 
 def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: Progress | None = None,
-               out: Path | None = None) -> Path:
-    """The pool folder for ``emb`` and ``params``: reused when it exists, else retrieved and written."""
+               out: Path | str | None = None, force: bool = False) -> Path:
+    """The pool folder for ``emb`` and ``params``: reused when it exists, else retrieved and written.
+
+    It goes under ``<embeddings>/pools/`` unless ``out`` names a folder; a folder holding a pool made with other
+    embeddings or settings is replaced only with ``force``.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     key_blob = json.dumps({"emb": hashlib.sha256(json.dumps(emb.manifest, sort_keys=True).encode()).hexdigest(),
                            **params.key_dict()}, sort_keys=True)
-    folder = out or emb.folder / "pools" / f"{params.retriever}-{hashlib.sha256(key_blob.encode()).hexdigest()[:16]}"
+    key = hashlib.sha256(key_blob.encode()).hexdigest()[:16]
+    folder = Path(out) if out is not None else emb.folder / "pools" / f"{params.retriever}-{key}"
     if (folder / "candidates.parquet").exists():
-        read_manifest(folder, KIND)
-        return folder
+        if read_manifest(folder, KIND).get("key") == key:
+            return folder
+        if out is None or not force:
+            raise InputError(f"{folder} holds a pool made from other embeddings or settings; "
+                             "pass --force to replace it or choose another --pool")
 
     started = time.perf_counter()
     corpus, queries = emb.vectors("corpus"), emb.vectors("queries")
@@ -200,7 +208,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
             "cluster_id": pa.array(clusters if clusters is not None else [None] * len(query_ids), pa.int32()),
         }), stage / "queries.parquet")
         write_manifest(stage, {
-            "kind": KIND, "embeddings": str(emb.folder.resolve()), "model": emb.manifest["model"],
+            "kind": KIND, "key": key, "embeddings": str(emb.folder.resolve()), "model": emb.manifest["model"],
             "fingerprint": emb.manifest["fingerprint"], **params.key_dict(), "rows": n_rows,
             "queries": len(query_ids), "seconds": round(time.perf_counter() - started, 3),
             "index_path": str(dense.path) if dense is not None else None,
