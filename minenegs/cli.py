@@ -255,6 +255,7 @@ def filter_(
 def inspect_(
     path: Annotated[Path, typer.Argument(help="A pool folder or an output file (.parquet, .jsonl).")],
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG histogram of positive vs negative scores.", show_default=False)] = None,
+    quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Score statistics of a candidate pool or an output file."""
@@ -265,7 +266,7 @@ def inspect_(
     if plot is not None:
         plot_histogram(pos, neg, plot, title=str(path))
         info["plot"] = str(plot)
-    show_summary(f"inspect {path}", info, quiet=False, as_json=json_)
+    show_summary(f"inspect {path}", info, quiet=quiet, as_json=json_)
 
 
 def _floats(flag: str, text: Optional[str]) -> Optional[list[float]]:
@@ -289,7 +290,7 @@ def sweep_(
     dup_threshold: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
     strategy: StrategyOpt = "top", num_negatives: NumNegOpt = 3, range_min: RangeMinOpt = 0,
     range_max: RangeMaxOpt = None, seed: SeedOpt = 0, keep_duplicates: KeepDupOpt = False,
-    json_: JsonOpt = False,
+    quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Negatives kept per query and queries left short for each threshold setting, from the pool alone."""
     import json as _json
@@ -316,6 +317,8 @@ def sweep_(
     rows = sweep(pool, base, grid, corpus)
     if json_:
         typer.echo(_json.dumps(rows))
+        return
+    if quiet:
         return
     table = Table(title=f"sweep {pool} ({strategy}, {num_negatives} negatives)", title_justify="left")
     for column in rows[0]:

@@ -83,3 +83,20 @@ def test_sweep_cli(pool):
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.stderr
     none = CliRunner().invoke(app, ["sweep", str(pool)])
     assert none.exit_code == 2
+
+
+def test_every_command_has_quiet_and_json():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        flags = {opt for p in command.params for opt in getattr(p, "opts", [])}
+        assert {"--quiet", "--json"} <= flags, name
+
+
+def test_quiet_prints_nothing(tmp_path, pool):
+    out = tmp_path / "o.parquet"
+    result = CliRunner().invoke(app, ["filter", str(pool), "-o", str(out), "-q"])
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
+    result = CliRunner().invoke(app, ["inspect", str(out), "-q"])
+    assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
