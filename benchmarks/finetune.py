@@ -193,7 +193,8 @@ def main() -> None:
     for name in args.recipe or ["zero-shot", *RECIPES]:
         if name != "zero-shot" and name not in RECIPES:
             sys.exit(f"unknown recipe {name!r}; see --list")
-        for seed in [int(s) for s in args.seeds.split(",")]:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        for seed in seeds[:1] if name == "zero-shot" else seeds:  # evaluation only: the seed changes nothing
             if args.skip_done and any((r["recipe"], r["seed"]) == (name, seed) for r in results["runs"]):
                 continue
             entry = train_and_evaluate(name, seed, args.data, args.max_steps)
@@ -201,8 +202,6 @@ def main() -> None:
             if not args.max_steps:
                 results["runs"] = [r for r in results["runs"] if (r["recipe"], r["seed"]) != (name, seed)] + [entry]
                 write_results(args.output, results)
-            if name == "zero-shot":
-                break
 
 
 if __name__ == "__main__":
