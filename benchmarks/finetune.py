@@ -176,6 +176,22 @@ def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) 
             **evaluate(model, data)}
 
 
+def report(results: dict) -> str:
+    """A Markdown table: per recipe, mean and spread (min-max) over seeds of nDCG@10 and Recall@100."""
+    by: dict[str, list[dict]] = {}
+    for r in results["runs"]:
+        by.setdefault(r["recipe"], []).append(r)
+    order = [n for n in ["zero-shot", *RECIPES] if n in by]
+    lines = ["| recipe | seeds | rows | nDCG@10 mean | nDCG@10 min-max | R@100 mean |", "|---|---|---|---|---|---|"]
+    for name in order:
+        runs = by[name]
+        nd = [r["ndcg@10"] for r in runs]
+        rc = [r["recall@100"] for r in runs]
+        lines.append(f"| {name} | {len(runs)} | {runs[0]['rows']} | {np.mean(nd):.4f} | {min(nd):.4f}-{max(nd):.4f} "
+                     f"| {np.mean(rc):.4f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
@@ -184,12 +200,16 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="for a smoke test only")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "finetune.json")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--report", action="store_true", help="print the table of what the results file holds")
     parser.add_argument("--skip-done", action="store_true", help="skip (recipe, seed) pairs already in the file")
     args = parser.parse_args()
     if args.list:
         print("\n".join(["zero-shot", *RECIPES]))
         return
     results = json.loads(args.output.read_text()) if args.output.exists() and not args.max_steps else {"runs": []}
+    if args.report:
+        print(report(results))
+        return
     for name in args.recipe or ["zero-shot", *RECIPES]:
         if name != "zero-shot" and name not in RECIPES:
             sys.exit(f"unknown recipe {name!r}; see --list")
