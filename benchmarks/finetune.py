@@ -42,14 +42,18 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     "st-top3": {"kind": "st", "num_negatives": 3},
     "st-top3-margin": {"kind": "st", "num_negatives": 3, "relative_margin": 0.05},
     "mn-top3-margin": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05},
-    "mn-simans3-margin": {"kind": "mn", "strategy": "simans", "n": 3, "relative_margin": 0.05},
-    "mn-top3-margin-dup": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "dup_threshold": 0.95},
-    "mn-hybrid-top3-margin": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "retriever": "hybrid"},
-    "mn-top5-margin": {"kind": "mn", "strategy": "top", "n": 5, "relative_margin": 0.05},
-    "mn-simans5-margin": {"kind": "mn", "strategy": "simans", "n": 5, "relative_margin": 0.05},
     "mn-top3": {"kind": "mn", "strategy": "top", "n": 3},
+    "mn-top5": {"kind": "mn", "strategy": "top", "n": 5},
+    "mn-hybrid-top5": {"kind": "mn", "strategy": "top", "n": 5, "retriever": "hybrid"},
+    "mn-top3-dup": {"kind": "mn", "strategy": "top", "n": 3, "dup_threshold": 0.95},
+    "mn-simans5": {"kind": "mn", "strategy": "simans", "n": 5},
+    "mn-simans3-margin": {"kind": "mn", "strategy": "simans", "n": 3, "relative_margin": 0.05},
+    "mn-top5-margin": {"kind": "mn", "strategy": "top", "n": 5, "relative_margin": 0.05},
+    "mn-hybrid-top3-margin": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "retriever": "hybrid"},
     "mn-simans3": {"kind": "mn", "strategy": "simans", "n": 3},
     "mn-skip3-margin": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "range_min": 3},
+    "mn-top3-margin-dup": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "dup_threshold": 0.95},
+    "mn-simans5-margin": {"kind": "mn", "strategy": "simans", "n": 5, "relative_margin": 0.05},
 }
 
 
