@@ -127,9 +127,11 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
     key = hashlib.sha256(key_blob.encode()).hexdigest()[:16]
     folder = Path(out) if out is not None else emb.folder / "pools" / f"{params.retriever}-{key}"
     if (folder / "candidates.parquet").exists():
-        if read_manifest(folder, KIND).get("key") == key:
+        # under <embeddings>/pools/ the folder name carries the key; a folder the user named must say it
+        if out is None or read_manifest(folder, KIND).get("key") == key:
+            read_manifest(folder, KIND)
             return folder
-        if out is None or not force:
+        if not force:
             raise InputError(f"{folder} holds a pool made from other embeddings or settings; "
                              "pass --force to replace it or choose another --pool")
 

@@ -205,3 +205,17 @@ def test_index_is_saved_and_reused(emb):
     assert again.reused and again.path == first.path and again.index.hnsw.efSearch == 64
     assert open_index(emb, IndexParams("hnsw", hnsw_m=16)).path != first.path
     assert json.loads((first.path / "manifest.json").read_text())["kind"] == "index"
+
+
+def test_named_pool_folder_is_checked_and_default_one_reused(tmp_path, emb):
+    named = tmp_path / "pool"
+    assert build_pool(emb, PoolParams(depth=7), out=named) == named
+    assert build_pool(emb, PoolParams(depth=7), out=named) == named  # same settings: reused
+    with pytest.raises(Exception, match="holds a pool made from other embeddings or settings"):
+        build_pool(emb, PoolParams(depth=8), out=named)
+    assert build_pool(emb, PoolParams(depth=8), out=named, force=True) == named
+    default = build_pool(emb, PoolParams(depth=9))
+    manifest = json.loads((default / "manifest.json").read_text())
+    manifest.pop("key")  # a pool written before manifests carried their key
+    (default / "manifest.json").write_text(json.dumps(manifest))
+    assert build_pool(emb, PoolParams(depth=9)) == default
