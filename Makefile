@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast bench-encode bench-index bench-mine clean
+.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-finetune clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ bench-index: $(STAMP)
 
 bench-mine: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/mine_vs_st.py --data $(SHARED)/scifact
+
+# every recipe not yet in benchmarks/results/finetune.json (about 5-15 minutes per recipe and seed)
+bench-finetune: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/finetune.py --data $(SHARED)/scifact --skip-done
+	$(BIN)/python benchmarks/finetune.py --report
 
 clean:
 	rm -rf build .pytest_cache

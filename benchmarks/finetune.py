@@ -47,13 +47,10 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     "mn-hybrid-top5": {"kind": "mn", "strategy": "top", "n": 5, "retriever": "hybrid"},
     "mn-top3-dup": {"kind": "mn", "strategy": "top", "n": 3, "dup_threshold": 0.95},
     "mn-simans5": {"kind": "mn", "strategy": "simans", "n": 5},
-    "mn-simans3-margin": {"kind": "mn", "strategy": "simans", "n": 3, "relative_margin": 0.05},
-    "mn-top5-margin": {"kind": "mn", "strategy": "top", "n": 5, "relative_margin": 0.05},
-    "mn-hybrid-top3-margin": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "retriever": "hybrid"},
+    "mn-top10": {"kind": "mn", "strategy": "top", "n": 10},
+    "mn-skip3-top5": {"kind": "mn", "strategy": "top", "n": 5, "range_min": 3},
     "mn-simans3": {"kind": "mn", "strategy": "simans", "n": 3},
-    "mn-skip3-margin": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "range_min": 3},
-    "mn-top3-margin-dup": {"kind": "mn", "strategy": "top", "n": 3, "relative_margin": 0.05, "dup_threshold": 0.95},
-    "mn-simans5-margin": {"kind": "mn", "strategy": "simans", "n": 5, "relative_margin": 0.05},
+    "mn-top5-margin": {"kind": "mn", "strategy": "top", "n": 5, "relative_margin": 0.05},
 }
 
 
