@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/minenegs encode data_samples --split train --output build/demo/embeddings --cache-dir build/cache --force
-	$(BIN)/minenegs mine build/demo/embeddings --strategy top --num-negatives 3 --output build/demo/negatives.parquet --force
+	$(BIN)/minenegs mine build/demo/embeddings --output build/demo/negatives.parquet --force  # the default recipe (configs/default.toml)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

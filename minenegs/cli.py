@@ -11,7 +11,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
+from . import __version__, defaults
 from .errors import EXIT_INTERRUPTED, MinenegsError
 
 DEBUG_ENV = "MINENEGS_DEBUG"
@@ -183,7 +183,8 @@ def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, js
 def mine(
     embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
     output: OutputOpt,
-    strategy: StrategyOpt = "top", num_negatives: NumNegOpt = 3, range_min: RangeMinOpt = 0,
+    strategy: StrategyOpt = defaults.STRATEGY, num_negatives: NumNegOpt = defaults.NUM_NEGATIVES,
+    range_min: RangeMinOpt = 0,
     range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
     absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
     min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
@@ -229,7 +230,8 @@ def mine(
 def filter_(
     pool: Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")],
     output: OutputOpt,
-    strategy: StrategyOpt = "top", num_negatives: NumNegOpt = 3, range_min: RangeMinOpt = 0,
+    strategy: StrategyOpt = defaults.STRATEGY, num_negatives: NumNegOpt = defaults.NUM_NEGATIVES,
+    range_min: RangeMinOpt = 0,
     range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
     absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
     min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
@@ -288,7 +290,8 @@ def sweep_(
     max_score: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
     min_score: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
     dup_threshold: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
-    strategy: StrategyOpt = "top", num_negatives: NumNegOpt = 3, range_min: RangeMinOpt = 0,
+    strategy: StrategyOpt = defaults.STRATEGY, num_negatives: NumNegOpt = defaults.NUM_NEGATIVES,
+    range_min: RangeMinOpt = 0,
     range_max: RangeMaxOpt = None, seed: SeedOpt = 0, keep_duplicates: KeepDupOpt = False,
     quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import defaults
 from .artifacts import read_parquet
 from .errors import InputError
 from .filters import FILTERS, CorpusView, QueryView
@@ -19,8 +20,8 @@ from .strategies import STRATEGIES, Candidates, StrategyParams
 
 @dataclass(frozen=True)
 class MineParams:
-    strategy: str = "top"
-    num_negatives: int = 3
+    strategy: str = defaults.STRATEGY
+    num_negatives: int = defaults.NUM_NEGATIVES
     range_min: int = 0
     range_max: int | None = None
     seed: int = 0

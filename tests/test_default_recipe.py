@@ -1,0 +1,61 @@
+"""The default recipe: `minenegs mine` and `minenegs filter` default to configs/default.toml's [mine] section, the
+recipe benchmarks/finetune.py chose (benchmarks/RESULTS.md), and so does the library's MineParams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import typer.main
+from fakes import FakeEncoder
+from typer.testing import CliRunner
+
+from minenegs.cli import app
+from minenegs.config import _param, load_config
+from minenegs.dataset import load_beir
+from minenegs.embeddings import encode_dataset
+from minenegs.mine import MineParams
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = load_config(ROOT / "configs" / "default.toml")["mine"]
+WHERE = {"output", "format"}  # where the rows go, not how they are chosen
+RETRIEVAL = {"retriever", "depth"}  # how the pool is made: `filter` takes a made pool
+
+
+def test_the_recipe_sets_how_negatives_are_chosen():
+    assert {"strategy", "num-negatives"} <= set(RECIPE)
+
+
+@pytest.mark.parametrize("command", ["mine", "filter"])
+def test_command_defaults_are_the_recipe(command):
+    cmd = typer.main.get_command(app).commands[command]
+    for key, value in RECIPE.items():
+        if key not in WHERE and not (command == "filter" and key in RETRIEVAL):
+            assert _param(cmd, key, "default.toml").default == value, key
+
+
+def test_library_defaults_are_the_recipe():
+    params = MineParams()
+    assert params.strategy == RECIPE["strategy"]
+    assert params.num_negatives == RECIPE["num-negatives"]
+    assert params.range_min == RECIPE.get("range-min", 0)
+
+
+def test_mine_without_options_writes_what_the_recipe_writes(samples, cache_dir, tmp_path):
+    emb = tmp_path / "emb"
+    encode_dataset(load_beir(samples), emb, FakeEncoder(), cache_dir=cache_dir)
+    plain, recipe = tmp_path / "plain.parquet", tmp_path / "recipe.parquet"
+    runner = CliRunner()
+    result = runner.invoke(app, ["mine", str(emb), "-o", str(plain), "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["--config", str(ROOT / "configs" / "default.toml"), "mine", str(emb),
+                                 "-o", str(recipe), "--quiet"])
+    assert result.exit_code == 0, result.output
+    a, b = pq.read_table(plain), pq.read_table(recipe)
+    assert a.num_rows > 0 and a.equals(b)
+    params = [json.loads(pq.read_metadata(p).metadata[b"minenegs"])["params"] for p in (plain, recipe)]
+    assert params[0] == params[1]
+    assert len([c for c in a.column_names if c.startswith("negative")]) == RECIPE["num-negatives"]
