@@ -3,9 +3,8 @@ recipe benchmarks/finetune.py chose (benchmarks/RESULTS.md), and so does the lib
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
