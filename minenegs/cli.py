@@ -142,8 +142,8 @@ AbsMarginOpt = Annotated[Optional[float], typer.Option("--absolute-margin", help
 RelMarginOpt = Annotated[Optional[float], typer.Option("--relative-margin", help="Drop s > p - |p|*m (0.05 = TopK-PercPos 95%).", show_default=False)]
 MaxScoreOpt = Annotated[Optional[float], typer.Option("--max-score", help="Drop s > t.", show_default=False)]
 MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop s < t.", show_default=False)]
-DupOpt = Annotated[Optional[float], typer.Option("--dup-threshold", help="Drop candidates with cosine >= t to a positive.", show_default=False)]
-KeepDupOpt = Annotated[bool, typer.Option("--keep-duplicates", help="Keep candidates whose normalised text equals a positive's.")]
+DupOpt = Annotated[Optional[float], typer.Option("--dup-threshold", help=f"Drop candidates with cosine >= t to a positive [default: {defaults.DUP_THRESHOLD}].", show_default=False)]
+KeepDupOpt = Annotated[bool, typer.Option("--keep-duplicates", help="Keep duplicates of positives: no normalised-text and no --dup-threshold filter.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.")]
 ScoresOpt = Annotated[bool, typer.Option("--scores", help="Add the positives' and negatives' scores.")]
 PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.")]
@@ -157,9 +157,14 @@ CeBatchOpt = Annotated[int, typer.Option("--ce-batch-size", help="Pairs per cros
 
 def _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
                  relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote):
+    from .errors import InputError
     from .mine import MineParams
     from .strategies import StrategyParams
 
+    if keep_duplicates and dup_threshold is not None:
+        raise InputError("--keep-duplicates turns the duplicate filters off: give it or --dup-threshold, not both")
+    if not keep_duplicates and dup_threshold is None:
+        dup_threshold = defaults.DUP_THRESHOLD
     return MineParams(strategy, num_negatives, range_min, range_max, seed, StrategyParams(simans_a, simans_b),
                       {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
                        "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,

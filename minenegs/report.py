@@ -95,7 +95,8 @@ def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: b
 
 
 def show_rows(path, n: int, *, quiet: bool) -> None:
-    """The first ``n`` rows of a Parquet output as a table on stderr, each text cut to fit."""
+    """The first ``n`` rows of a Parquet output as a table on stderr, each text cut to fit, and only as many
+    columns as the terminal has room for (at least three; the caption names the others)."""
     if quiet or n <= 0:
         return
     import pyarrow.parquet as pq
@@ -104,9 +105,14 @@ def show_rows(path, n: int, *, quiet: bool) -> None:
     rows = next(pf.iter_batches(batch_size=n), None)
     if rows is None:
         return
-    table = Table(title=f"first {min(n, rows.num_rows)} rows of {path}", title_justify="left", show_lines=True)
-    for name in rows.schema.names:
+    console = stderr_console()
+    names = rows.schema.names
+    shown = names[: max(3, console.width // 22)]
+    hidden = names[len(shown):]
+    table = Table(title=f"first {min(n, rows.num_rows)} rows of {path}", title_justify="left", show_lines=True,
+                  caption=f"not shown: {', '.join(hidden)}" if hidden else None, caption_justify="left")
+    for name in shown:
         table.add_column(name, overflow="fold", max_width=40)
-    for row in rows.to_pylist():
+    for row in rows.select(shown).to_pylist():
         table.add_row(*(v if len(v) <= 60 else v[:57] + "..." for v in map(str, row.values())))
-    stderr_console().print(table)
+    console.print(table)

@@ -12,6 +12,7 @@ import typer.main
 from fakes import FakeEncoder
 from typer.testing import CliRunner
 
+from minenegs import defaults
 from minenegs.cli import app
 from minenegs.config import _param, load_config
 from minenegs.dataset import load_beir
@@ -33,7 +34,10 @@ def test_command_defaults_are_the_recipe(command):
     cmd = typer.main.get_command(app).commands[command]
     for key, value in RECIPE.items():
         if key not in WHERE and not (command == "filter" and key in RETRIEVAL):
-            assert _param(cmd, key, "default.toml").default == value, key
+            default = _param(cmd, key, "default.toml").default
+            if key == "dup-threshold":  # None on the command line: 0.95 unless --keep-duplicates
+                default = defaults.DUP_THRESHOLD
+            assert default == value, key
 
 
 def test_library_defaults_are_the_recipe():
@@ -57,4 +61,19 @@ def test_mine_without_options_writes_what_the_recipe_writes(samples, cache_dir, 
     assert a.num_rows > 0 and a.equals(b)
     params = [json.loads(pq.read_metadata(p).metadata[b"minenegs"])["params"] for p in (plain, recipe)]
     assert params[0] == params[1]
+    assert params[0]["thresholds"]["dup_threshold"] == RECIPE["dup-threshold"]
     assert len([c for c in a.column_names if c.startswith("negative")]) == RECIPE["num-negatives"]
+
+
+def test_keep_duplicates_turns_both_duplicate_filters_off(samples, cache_dir, tmp_path):
+    emb = tmp_path / "emb"
+    encode_dataset(load_beir(samples), emb, FakeEncoder(), cache_dir=cache_dir)
+    out = tmp_path / "keep.parquet"
+    result = CliRunner().invoke(app, ["mine", str(emb), "-o", str(out), "--keep-duplicates", "--quiet"])
+    assert result.exit_code == 0, result.output
+    thresholds = json.loads(pq.read_metadata(out).metadata[b"minenegs"])["params"]["thresholds"]
+    assert thresholds.get("dup_threshold") is None and thresholds.get("duplicate_text") is None
+    both = CliRunner().invoke(app, ["mine", str(emb), "-o", str(tmp_path / "x.parquet"), "--keep-duplicates",
+                                    "--dup-threshold", "0.9"])
+    assert both.exit_code == 2 and "not both" in both.stderr
+    assert not (tmp_path / "x.parquet").exists()

@@ -100,3 +100,21 @@ def test_quiet_prints_nothing(tmp_path, pool):
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
     result = CliRunner().invoke(app, ["inspect", str(out), "-q"])
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
+
+
+@pytest.mark.parametrize("width, shown", [(80, 3), (200, 7)])
+def test_preview_shows_the_columns_that_fit_and_names_the_rest(pool, tmp_path, capsys, monkeypatch, width, shown):
+    from minenegs.report import show_rows
+
+    out = tmp_path / "n.parquet"
+    negatives_from_pool(pool, out, MineParams("top", 5), fmt="n-tuple")
+    monkeypatch.setenv("COLUMNS", str(width))
+    show_rows(out, 2, quiet=False)
+    err = capsys.readouterr().err
+    header = next(line for line in err.splitlines() if "anchor" in line)  # the line of column names
+    columns = ["anchor", "positive"] + [f"negative_{i}" for i in range(1, 6)]
+    assert [c for c in columns if c in header] == columns[:shown]
+    if shown < len(columns):
+        assert f"not shown: {', '.join(columns[shown:])}" in err
+    else:
+        assert "not shown" not in err
