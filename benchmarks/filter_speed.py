@@ -1,8 +1,9 @@
 """Filtering speed on a pool of about a million candidate rows (no model: synthetic vectors and texts).
 
 Builds an embeddings folder of random unit vectors (100,000 documents, 10,000 queries, two positives each),
-a pool of depth 100 (1,000,000+ rows), then times in fresh processes ``minenegs filter`` with
-``--relative-margin 0.05`` (near-duplicate text check on, as by default) and with ``--dup-threshold 0.95`` too.
+a pool of depth 100 (1,000,000+ rows), then times in fresh processes ``minenegs filter --relative-margin 0.05``
+with the duplicate filters on (the default: normalised text and ``--dup-threshold 0.95``) and off
+(``--keep-duplicates``).
 Writes ``benchmarks/results/filter_speed.json``.
 
     python benchmarks/filter_speed.py
@@ -17,25 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _proc import measure, write_results  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class RandomEncoder:
-    name = "random"
-    batch_size = 100_000
-
-    def fingerprint(self) -> str:
-        return "random-64"
-
-    def settings(self) -> dict:
-        return {}
-
-    def encode(self, texts, prompt):
-        seeds = [hash(t) % (2**32) for t in texts]
-        return np.stack([np.random.default_rng(s).standard_normal(64).astype(np.float32) for s in seeds])
+sys.path[:0] = [str(Path(__file__).parent), str(ROOT / "tests")]
+from _proc import measure, write_results  # noqa: E402
+from fakes import RandomEncoder  # noqa: E402
 
 
 def main() -> None:
@@ -56,15 +42,16 @@ def main() -> None:
     qrels = [Qrel(f"q{i}", f"d{int(d)}") for i in range(args.queries) for d in rng.choice(args.docs, 2, replace=False)]
     ds = Dataset(TextTable([f"d{i}" for i in range(args.docs)], docs), TextTable([f"q{i}" for i in range(args.queries)],
                                                                                    queries), qrels)
-    encode_dataset(ds, work / "emb", RandomEncoder(), cache_dir=work / "cache", chunk_size=100_000)
+    encode_dataset(ds, work / "emb", RandomEncoder(dim=64, batch_size=100_000), cache_dir=work / "cache",
+                   chunk_size=100_000)
     pool = build_pool(Embeddings(work / "emb"), PoolParams(depth=100))
     import pyarrow.parquet as pq
 
     rows = pq.read_metadata(pool / "candidates.parquet").num_rows
     base = [sys.executable, "-m", "minenegs", "filter", str(pool), "--relative-margin", "0.05", "-q", "--force"]
     runs = {
-        "relative_margin": measure(base + ["-o", str(work / "a.parquet")]),
-        "relative_margin+dup_threshold": measure(base + ["--dup-threshold", "0.95", "-o", str(work / "b.parquet")]),
+        "relative_margin (duplicate filters off)": measure(base + ["--keep-duplicates", "-o", str(work / "a.parquet")]),
+        "relative_margin+duplicate filters (default)": measure(base + ["-o", str(work / "b.parquet")]),
     }
     results = {"pool_rows": rows, "queries": args.queries, "docs": args.docs,
                "runs": {k: {"wall_seconds": v.seconds, "peak_mb": v.peak_mb} for k, v in runs.items()}}

@@ -34,8 +34,16 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def is_stdout(path: Path | str) -> bool:
+    """``-`` as an output: the rows go to standard output as JSON lines."""
+    return str(path) == "-"
+
+
 def check_output(path: Path, force: bool) -> None:
-    """Fail before any work starts if ``path`` exists and ``force`` is off, or its folder cannot take it."""
+    """Fail before any work starts if ``path`` exists and ``force`` is off, or its folder cannot take it
+    (standard output always can)."""
+    if is_stdout(path):
+        return
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it or choose another output")
     parent = path.parent if str(path.parent) else Path(".")

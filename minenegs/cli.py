@@ -174,10 +174,11 @@ def _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, 
 
 def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, json_: bool,
             min_coverage: Optional[float]) -> None:
+    from .artifacts import is_stdout
     from .report import show_rows, show_summary
     from .stages import check_coverage
 
-    to_stdout = str(output) == "-"  # stdout carries the rows: the summary goes to stderr
+    to_stdout = is_stdout(output)  # stdout carries the rows: the summary goes to stderr
     show_summary(f"negatives -> {output}", summary, quiet=quiet, as_json=json_, stream=sys.stderr if to_stdout else None)
     if fmt != "flag-jsonl" and not to_stdout:
         show_rows(output, preview, quiet=quiet or json_)
@@ -219,8 +220,7 @@ def mine(
     params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
                           relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
     validate_coverage(min_coverage)
-    if str(output) != "-":
-        check_output(output, force)
+    check_output(output, force)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
@@ -350,7 +350,7 @@ def run(
     from .errors import InputError
 
     recipe = apply_overrides(load_config(config), set_ or [])
-    if "mine" in recipe and "encode" in recipe and not any(k in recipe["mine"] for k in ("embeddings",)):
+    if "mine" in recipe and "encode" in recipe and "embeddings" not in recipe["mine"]:
         recipe["mine"]["embeddings"] = recipe["encode"].get("output", "")
     group = ctx.parent.command
     stages = []

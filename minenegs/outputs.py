@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import output_file, write_text_atomic, read_parquet
+from .artifacts import is_stdout, output_file, read_parquet, write_text_atomic
 from .mine import Selection
 
 ROW_BATCH = 4096
@@ -182,7 +182,7 @@ def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tu
 
     Short queries (fewer than ``num_negatives`` negatives) are listed in ``<out>.short.txt``.
     """
-    to_stdout = str(out) == "-"
+    to_stdout = is_stdout(out)
     out = Path(out)
     if corpus_texts is None:
 

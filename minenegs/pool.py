@@ -128,8 +128,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
     folder = Path(out) if out is not None else emb.folder / "pools" / f"{params.retriever}-{key}"
     if (folder / "candidates.parquet").exists():
         # under <embeddings>/pools/ the folder name carries the key; a folder the user named must say it
-        if out is None or read_manifest(folder, KIND).get("key") == key:
-            read_manifest(folder, KIND)
+        if read_manifest(folder, KIND).get("key") == key or out is None:
             return folder
         if not force:
             raise InputError(f"{folder} holds a pool made from other embeddings or settings; "

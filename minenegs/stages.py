@@ -35,8 +35,7 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     pool = Path(pool)
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    if str(output) != "-":
-        check_output(Path(output), force)
+    check_output(Path(output), force)
     manifest = read_manifest(pool, POOL_KIND)
     emb = Embeddings(manifest["embeddings"])
     arrays = read_pool_arrays(pool)

@@ -49,3 +49,22 @@ class FakeEncoder:
             for word in re.findall(r"\w+", ((prompt or "") + text).lower()):
                 out[i] += _word_vector(word, self.dim)
         return out * self.scale
+
+
+class RandomEncoder:
+    """One seeded random vector per text (seeded by the text's bytes, so the same in every process): fast
+    synthetic embeddings with no similarity structure, for big corpora in fault tests and benchmarks."""
+
+    name = "random"
+
+    def __init__(self, dim: int = 32, batch_size: int = 4096) -> None:
+        self.dim, self.batch_size = dim, batch_size
+
+    def fingerprint(self) -> str:
+        return f"random-{self.dim}"
+
+    def settings(self) -> dict:
+        return {}
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        return np.stack([_word_vector(t, self.dim) for t in texts]).astype(np.float32)

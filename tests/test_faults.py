@@ -4,7 +4,6 @@ partial file, and a rerun gives the same bytes as an uninterrupted run."""
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import RandomEncoder
 from typer.testing import CliRunner
 
 from minenegs.cli import app
@@ -25,20 +25,6 @@ from minenegs.records import Dataset, Qrel, TextTable
 from minenegs.stages import negatives_from_pool
 
 MINENEGS = [sys.executable, "-m", "minenegs"]
-
-
-class RandomEncoder:
-    name = "random"
-    batch_size = 4096
-
-    def fingerprint(self) -> str:
-        return "random-32"
-
-    def settings(self) -> dict:
-        return {}
-
-    def encode(self, texts, prompt):
-        return np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(32) for t in texts]).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
