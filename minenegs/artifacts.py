@@ -8,30 +8,37 @@ run leaves the previous artifact intact and never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import InputError, MinenegsError, OutputExistsError
 
 MANIFEST = "manifest.json"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary sibling renamed over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a whole file or nothing: ``write`` fills a temporary sibling that is renamed over ``path``.
+    A sibling left by a killed writer is cleared first."""
+    _sweep_stale(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def is_stdout(path: Path | str) -> bool:
@@ -41,9 +48,10 @@ def is_stdout(path: Path | str) -> bool:
 
 def check_output(path: Path, force: bool) -> None:
     """Fail before any work starts if ``path`` exists and ``force`` is off, or its folder cannot take it
-    (standard output always can)."""
+    (standard output always can). What a killed writer left beside ``path`` is cleared first."""
     if is_stdout(path):
         return
+    _sweep_stale(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it or choose another output")
     parent = path.parent if str(path.parent) else Path(".")
@@ -79,12 +87,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _staging_prefix(path: Path) -> str:
+    """Hidden siblings of ``path`` carry the writer's process id, so a later run can tell a killed
+    writer's leftovers from a live writer's work."""
+    return f".{path.name}.{os.getpid()}."
+
+
 def _sweep_stale(path: Path) -> None:
-    """Remove staging folders that a killed run left beside ``path`` (their owner process is gone)."""
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+    """Clear what a killed run left beside ``path``: its staging files and folders are removed, and a
+    previous output it had moved aside but not yet replaced is put back."""
+    name = glob.escape(path.name)
+    for leftover in sorted(path.parent.glob(f".{name}.*.old")) + sorted(path.parent.glob(f".{name}.*.tmp")):
         owner = leftover.name[len(path.name) + 2:].split(".", 1)[0]
-        if owner.isdigit() and not _pid_alive(int(owner)):
+        if not owner.isdigit() or _pid_alive(int(owner)):
+            continue
+        previous = leftover / "previous"
+        if leftover.suffix == ".old" and previous.exists() and not path.exists():
+            os.replace(previous, path)
+        if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def _prepare(path: Path | str, force: bool) -> Path:
@@ -98,14 +122,13 @@ def _prepare(path: Path | str, force: bool) -> Path:
 def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
     path = _prepare(path, force)
-    _sweep_stale(path)
     with _writing(path):
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"))
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp"))
     try:
         with _writing(path):
             yield staging
         if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".old"))
             os.replace(path, old / "previous")
             os.replace(staging, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -121,7 +144,7 @@ def output_file(path: Path | str, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` when the block finishes without error."""
     path = _prepare(path, force)
     with _writing(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         with _writing(path):

@@ -4,6 +4,7 @@ partial file, and a rerun gives the same bytes as an uninterrupted run."""
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import signal
 import subprocess
@@ -136,3 +137,55 @@ def test_read_only_output_folder_fails_before_any_work(tmp_path, emb, monkeypatc
 def test_unwritable_system_folder(tmp_path, emb):
     result = subprocess.run(MINENEGS + ["mine", str(emb), "-o", "/proc/minenegs.parquet"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith("minenegs: error: cannot write to /proc")
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The process id of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_a_killed_writer_are_cleared_by_the_next_write(tmp_path, dead_pid):
+    from minenegs.artifacts import output_dir, output_file, write_text_atomic
+
+    out, folder, text = tmp_path / "neg [1].parquet", tmp_path / "pool", tmp_path / "short.txt"
+    (tmp_path / f".{out.name}.{dead_pid}.abc.tmp").write_text("half")
+    (tmp_path / f".{folder.name}.{dead_pid}.abc.tmp").mkdir()
+    (tmp_path / f".{text.name}.{dead_pid}.abc.tmp").write_text("half")
+    live = tmp_path / f".{out.name}.{os.getpid()}.xyz.tmp"  # a running writer's file is left alone
+    live.write_text("busy")
+    with output_file(out) as tmp:
+        tmp.write_text("new")
+    with output_dir(folder) as staging:
+        (staging / "x").write_text("new")
+    write_text_atomic(text, "new")
+    assert out.read_text() == "new" and (folder / "x").read_text() == "new" and text.read_text() == "new"
+    assert leftovers(tmp_path) == [live.name]
+
+
+def test_a_previous_output_moved_aside_by_a_killed_writer_is_put_back(tmp_path, dead_pid):
+    from minenegs.artifacts import check_output, output_dir
+
+    folder = tmp_path / "pool"
+    aside = tmp_path / f".{folder.name}.{dead_pid}.abc.old" / "previous"
+    aside.mkdir(parents=True)
+    (aside / "x").write_text("previous")
+    with pytest.raises(MinenegsError, match="already exists"):  # put back, so it needs --force again
+        check_output(folder, force=False)
+    assert (folder / "x").read_text() == "previous" and leftovers(tmp_path) == []
+    with pytest.raises(RuntimeError), output_dir(folder, force=True):  # a failing run keeps it
+        raise RuntimeError
+    assert (folder / "x").read_text() == "previous" and leftovers(tmp_path) == []
+
+
+def test_cache_chunk_left_half_written_is_cleared(tmp_path, dead_pid):
+    from minenegs.cache import ChunkCache
+
+    cache = ChunkCache(tmp_path)
+    path = cache.path("ab" * 32)
+    path.parent.mkdir(parents=True)
+    (path.parent / f".{path.name}.{dead_pid}.abc.tmp").write_bytes(b"half")
+    cache.put("ab" * 32, np.ones((2, 3)))
+    assert cache.get("ab" * 32).shape == (2, 3) and leftovers(path.parent) == []
