@@ -186,6 +186,7 @@ def test_killed_midway_then_rerun_redoes_only_unfinished_chunks(tmp_path, sample
     assert summary.chunks_cached == len(done)
     assert rerun.encoded == 120 - cached_texts  # nothing finished before the kill is encoded again
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the dead run's staging is swept
+    assert not list((cache_dir / "chunks").glob("*/.*"))  # and so is a chunk it was writing when killed
     encode_dataset(load_beir(samples), tmp_path / "clean", FakeEncoder(), cache_dir=tmp_path / "c2", chunk_size=8)
     for name in ("corpus.npy", "queries.npy"):
         assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
