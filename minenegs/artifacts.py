@@ -22,19 +22,26 @@ from .errors import InputError, MinenegsError, OutputExistsError
 MANIFEST = "manifest.json"
 
 
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` that is renamed over it when the block ends without error and
+    removed otherwise."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write a whole file or nothing: ``write`` fills a temporary sibling that is renamed over ``path``.
     A sibling left by a killed writer is cleared first."""
     _sweep_stale(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _replacing(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -143,16 +150,8 @@ def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
 def output_file(path: Path | str, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` when the block finishes without error."""
     path = _prepare(path, force)
-    with _writing(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp")
-    os.close(fd)
-    try:
-        with _writing(path):
-            yield Path(tmp)
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    with _writing(path), _replacing(path) as tmp:
+        yield tmp
 
 
 def read_parquet(path: Path | str, columns: list[str] | None = None):
