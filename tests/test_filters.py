@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from fakes import FakeEncoder
 from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.filters import FILTERS, CorpusView, QueryView
 from minenegs.filters.corpus import normalise
 from minenegs.mine import MineParams, corpus_view, select
 from minenegs.pool import PoolParams, build_pool
@@ -40,14 +38,23 @@ def test_text_duplicate_of_a_positive_is_never_a_negative(dup_emb):
     assert 1 in off.negatives[0].tolist()
 
 
-def test_dup_threshold_uses_cosine_to_any_positive(dup_emb):
+@pytest.mark.parametrize("name", ["dup_threshold", "max_positive_similarity"])
+def test_similarity_guards_use_cosine_to_any_positive(dup_emb, name):
+    pool = build_pool(dup_emb, PoolParams(depth=5))
     vectors = dup_emb.vectors("corpus")
-    view = QueryView(np.zeros(4, np.float32), np.array([1, 2, 3, 4]), 0.5, np.array([0]),
-                     CorpusView(vectors, pa.chunked_array([pa.array([""] * len(vectors))])))
     cos = vectors[[1, 2, 3, 4]] @ vectors[0]
     t = float(np.sort(cos)[-2]) + 1e-6  # between the two most similar
-    keep = FILTERS["dup_threshold"](view, t)
-    assert keep.tolist() == (cos < t).tolist() and keep.sum() == 3
+    sel = select(pool, MineParams("top", 4, thresholds={name: t}), corpus_view(dup_emb))
+    assert sorted(sel.negatives[0].tolist()) == sorted(np.array([1, 2, 3, 4])[cos < t].tolist())
+    assert sel.removed == {name: 1} and sel.short == ["q"]
+
+
+def test_guard_is_counted_apart_from_the_duplicate_filter(dup_emb):
+    pool = build_pool(dup_emb, PoolParams(depth=5))
+    sel = select(pool, MineParams("top", 4, thresholds={"dup_threshold": 0.999, "max_positive_similarity": -1.0}),
+                 corpus_view(dup_emb))
+    assert sel.removed["max_positive_similarity"] == 4 - sel.removed["dup_threshold"]  # what dup left, it takes
+    assert len(sel.negatives[0]) == 0
 
 
 def test_planted_near_duplicates_are_caught(tmp_path, samples):

@@ -18,7 +18,7 @@ from minenegs.cli import app
 from minenegs.dataset import load_beir
 from minenegs.embeddings import Embeddings, encode_dataset
 from minenegs.index import IndexParams
-from minenegs.mine import MineParams, select
+from minenegs.mine import MineParams, Pool, RowsView, read_pool_arrays, select
 from minenegs.pool import PoolParams, _schema, build_pool
 from minenegs.strategies import STRATEGIES
 
@@ -137,6 +137,30 @@ def test_selection_invariants(tmp_path_factory, queries, strategy, n, range_min,
     assert sel.short == [f"q{i}" for i, negs in enumerate(sel.negatives) if len(negs) < n]
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(queries=pools, strategy=st.sampled_from(sorted(STRATEGIES)), n=st.integers(1, 5), seed=st.integers(0, 3),
+       margin=st.one_of(st.none(), st.floats(0, 0.2)), absolute=st.one_of(st.none(), st.floats(0, 0.1)))
+def test_held_out_selection_is_the_selection_with_that_positive_unlabelled(tmp_path_factory, queries, strategy, n,
+                                                                            seed, margin, absolute):
+    """The engine that calibrates (every hold-out at once) agrees with mining a pool where the held-out positive
+    is simply not labelled."""
+    pool = write_pool(tmp_path_factory.mktemp("pool"), queries)
+    params = MineParams(strategy, n, seed=seed, thresholds={"relative_margin": margin, "absolute_margin": absolute})
+    engine = Pool(read_pool_arrays(pool))
+    inst = engine.holdouts()
+    got = engine.pick(RowsView(engine, inst), params)
+    chosen = got.split(engine.arrays["doc_idx"][inst.rows])
+    expected_instances = [(qi, r) for qi, cands in enumerate(queries) if sum(p for _, p in cands) >= 2
+                          for r, (_, p) in enumerate(cands, 1) if p]
+    assert len(chosen) == len(expected_instances)
+    for (qi, r), negs in zip(expected_instances, chosen):
+        relabelled = [list(c) for c in queries]
+        relabelled[qi][r - 1] = (relabelled[qi][r - 1][0], False)
+        arrays = read_pool_arrays(write_pool(tmp_path_factory.mktemp("ref"), relabelled))
+        ref = select(pool, params, arrays=arrays).negatives[qi]
+        assert negs.tolist() == ref.tolist()
+
+
 def test_range_min_skips_original_ranks_not_survivors(tmp_path):
     # ranks 1-2 are dropped by the margin; range_min=2 must not skip ranks 3-4 as well (it does in ST)
     pool = write_pool(tmp_path / "p", [[(0.9, True), (0.89, False), (0.88, False), (0.5, False), (0.4, False),
@@ -145,15 +169,19 @@ def test_range_min_skips_original_ranks_not_survivors(tmp_path):
     assert (sel.negatives[0] % 1000).tolist() == [4, 5]
 
 
-def test_simans_prefers_scores_near_the_positive(tmp_path):
+def test_simans_draws_in_proportion_to_its_weights(tmp_path):
     cands = [(0.8, True)] + [(0.8 - 0.05 - 0.01 * abs(i - 20), False) for i in range(40)]
     pool = write_pool(tmp_path / "p", [cands])
-    counts = np.zeros(len(cands) + 1)
-    for seed in range(200):
-        negs = select(pool, MineParams("simans", 1, seed=seed)).negatives[0] % 1000
-        counts[negs] += 1
-    peak = int(np.argmax(counts))
-    assert cands[peak - 1][0] == pytest.approx(0.75, abs=0.02)  # centred on p + b = 0.8 - 0.05
+    arrays = read_pool_arrays(pool)
+    scores = np.array([s for s, _ in cands[1:]])
+    picks = [select(pool, MineParams("simans", 1, seed=seed), arrays=arrays).negatives[0][0] for seed in range(400)]
+    drawn = scores[np.array(picks) % 1000 - 2]  # document r sits at rank r; rank 1 is the positive
+    w = np.exp(-100 * (scores - 0.75) ** 2)  # centred on p + b = 0.8 - 0.05
+    expected = float((w * (0.75 - scores)).sum() / w.sum())
+    spread = float(np.sqrt((w * (0.75 - scores - expected) ** 2).sum() / w.sum()))
+    assert abs((0.75 - drawn).mean() - expected) < 3.5 * spread / np.sqrt(len(drawn))
+    gap = 0.75 - scores  # a uniform draw would average gap.mean()
+    assert (0.75 - drawn).mean() < gap.mean() - 5 * gap.std() / np.sqrt(len(drawn))
 
 
 def test_mine_cli_same_seed_same_bytes(tmp_path, emb):

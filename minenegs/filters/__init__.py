@@ -1,4 +1,4 @@
-"""False-negative filters. Each looks at one query's candidates (:class:`QueryView`) and a threshold and
+"""False-negative filters. Each looks at candidates (a :class:`View` over many queries at once) and a threshold and
 returns which candidates to keep. One module per filter, registered here under the option it answers to.
 
 The positive-aware ones mean what sentence-transformers' ``mine_hard_negatives`` means by them.
@@ -7,7 +7,7 @@ The positive-aware ones mean what sentence-transformers' ``mine_hard_negatives``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,19 +15,17 @@ from . import cross_encoder, near_duplicates, positive_aware
 from .corpus import CorpusView
 
 
-@dataclass(frozen=True)
-class QueryView:
-    """One query's candidates (``scores``, ``doc_idx``) and its positives."""
+class View(Protocol):
+    """Candidates of many queries at once, one entry per candidate (``mine.RowsView``)."""
 
     scores: np.ndarray
-    doc_idx: np.ndarray
-    positive_score: float  # the lowest positive score; NaN without positives
-    positive_idx: np.ndarray
-    corpus: CorpusView | None = None
-    ce: np.ndarray | None = None  # sigmoid of the cross-encoder logit per candidate, NaN where not scored
+    positive_score: np.ndarray  # the candidate's query's lowest positive score; NaN without positives
+    positive_cosine: np.ndarray | None  # largest cosine to one of its query's positives; None without vectors
+    duplicates_positive_text: np.ndarray | None  # has a positive's normalised text; None without texts
+    ce: np.ndarray | None  # sigmoid of the cross-encoder logit, NaN where not scored; None without a model
 
 
-Filter = Callable[[QueryView, float], np.ndarray]
+Filter = Callable[[View, float], np.ndarray]
 
 FILTERS: dict[str, Filter] = {
     "absolute_margin": positive_aware.absolute_margin,
@@ -36,6 +34,7 @@ FILTERS: dict[str, Filter] = {
     "min_score": positive_aware.min_score,
     "duplicate_text": near_duplicates.duplicate_text,
     "dup_threshold": near_duplicates.dup_threshold,
+    "max_positive_similarity": near_duplicates.max_positive_similarity,
     "ce_max": cross_encoder.ce_max,
     "promote": cross_encoder.ce_max,  # same rule; what it drops is kept as pseudo-positives
 }

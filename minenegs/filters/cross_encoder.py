@@ -11,6 +11,5 @@ import numpy as np
 
 
 def ce_max(q, t: float) -> np.ndarray:
-    if q.ce is None:
-        return np.ones(len(q.scores), dtype=bool)
-    return ~(q.ce > t)
+    ce = q.ce
+    return np.ones(len(q.scores), dtype=bool) if ce is None else ~(ce > t)

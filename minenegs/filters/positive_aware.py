@@ -14,18 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def _all(q) -> np.ndarray:
-    return np.ones(len(q.scores), dtype=bool)
-
-
+# ``p`` is one value per candidate (its query's); a NaN ``p`` makes every comparison false, so the candidate stays.
 def absolute_margin(q, m: float) -> np.ndarray:
-    p = q.positive_score
-    return _all(q) if not np.isfinite(p) else ~(q.scores + m > p)
+    return ~(q.scores + m > q.positive_score)
 
 
 def relative_margin(q, m: float) -> np.ndarray:
     p = q.positive_score
-    return _all(q) if not np.isfinite(p) else ~(q.scores > p - abs(p) * m)
+    return ~(q.scores > p - np.abs(p) * m)
 
 
 def max_score(q, t: float) -> np.ndarray:

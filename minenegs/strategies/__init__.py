@@ -1,5 +1,10 @@
 """Strategies: each orders a query's candidate negatives by preference; the first ``--num-negatives``
-that pass the filters become the negatives. One module per strategy, registered here."""
+that pass the filters become the negatives. One module per strategy, registered here.
+
+A strategy is a sort key computed for many queries' candidates at once: ``key(rank, score, p, u, params)``
+gets each candidate's original rank and score, its query's lowest positive score ``p`` (NaN without one) and,
+for a seeded strategy, a uniform draw ``u`` in (0, 1) per candidate; it returns one key per candidate (lower
+comes first, ties go to the better rank) or None for plain rank order."""
 
 from __future__ import annotations
 
@@ -13,32 +18,22 @@ from . import simans, top
 
 
 @dataclass(frozen=True)
-class Candidates:
-    """One query's candidates inside the rank window, positives removed, in rank order."""
-
-    doc_idx: np.ndarray
-    rank: np.ndarray
-    score: np.ndarray
-    positive_score: float  # the lowest positive score (NaN when the query has none)
-
-
-@dataclass(frozen=True)
 class StrategyParams:
     simans_a: float = simans.DEFAULT_A
     simans_b: float = simans.DEFAULT_B
 
 
-Order = Callable[[Candidates, "np.random.Generator | None", StrategyParams], np.ndarray]
+Key = Callable[[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None", StrategyParams], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
 class Strategy:
-    order: Order
-    seeded: bool  # draws at random: gets a per-query generator (``top`` gets None)
+    key: Key
+    seeded: bool  # draws at random: gets ``u`` (``top`` gets None)
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "top": Strategy(top.order, seeded=False),
-    "random": Strategy(_random.order, seeded=True),
-    "simans": Strategy(simans.order, seeded=True),
+    "top": Strategy(top.key, seeded=False),
+    "random": Strategy(_random.key, seeded=True),
+    "simans": Strategy(simans.key, seeded=True),
 }

@@ -5,5 +5,5 @@ from __future__ import annotations
 import numpy as np
 
 
-def order(cands, rng: np.random.Generator, params) -> np.ndarray:
-    return rng.permutation(len(cands.rank))
+def key(rank, score, p, u: np.ndarray, params) -> np.ndarray:
+    return u

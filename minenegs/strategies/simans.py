@@ -12,7 +12,8 @@ effectively equal (uniform sampling), while ``a = 100`` (Gaussian width ``1/sqrt
 draw on about 40. On the DL19 subset with one visible positive, ``b = -0.05`` drew fewer hidden positives than
 ``b = 0`` (86.1 % vs 88.4 %, mean rank 38 vs 33; random: 58.1 %, rank 52).
 
-Sampling without replacement uses Efraimidis-Spirakis keys ``log(u) / w``: sorting them gives the order in
+Sampling without replacement uses Efraimidis-Spirakis keys ``-log(u) / w`` (an exponential draw of rate ``w``):
+sorting them ascending gives the order in
 which weighted draws without replacement would pick the candidates, so filters can skip and keep drawing.
 """
 
@@ -24,16 +25,12 @@ DEFAULT_A = 100.0
 DEFAULT_B = -0.05
 
 
-def weights(scores: np.ndarray, positive_score: float, a: float, b: float) -> np.ndarray:
+def weights(scores: np.ndarray, positive_score, a: float, b: float) -> np.ndarray:
     return np.exp(-a * (scores.astype(np.float64) - positive_score - b) ** 2)
 
 
-def order(cands, rng: np.random.Generator, params) -> np.ndarray:
-    n = len(cands.rank)
-    if not np.isfinite(cands.positive_score):
-        return np.argsort(-cands.rank, kind="stable")
-    w = weights(cands.score, cands.positive_score, params.simans_a, params.simans_b)
-    u = rng.random(n)
-    with np.errstate(divide="ignore"):
-        keys = np.where(w > 0, np.log(u) / np.maximum(w, 1e-300), -np.inf)
-    return np.lexsort((cands.rank, -keys))
+def key(rank: np.ndarray, score: np.ndarray, p: np.ndarray, u: np.ndarray, params) -> np.ndarray:
+    w = weights(score, p, params.simans_a, params.simans_b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drawn = np.where(w > 0, -np.log(u) / np.maximum(w, 1e-300), np.inf)
+    return np.where(np.isnan(p), -rank.astype(np.float64), drawn)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
-
-def order(cands, rng: np.random.Generator, params) -> np.ndarray:
-    return np.argsort(cands.rank, kind="stable")
+def key(rank, score, p, u, params) -> None:
+    return None  # rank order
