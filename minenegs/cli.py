@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -130,46 +132,114 @@ def encode(
     show_summary(f"encoded -> {output}", summary.to_dict(), quiet=quiet, as_json=json_)
 
 
-# -- selection options shared by `mine` and `filter` ------------------------------------------------
-StrategyOpt = Annotated[str, typer.Option("--strategy", help="top, random or simans.")]
-NumNegOpt = Annotated[int, typer.Option("--num-negatives", help="Negatives per query.")]
-RangeMinOpt = Annotated[int, typer.Option("--range-min", help="Skip this many top original ranks.")]
-RangeMaxOpt = Annotated[Optional[int], typer.Option("--range-max", help="Consider ranks up to this one [default: all].", show_default=False)]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for random and simans.")]
-SimansAOpt = Annotated[float, typer.Option("--simans-a", help="SimANS sharpness a.")]
-SimansBOpt = Annotated[float, typer.Option("--simans-b", help="SimANS offset b (negative: below the positive).")]
-AbsMarginOpt = Annotated[Optional[float], typer.Option("--absolute-margin", help="Drop s + m > p.", show_default=False)]
-RelMarginOpt = Annotated[Optional[float], typer.Option("--relative-margin", help="Drop s > p - |p|*m (0.05 = TopK-PercPos 95%).", show_default=False)]
-MaxScoreOpt = Annotated[Optional[float], typer.Option("--max-score", help="Drop s > t.", show_default=False)]
-MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", help="Drop s < t.", show_default=False)]
-DupOpt = Annotated[Optional[float], typer.Option("--dup-threshold", help=f"Drop candidates with cosine >= t to a positive [default: {defaults.DUP_THRESHOLD}].", show_default=False)]
-KeepDupOpt = Annotated[bool, typer.Option("--keep-duplicates", help="Keep duplicates of positives: no normalised-text and no --dup-threshold filter.")]
+# -- selection options, declared once for `mine`, `filter`, `sweep` and `calibrate` -------------------
 FormatOpt = Annotated[str, typer.Option("--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.")]
 ScoresOpt = Annotated[bool, typer.Option("--scores", help="Add the positives' and negatives' scores.")]
 PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.")]
 MinCoverageOpt = Annotated[Optional[float], typer.Option("--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95).", show_default=False)]
 CrossEncoderOpt = Annotated[Optional[str], typer.Option("--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool).", show_default=False)]
-CeDepthOpt = Annotated[int, typer.Option("--ce-depth", help="Re-score candidates up to this original rank.")]
-CeMaxOpt = Annotated[Optional[float], typer.Option("--ce-max", help="Drop candidates whose cross-encoder sigmoid score is above t.", show_default=False)]
-PromoteOpt = Annotated[Optional[float], typer.Option("--promote", help="Write candidates whose cross-encoder sigmoid score is above t as positives.", show_default=False)]
 CeBatchOpt = Annotated[int, typer.Option("--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).")]
 
+# name -> (flag, type, default, help); `strategy` and `range_min` can also be grids in sweep and calibrate.
+_BASE_OPTIONS = {
+    "strategy": ("--strategy", str, defaults.STRATEGY, "top, random or simans."),
+    "num_negatives": ("--num-negatives", int, defaults.NUM_NEGATIVES, "Negatives per query."),
+    "range_min": ("--range-min", int, 0, "Skip this many top original ranks."),
+    "range_max": ("--range-max", Optional[int], None, "Consider ranks up to this one [default: all]."),
+    "seed": ("--seed", int, 0, "Seed for random and simans."),
+    "simans_a": ("--simans-a", float, 100.0, "SimANS sharpness a."),
+    "simans_b": ("--simans-b", float, -0.05, "SimANS offset b (negative: below the positive)."),
+    "keep_duplicates": ("--keep-duplicates", bool, False, "Keep duplicates of positives: no normalised-text and no --dup-threshold filter."),
+    "ce_depth": ("--ce-depth", int, 30, "Re-score candidates up to this original rank."),
+}
+# filter name -> (flag, help); each is one number in mine/filter and a list of values to try in sweep/calibrate.
+_THRESHOLD_OPTIONS = {
+    "absolute_margin": ("--absolute-margin", "Drop s + m > p."),
+    "relative_margin": ("--relative-margin", "Drop s > p - |p|*m (0.05 = TopK-PercPos 95%)."),
+    "max_score": ("--max-score", "Drop s > t."),
+    "min_score": ("--min-score", "Drop s < t."),
+    "dup_threshold": ("--dup-threshold", f"Drop candidates with cosine >= t to a positive [default: {defaults.DUP_THRESHOLD}]."),
+    "max_positive_similarity": ("--max-positive-similarity", "Drop candidates with cosine >= t to a positive (a guard below near-duplicates, counted apart)."),
+    "ce_max": ("--ce-max", "Drop candidates whose cross-encoder sigmoid score is above t."),
+    "promote": ("--promote", "Write candidates whose cross-encoder sigmoid score is above t as positives."),
+}
+_GRID_FIELDS = ("strategy", "range_min")
 
-def _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
-                 relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote):
+
+def _options(grid: bool) -> list[inspect.Parameter]:
+    out = []
+    for name, (flag, kind, default, help_) in _BASE_OPTIONS.items():
+        if grid and name in _GRID_FIELDS:
+            kind, default, help_ = Optional[str], None, f"{help_} A comma-separated list to try."
+        out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[
+            kind, typer.Option(flag, help=help_, show_default=default is not None and kind is not bool)]))
+    for name, (flag, help_) in _THRESHOLD_OPTIONS.items():
+        kind, help_ = (Optional[str], f"Values to try, comma-separated ('off' for none). {help_}") if grid \
+            else (Optional[float], help_)
+        out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                     annotation=Annotated[kind, typer.Option(flag, help=help_, show_default=False)]))
+    return out
+
+
+def _values(flag: str, text: str, parse) -> list:
+    from .errors import InputError
+
+    try:
+        values = [None if x.strip().lower() == "off" else parse(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{flag} {text}: give comma-separated values, e.g. 0,0.02,0.05") from None
+    if not values:
+        raise InputError(f"{flag} {text!r}: the grid is empty; give values to try")
+    return values
+
+
+def _mine_params(options: dict, thresholds: dict):
     from .errors import InputError
     from .mine import MineParams
     from .strategies import StrategyParams
 
-    if keep_duplicates and dup_threshold is not None:
+    keep, dup = options["keep_duplicates"], thresholds.get("dup_threshold")
+    if keep and dup is not None:
         raise InputError("--keep-duplicates turns the duplicate filters off: give it or --dup-threshold, not both")
-    if not keep_duplicates and dup_threshold is None:
-        dup_threshold = defaults.DUP_THRESHOLD
-    return MineParams(strategy, num_negatives, range_min, range_max, seed, StrategyParams(simans_a, simans_b),
-                      {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
-                       "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,
-                       "duplicate_text": None if keep_duplicates else 1.0, "ce_max": ce_max, "promote": promote},
-                      ce_depth)
+    thresholds = {**thresholds, "dup_threshold": None if keep else (defaults.DUP_THRESHOLD if dup is None else dup),
+                  "duplicate_text": None if keep else 1.0}
+    return MineParams(options["strategy"], options["num_negatives"], options["range_min"], options["range_max"],
+                      options["seed"], StrategyParams(options["simans_a"], options["simans_b"]), thresholds,
+                      options["ce_depth"])
+
+
+def selection_options(grid: bool = False):
+    """Give a command every selection option; it receives them as ``params`` (a ``MineParams``) and, with
+    ``grid``, the lists to try as ``grid`` (setting name -> values, only those given)."""
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name not in ("params", "grid")]
+        added = _options(grid)
+
+        @functools.wraps(func)
+        def command(**kwargs):
+            options = {name: kwargs.pop(name) for name in _BASE_OPTIONS}
+            thresholds = {name: kwargs.pop(name) for name in _THRESHOLD_OPTIONS}
+            if not grid:
+                return func(**kwargs, params=_mine_params(options, thresholds))
+            lists = {}
+            for name in _GRID_FIELDS:
+                text, options[name] = options[name], _BASE_OPTIONS[name][2]
+                if text is not None:
+                    lists[name] = _values(_BASE_OPTIONS[name][0], text, str if name == "strategy" else int)
+            for name, text in thresholds.items():
+                if text is not None:
+                    lists[name] = _values(_THRESHOLD_OPTIONS[name][0], text, float)
+            return func(**kwargs, params=_mine_params(options, {"dup_threshold": (lists.get("dup_threshold") or [None])[0]}),
+                        grid=lists)
+
+        del command.__wrapped__
+        command.__signature__ = signature.replace(parameters=own + added)
+        command.__annotations__ = {p.name: p.annotation for p in own + added}
+        return command
+
+    return decorate
 
 
 def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, json_: bool,
@@ -185,17 +255,18 @@ def _finish(summary: dict, output: Path, fmt: str, preview: int, quiet: bool, js
     check_coverage(summary, min_coverage)
 
 
+MaxLeakOpt = Annotated[Optional[float], typer.Option("--max-leak", help="Calibrate first (see `calibrate`) and mine with the hardest setting of its default grid whose leak upper bound is at most this share.", show_default=False)]
+MaxShortOpt = Annotated[float, typer.Option("--max-short", help="With --max-leak: the largest share of queries a picked setting may leave short.")]
+
+
 @app.command()
+@selection_options()
 def mine(
     embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
     output: OutputOpt,
-    strategy: StrategyOpt = defaults.STRATEGY, num_negatives: NumNegOpt = defaults.NUM_NEGATIVES,
-    range_min: RangeMinOpt = 0,
-    range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
-    absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
-    min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
-    cross_encoder: CrossEncoderOpt = None, ce_depth: CeDepthOpt = 30, ce_max: CeMaxOpt = None,
-    promote: PromoteOpt = None, ce_batch_size: CeBatchOpt = 64,
+    params=None,
+    cross_encoder: CrossEncoderOpt = None, ce_batch_size: CeBatchOpt = 64,
+    max_leak: MaxLeakOpt = None, max_short: MaxShortOpt = 0.0,
     depth: Annotated[int, typer.Option(help="Candidates retrieved per query.")] = 100,
     retriever: Annotated[str, typer.Option(help="dense, bm25 or hybrid (union fused by reciprocal rank).")] = "dense",
     index: Annotated[str, typer.Option(help="flat (exact), ivf or hnsw.")] = "flat",
@@ -215,33 +286,33 @@ def mine(
     from .index import IndexParams
     from .pool import PoolParams, build_pool
     from .report import progress_bar
-    from .stages import negatives_from_pool, validate_coverage
+    from .stages import calibrated_params, negatives_from_pool, validate_coverage
 
-    params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
-                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
     validate_coverage(min_coverage)
     check_output(output, force)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
         pool_dir = build_pool(Embeddings(embeddings), pool_params, progress=progress, out=pool, force=force)
+    calibrated = None
+    if max_leak is not None:
+        params, calibrated = calibrated_params(pool_dir, params, max_leak, max_short, cross_encoder=cross_encoder,
+                                               ce_batch_size=ce_batch_size)
     with progress_bar("cross-encoder", quiet or json_) as progress:
         summary = negatives_from_pool(pool_dir, output, params, fmt=fmt, scores=scores, force=force,
                                       cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
+    if calibrated is not None:
+        summary["calibrated"] = calibrated
     _finish(summary, output, fmt, preview, quiet, json_, min_coverage)
 
 
 @app.command("filter")
+@selection_options()
 def filter_(
     pool: Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")],
     output: OutputOpt,
-    strategy: StrategyOpt = defaults.STRATEGY, num_negatives: NumNegOpt = defaults.NUM_NEGATIVES,
-    range_min: RangeMinOpt = 0,
-    range_max: RangeMaxOpt = None, seed: SeedOpt = 0, simans_a: SimansAOpt = 100.0, simans_b: SimansBOpt = -0.05,
-    absolute_margin: AbsMarginOpt = None, relative_margin: RelMarginOpt = None, max_score: MaxScoreOpt = None,
-    min_score: MinScoreOpt = None, dup_threshold: DupOpt = None, keep_duplicates: KeepDupOpt = False,
-    cross_encoder: CrossEncoderOpt = None, ce_depth: CeDepthOpt = 30, ce_max: CeMaxOpt = None,
-    promote: PromoteOpt = None, ce_batch_size: CeBatchOpt = 64,
+    params=None,
+    cross_encoder: CrossEncoderOpt = None, ce_batch_size: CeBatchOpt = 64,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
     min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
@@ -249,8 +320,6 @@ def filter_(
     from .report import progress_bar
     from .stages import negatives_from_pool, validate_coverage
 
-    params = _mine_params(strategy, num_negatives, range_min, range_max, seed, simans_a, simans_b, absolute_margin,
-                          relative_margin, max_score, min_score, dup_threshold, keep_duplicates, ce_depth, ce_max, promote)
     validate_coverage(min_coverage)
     with progress_bar("cross-encoder", quiet or json_) as progress:
         summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force,
@@ -276,64 +345,91 @@ def inspect_(
     show_summary(f"inspect {path}", info, quiet=quiet, as_json=json_)
 
 
-def _floats(flag: str, text: Optional[str]) -> Optional[list[float]]:
-    from .errors import InputError
-
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"{flag} {text}: give comma-separated numbers, e.g. 0,0.02,0.05") from None
-
-
-@app.command("sweep")
-def sweep_(
-    pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")],
-    relative_margin: Annotated[Optional[str], typer.Option(help="Values to try, e.g. 0,0.02,0.05,0.1.", show_default=False)] = None,
-    absolute_margin: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
-    max_score: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
-    min_score: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
-    dup_threshold: Annotated[Optional[str], typer.Option(help="Values to try.", show_default=False)] = None,
-    strategy: StrategyOpt = defaults.STRATEGY, num_negatives: NumNegOpt = defaults.NUM_NEGATIVES,
-    range_min: RangeMinOpt = 0,
-    range_max: RangeMaxOpt = None, seed: SeedOpt = 0, keep_duplicates: KeepDupOpt = False,
-    quiet: QuietOpt = False, json_: JsonOpt = False,
-) -> None:
-    """Negatives kept per query and queries left short for each threshold setting, from the pool alone."""
-    import json as _json
-
+def _table(title: str, rows: list[dict]) -> None:
     from rich.table import Table
 
-    from .artifacts import read_manifest
-    from .embeddings import Embeddings
-    from .errors import InputError
-    from .mine import corpus_view
     from .report import stderr_console
-    from .sweep import sweep
 
-    grid = {name: values for name, values in (
-        ("relative_margin", _floats("--relative-margin", relative_margin)),
-        ("absolute_margin", _floats("--absolute-margin", absolute_margin)),
-        ("max_score", _floats("--max-score", max_score)), ("min_score", _floats("--min-score", min_score)),
-        ("dup_threshold", _floats("--dup-threshold", dup_threshold))) if values}
-    if not grid:
-        raise InputError("give at least one list to sweep, e.g. --relative-margin 0,0.02,0.05,0.1")
-    base = _mine_params(strategy, num_negatives, range_min, range_max, seed, 100.0, -0.05, None, None, None, None,
-                        None, keep_duplicates, 30, None, None)
-    corpus = corpus_view(Embeddings(read_manifest(pool, "pool")["embeddings"]))
-    rows = sweep(pool, base, grid, corpus)
-    if json_:
-        typer.echo(_json.dumps(rows))
-        return
-    if quiet:
-        return
-    table = Table(title=f"sweep {pool} ({strategy}, {num_negatives} negatives)", title_justify="left")
+    table = Table(title=title, title_justify="left")
     for column in rows[0]:
         table.add_column(column.replace("_", " "), justify="right")
     for row in rows:
-        table.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*("off" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in row.values()))
     stderr_console().print(table)
+
+
+@app.command("sweep")
+@selection_options(grid=True)
+def sweep_(
+    pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")],
+    params=None, grid=None,
+    cross_encoder: CrossEncoderOpt = None, ce_batch_size: CeBatchOpt = 64,
+    quiet: QuietOpt = False, json_: JsonOpt = False,
+) -> None:
+    """Negatives kept per query and queries left short for each setting (lists to try), from the pool alone."""
+    import json as _json
+
+    from .errors import InputError
+    from .stages import sweep_pool
+
+    if not grid:
+        raise InputError("give at least one list to sweep, e.g. --relative-margin 0,0.02,0.05,0.1")
+    rows = sweep_pool(pool, params, grid, cross_encoder=cross_encoder, ce_batch_size=ce_batch_size)
+    if json_:
+        typer.echo(_json.dumps(rows))
+    elif not quiet:
+        _table(f"sweep {pool} ({params.num_negatives} negatives)", rows)
+
+
+@app.command("calibrate")
+@selection_options(grid=True)
+def calibrate_(
+    pool: Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")],
+    params=None, grid=None,
+    cross_encoder: CrossEncoderOpt = None, ce_batch_size: CeBatchOpt = 64,
+    max_leak: Annotated[Optional[float], typer.Option("--max-leak", help="Pick the hardest setting whose leak upper bound is at most this share, and write it as a recipe.", show_default=False)] = None,
+    max_short: MaxShortOpt = 0.0,
+    recipe: Annotated[Path, typer.Option("--recipe", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
+    max_holdouts: Annotated[int, typer.Option("--max-holdouts", help="Held-out positives to use at most (a seeded sample beyond).")] = 10_000,
+    min_queries: Annotated[int, typer.Option("--min-queries", help="Queries with two or more positives needed for an estimate.")] = 20,
+    force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
+) -> None:
+    """Estimate each setting's false-negative (leak) rate from your own labels: hold one positive out at a time
+    and count how often it is handed out as a negative. Without lists, tries a default grid."""
+    import json as _json
+
+    from .artifacts import check_output, write_text_atomic
+    from .calibrate import pick, recipe_toml, summary
+    from .stages import calibrate_pool
+    from .stats import plot_frontier
+
+    if max_leak is not None:
+        check_output(recipe, force)
+    rows = calibrate_pool(pool, params, grid or None, cross_encoder=cross_encoder, ce_batch_size=ce_batch_size,
+                          max_holdouts=max_holdouts, min_queries=min_queries, seed=params.seed)
+    info = summary(rows)
+    chosen = pick(rows, max_leak, max_short) if max_leak is not None else None
+    if plot is not None:
+        plot_frontier({"settings": [(r.mean_rank, r.estimate.rate, _short(r.setting)) for r in rows]}, plot,
+                      title=f"calibrate {pool}: {info['holdouts']} held-out positives, {info['queries']} queries")
+    if chosen is not None:
+        write_text_atomic(recipe, recipe_toml(chosen, str(pool)))
+        info["picked"] = {**chosen.to_dict(), "recipe": str(recipe)}
+    if json_:
+        typer.echo(_json.dumps(info))
+        return
+    if quiet:
+        return
+    _table(f"calibrate {pool}: {info['holdouts']} held-out positives from {info['queries']} queries "
+           "(leak low/high: 95 % interval)", info["settings"])
+    if chosen is not None:
+        typer.echo(f"picked {_short(chosen.setting)}: leak {chosen.estimate.rate:.3f} "
+                   f"(<= {chosen.estimate.high:.3f}), mean rank {chosen.mean_rank:.1f} -> {recipe}", err=True)
+
+
+def _short(setting: dict) -> str:
+    return " ".join(f"{k}={'off' if v is None else v}" for k, v in setting.items())
 
 
 @app.command()

@@ -10,7 +10,7 @@ from typing import Any
 from .artifacts import check_output, read_manifest, read_parquet
 from .embeddings import Embeddings
 from .errors import AcceptanceError, InputError
-from .mine import MineParams, corpus_view, cross_encoder_pairs, read_pool_arrays, select
+from .mine import MineParams, Pool, corpus_view, cross_encoder_pairs, read_pool_arrays
 from .outputs import FORMATS, write_output
 from .pool import KIND as POOL_KIND
 
@@ -21,6 +21,34 @@ def _clusters(pool: Path) -> dict[int, int] | None:
     if col.null_count == len(col):
         return None
     return dict(enumerate(col.to_pylist()))
+
+
+CE_FILTERS = ("ce_max", "promote")
+
+
+def open_pool(pool: Path, params: MineParams, cross_encoder: str | None = None, ce_batch_size: int = 64,
+              progress: Any = None, uses_ce: bool | None = None) -> tuple[dict[str, Any], Embeddings, Pool]:
+    """A pool folder ready to select from: its manifest, its embeddings and the selection engine with the
+    corpus's vectors and texts and, given ``cross_encoder``, the cross-encoder logits (scored once, cached)."""
+    manifest = read_manifest(pool, POOL_KIND)
+    emb = Embeddings(manifest["embeddings"])
+    arrays = read_pool_arrays(pool)
+    corpus = corpus_view(emb)
+    logits = None
+    if uses_ce is None:
+        uses_ce = any(params.thresholds.get(k) is not None for k in CE_FILTERS)
+    if cross_encoder:
+        from .cache import default_cache_dir
+        from .rerank import CrossEncoderScorer, cached_logits
+
+        scorer = CrossEncoderScorer(cross_encoder, batch_size=ce_batch_size,
+                                    memo=default_cache_dir() / "fingerprints.json")
+        queries = emb.table("queries").texts
+        logits = cached_logits(pool, scorer, cross_encoder_pairs(arrays, params), queries.__getitem__, corpus.text,
+                               progress)
+    elif uses_ce:
+        raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
+    return manifest, emb, Pool(arrays, corpus, logits)
 
 
 def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams, *, fmt: str = "n-tuple",
@@ -36,23 +64,8 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     check_output(Path(output), force)
-    manifest = read_manifest(pool, POOL_KIND)
-    emb = Embeddings(manifest["embeddings"])
-    arrays = read_pool_arrays(pool)
-    corpus = corpus_view(emb)
-    logits = None
-    if cross_encoder:
-        from .cache import default_cache_dir
-        from .rerank import CrossEncoderScorer, cached_logits
-
-        scorer = CrossEncoderScorer(cross_encoder, batch_size=ce_batch_size,
-                                    memo=default_cache_dir() / "fingerprints.json")
-        queries = emb.table("queries").texts
-        logits = cached_logits(pool, scorer, cross_encoder_pairs(arrays, params), queries.__getitem__, corpus.text,
-                               progress)
-    elif any(params.thresholds.get(k) is not None for k in ("ce_max", "promote")):
-        raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
-    selection = select(pool, params, corpus, logits, arrays)
+    manifest, emb, engine = open_pool(pool, params, cross_encoder, ce_batch_size, progress)
+    selection = engine.selection(params)
     clusters = _clusters(pool)
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
@@ -63,7 +76,7 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
         "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
     }
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
-                        metadata=metadata, force=force, clusters=by_position, corpus_texts=corpus.texts)
+                        metadata=metadata, force=force, clusters=by_position, corpus_texts=engine.corpus.texts)
     return {"pool": str(pool), **summary, "rows": rows, "seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -82,3 +95,44 @@ def check_coverage(summary: dict[str, Any], min_coverage: float | None) -> None:
         raise AcceptanceError(f"only {coverage:.1%} of queries got {summary['num_negatives']} negatives "
                               f"({summary['queries_short']} short), below --min-coverage {min_coverage:g}; "
                               "the output was written, short query ids are in OUT.short.txt")
+
+
+def _grid_uses_ce(base: MineParams, grid: dict[str, list]) -> bool:
+    """Whether a grid needs cross-encoder scores; every setting is checked first, before any work starts."""
+    from .sweep import grid_settings
+
+    for _ in grid_settings(base, grid):
+        pass
+    return any(base.thresholds.get(k) is not None or any(v is not None for v in (grid or {}).get(k, []))
+               for k in CE_FILTERS)
+
+
+def sweep_pool(pool: Path | str, base: MineParams, grid: dict[str, list], *, cross_encoder: str | None = None,
+               ce_batch_size: int = 64, progress: Any = None) -> list[dict[str, Any]]:
+    """``sweep`` over a pool folder: negatives kept and queries short per setting of ``grid``."""
+    from .sweep import sweep
+
+    _, _, engine = open_pool(Path(pool), base, cross_encoder, ce_batch_size, progress, _grid_uses_ce(base, grid))
+    return sweep(engine, base, grid)
+
+
+def calibrate_pool(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *,
+                   cross_encoder: str | None = None, ce_batch_size: int = 64, progress: Any = None,
+                   **options: Any) -> list[Any]:
+    """``calibrate`` over a pool folder: the leak estimate, hardness and shortfall of each setting
+    (``calibrate.DEFAULT_GRID`` when ``grid`` is None); ``options`` go to :func:`calibrate.calibrate`."""
+    from .calibrate import DEFAULT_GRID, calibrate
+
+    grid_used = DEFAULT_GRID if grid is None else grid
+    _, _, engine = open_pool(Path(pool), base, cross_encoder, ce_batch_size, progress, _grid_uses_ce(base, grid_used))
+    return calibrate(engine, base, grid_used, **options)
+
+
+def calibrated_params(pool: Path | str, base: MineParams, max_leak: float, max_short: float = 0.0,
+                      **options: Any) -> tuple[MineParams, dict[str, Any]]:
+    """The hardest setting of the default grid (other settings from ``base``) whose leak upper bound is at
+    most ``max_leak``, and what calibration found for it."""
+    from .calibrate import pick
+
+    row = pick(calibrate_pool(pool, base, None, **options), max_leak, max_short)
+    return row.params, row.to_dict()

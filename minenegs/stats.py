@@ -94,8 +94,7 @@ def inspect_path(path: Path | str) -> tuple[dict[str, Any], np.ndarray, np.ndarr
     return info, pos, neg
 
 
-def plot_histogram(pos: np.ndarray, neg: np.ndarray, png: Path | str, title: str = "") -> None:
-    """Overlaid histograms of positive and negative scores, saved as PNG."""
+def _pyplot():
     try:
         import matplotlib
 
@@ -103,10 +102,24 @@ def plot_histogram(pos: np.ndarray, neg: np.ndarray, png: Path | str, title: str
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install matplotlib") from None
-    if not len(pos) and not len(neg):
-        raise InputError("nothing to plot: the file has no scores; write outputs with --scores")
+    return plt
+
+
+def _save(fig, png: Path | str) -> None:
     from .artifacts import output_file
 
+    fig.tight_layout()
+    with output_file(Path(png), force=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    fig.clf()
+    _pyplot().close(fig)
+
+
+def plot_histogram(pos: np.ndarray, neg: np.ndarray, png: Path | str, title: str = "") -> None:
+    """Overlaid histograms of positive and negative scores, saved as PNG."""
+    plt = _pyplot()
+    if not len(pos) and not len(neg):
+        raise InputError("nothing to plot: the file has no scores; write outputs with --scores")
     values = np.concatenate([pos, neg])
     bins = np.linspace(values.min(), values.max(), 41)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -116,7 +129,29 @@ def plot_histogram(pos: np.ndarray, neg: np.ndarray, png: Path | str, title: str
     ax.set_ylabel("count")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    with output_file(Path(png), force=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(fig, png)
+
+
+def plot_frontier(series: dict[str, list[tuple[float, float, str]]], png: Path | str, title: str = "",
+                  ylabel: str = "leak rate") -> None:
+    """Leak (or false-negative) rate against mean negative rank, one marker series per name; each point is
+    (mean rank, rate, label). The frontier of each series (no other point both harder and cleaner) is joined."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, points in series.items():
+        points = [p for p in points if np.isfinite(p[0])]
+        if not points:
+            continue
+        xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+        (marker,) = ax.plot(xs, ys, "o", alpha=0.45, label=name)
+        front = sorted((x, y) for x, y in zip(xs, ys) if not ((xs <= x) & (ys < y)).any() and not ((xs < x) & (ys <= y)).any())
+        ax.plot([x for x, _ in front], [y for _, y in front], "-", color=marker.get_color())
+        for x, y, label in points:
+            if (x, y) in front and label:
+                ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean original rank of the negatives (lower: harder)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, png)

@@ -1,30 +1,48 @@
-"""``sweep``: how many negatives each threshold setting keeps, from the pool alone (no re-mining)."""
+"""``sweep``: how many negatives each threshold setting keeps, from the pool alone (no re-mining).
+
+A grid maps a setting name to the values to try: a filter name (None: filter off), or one of ``FIELDS``
+(``strategy``, ``range_min``, ...). Every combination is one setting; what the grid leaves out comes from the
+base parameters. ``calibrate`` walks the same grids.
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .errors import InputError
+from .mine import MineParams, Pool
 
-from .mine import MineParams, read_pool_arrays, select
+FIELDS = ("strategy", "num_negatives", "range_min", "range_max")
 
 
-def sweep(pool: Path | str, base: MineParams, grid: dict[str, list[float]], corpus=None) -> list[dict[str, Any]]:
-    """One row per combination of the ``grid`` values (filter name -> values), other settings from ``base``."""
-    pool = Path(pool)
-    arrays = read_pool_arrays(pool)
+def grid_settings(base: MineParams, grid: dict[str, list]) -> Iterator[tuple[dict[str, Any], MineParams]]:
+    """Each combination of the grid's values, as (what varies, the parameters it makes)."""
+    empty = [name for name, values in grid.items() if not values]
+    if empty or not grid:
+        raise InputError(f"the grid is empty{f' for {empty[0]}' if empty else ''}: give values to try, "
+                         "e.g. --relative-margin 0,0.05")
     names = list(grid)
-    rows = []
     for values in itertools.product(*(grid[n] for n in names)):
-        params = replace(base, thresholds={**base.thresholds, **dict(zip(names, values))})
-        sel = select(pool, params, corpus, arrays=arrays)
-        kept = np.array([len(n) for n in sel.negatives])
-        rows.append({**dict(zip(names, values)),
-                     "negatives_per_query": round(float(kept.mean()), 3) if len(kept) else 0.0,
+        setting = dict(zip(names, values))
+        fields = {k: v for k, v in setting.items() if k in FIELDS}
+        thresholds = {**base.thresholds, **{k: v for k, v in setting.items() if k not in FIELDS}}
+        yield setting, replace(base, **fields, thresholds=thresholds)
+
+
+def sweep(pool: Pool, base: MineParams, grid: dict[str, list]) -> list[dict[str, Any]]:
+    """One row per combination of the ``grid`` values, other settings from ``base``."""
+    rows = []
+    for setting, params in grid_settings(base, grid):
+        sel = pool.selection(params)
+        kept = [len(n) for n in sel.negatives]
+        rows.append({**setting,
+                     "negatives_per_query": round(sum(kept) / len(kept), 3) if kept else 0.0,
                      "queries_short": len(sel.short),
                      "share_short": round(len(sel.short) / max(1, len(sel.query_ids)), 4),
                      "removed": int(sum(sel.removed.values()))})
     return rows
+
+

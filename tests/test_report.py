@@ -14,9 +14,9 @@ from minenegs.dataset import load_beir
 from minenegs.embeddings import Embeddings, encode_dataset
 from minenegs.mine import MineParams, score_stats, select
 from minenegs.pool import PoolParams, build_pool
-from minenegs.stages import negatives_from_pool
+from minenegs.stages import negatives_from_pool, sweep_pool
 from minenegs.stats import inspect_path
-from minenegs.sweep import sweep
+
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_summary_has_statistics_of_kept_and_dropped(pool):
 
 
 def test_sweep_matches_select_and_grows_with_the_margin(pool):
-    rows = sweep(pool, MineParams("top", 5), {"relative_margin": [0.0, 0.05, 0.2, 0.5]})
+    rows = sweep_pool(pool, MineParams("top", 5), {"relative_margin": [0.0, 0.05, 0.2, 0.5]})
     assert [r["relative_margin"] for r in rows] == [0.0, 0.05, 0.2, 0.5]
     removed = [r["removed"] for r in rows]
     assert removed == sorted(removed) and removed[-1] > removed[0]
@@ -80,9 +80,34 @@ def test_sweep_cli(pool):
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 4
     bad = CliRunner().invoke(app, ["sweep", str(pool), "--relative-margin", "a,b"])
-    assert bad.exit_code == 2 and "comma-separated numbers" in bad.stderr
+    assert bad.exit_code == 2 and "comma-separated values" in bad.stderr
     none = CliRunner().invoke(app, ["sweep", str(pool)])
     assert none.exit_code == 2
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--relative-margin", ","], "grid is empty"),
+    (["--max-positive-similarity", "0.5,nan"], "finite number"),
+    (["--max-positive-similarity", "inf"], "finite number"),
+    (["--max-positive-similarity", "1.5"], "in [-1.0, 1.0]"),
+    (["--relative-margin", "-0.1"], "in [0.0, 1.0]"),
+    (["--ce-max", "2", "--cross-encoder", "x"], "in [0.0, 1.0]"),
+    (["--strategy", "top,best", "--relative-margin", "0"], "--strategy best"),
+])
+@pytest.mark.parametrize("command", ["sweep", "calibrate"])
+def test_bad_grids_exit_2_with_one_line(pool, command, args, says):
+    result = CliRunner().invoke(app, [command, str(pool), *args])
+    assert result.exit_code == 2 and says in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["--max-positive-similarity", "nan"], ["--dup-threshold", "inf"],
+                                  ["--relative-margin", "1.5"], ["--simans-a", "0"], ["--simans-b", "nan"],
+                                  ["--absolute-margin", "-1"]])
+def test_bad_thresholds_exit_2_with_one_line(tmp_path, pool, args):
+    result = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / "o.parquet"), *args])
+    assert result.exit_code == 2 and result.stderr.startswith("minenegs: error: "), result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.parquet").exists()
 
 
 def test_every_command_has_quiet_and_json():
