@@ -1,111 +1,214 @@
-"""False negatives: how many mined negatives are relevant documents the miner was not told about.
+"""False negatives on densely judged data: how many mined negatives are relevant documents the miner was not told
+about, and how well ``calibrate`` predicts it from the visible labels alone.
 
-MS MARCO DL19 subset (about 95 relevant documents a query): the miner sees one positive per query (its
-highest-graded), the other relevant documents are hidden. For 5 negatives a query, each setting reports the
-share of mined negatives that are hidden positives, the mean rank of those false negatives and of all mined
-negatives, and the queries left short. Settings: top; top + relative margin 0.05; simans; simans + relative
-margin 0.05; each without and with the near-duplicate filters (normalised text, cosine >= 0.95); and
-sentence-transformers' ``mine_hard_negatives`` (use_faiss) with the settings it has (top, top + margin).
-Writes ``benchmarks/results/false_negatives.json``.
+Protocol (``../shared/data/README.md``): each query with more than two relevant documents is given its two
+highest-graded ones (ties by id) as positives; the others are hidden. The bundled all-MiniLM-L6-v2, a dense
+top-100 pool, 5 negatives a query. For each recipe:
 
-    python benchmarks/false_negatives.py --data ../shared/data/msmarco_dl19_subset
+- ``hidden_share``: share of the negatives that are hidden relevant documents;
+- ``mean_rank``: mean position of the negatives in the model's exact ranking of the whole corpus;
+- ``queries_short`` / ``queries_empty``;
+- ``hidden_leak``: share of the hidden relevant documents reached within the depth that were handed out
+  (what ``calibrate`` estimates with held-out visible positives), and for minenegs recipes ``calibrate``'s
+  estimate ``leak`` with its 95 % interval.
+
+Recipes: sentence-transformers' ``mine_hard_negatives`` (top, relative margin 0.05, random in ranks 10-50; its two
+rows per query merged), minenegs' default, every setting of a calibration grid (strategies, the positive-similarity
+guard, rank windows, a margin), and the settings ``--max-leak`` picks for a few bounds. Writes
+``benchmarks/results/false_negatives.json`` and ``false_negatives.png`` (hidden share against mean rank).
+
+    python benchmarks/false_negatives.py            # both dense sets from ../shared/data
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from minenegs import defaults
+from minenegs.calibrate import calibrate, pick
 from minenegs.dataset import load_beir
 from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.mine import MineParams, corpus_view, read_pool_arrays, select
+from minenegs.errors import AcceptanceError
+from minenegs.mine import MineParams, Pool, corpus_view, read_pool_arrays
 from minenegs.models import SentenceTransformerEncoder, bundled_model_path
 from minenegs.pool import PoolParams, build_pool
-from minenegs.records import Dataset
+from minenegs.records import Dataset, TextTable
+from minenegs.stats import plot_frontier
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _proc import write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5
+DEPTH = 100
+GRID = {
+    "strategy": ["top", "simans"],
+    "max_positive_similarity": [None, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8],
+    "range_min": [0, 5, 10, 20],
+    "relative_margin": [None, 0.05],
+}
+MAX_LEAKS = (0.2, 0.3, 0.4, 0.5)
 
 
-def one_visible(full: Dataset) -> tuple[Dataset, set[tuple[str, str]]]:
-    best: dict[str, tuple[int, str]] = {}
+def two_visible(full: Dataset) -> tuple[Dataset, set[tuple[str, str]]]:
+    """Queries with more than two relevant documents, each given its two highest-graded ones (ties by id)."""
+    by_query: dict[str, list] = {}
     for r in full.qrels:
-        if r.is_positive and (r.query_id not in best or r.score > best[r.query_id][0]):
-            best[r.query_id] = (r.score, r.doc_id)
-    visible = [r for r in full.qrels if r.is_positive and best[r.query_id][1] == r.doc_id]
-    hidden = {(r.query_id, r.doc_id) for r in full.qrels if r.is_positive} - {(r.query_id, r.doc_id) for r in visible}
-    return Dataset(full.corpus, full.queries, visible, full.sources), hidden
+        if r.is_positive:
+            by_query.setdefault(r.query_id, []).append(r)
+    visible, hidden = [], set()
+    for qid, rels in by_query.items():
+        if len(rels) <= 2:
+            continue
+        rels = sorted(rels, key=lambda r: (-r.score, r.doc_id))
+        visible += rels[:2]
+        hidden |= {(qid, r.doc_id) for r in rels[2:]}
+    keep = {r.query_id for r in visible}
+    rows = [i for i, q in enumerate(full.queries.ids) if q in keep]
+    queries = TextTable([full.queries.ids[i] for i in rows], [full.queries.texts[i] for i in rows])
+    return Dataset(full.corpus, queries, visible, full.sources), hidden
 
 
-def score(pairs: list[tuple[str, str]], hidden, rank_of, n_queries: int, short: int) -> dict:
-    false = [p for p in pairs if p in hidden]
-    ranks = [rank_of.get(p, np.nan) for p in pairs]
-    return {"negatives": len(pairs), "false_negative_share": round(len(false) / max(1, len(pairs)), 4),
-            "mean_rank_false": round(float(np.nanmean([rank_of.get(p, np.nan) for p in false])), 1) if false else None,
-            "mean_rank_all": round(float(np.nanmean(ranks)), 1), "queries_short": short, "queries": n_queries}
+class Judge:
+    """Scores a recipe's negatives against the hidden labels, with exact whole-corpus ranks."""
+
+    def __init__(self, emb: Embeddings, arrays: dict, hidden: set[tuple[str, str]]) -> None:
+        self.qids, self.dids = emb.ids("queries"), emb.ids("corpus")
+        q_of, d_of = {q: i for i, q in enumerate(self.qids)}, {d: i for i, d in enumerate(self.dids)}
+        scores = np.asarray(emb.vectors("queries"), np.float32) @ np.asarray(emb.vectors("corpus"), np.float32).T
+        self.rank = np.empty(scores.shape, dtype=np.int32)  # exact position of every document, per query
+        order = np.argsort(-scores, axis=1, kind="stable")
+        self.rank[np.arange(len(scores))[:, None], order] = np.arange(1, scores.shape[1] + 1)
+        self.hidden = np.zeros(scores.shape, dtype=bool)
+        for q, d in hidden:
+            if q in q_of:
+                self.hidden[q_of[q], d_of[d]] = True
+        reached = np.zeros(scores.shape, dtype=bool)
+        ok = arrays["retrieved"]
+        reached[arrays["query_idx"][ok], arrays["doc_idx"][ok]] = True
+        self.hidden_reached = int((self.hidden & reached).sum())
+
+    def score(self, negatives: list[tuple[int, np.ndarray]], n_queries: int, short: int) -> dict:
+        """``negatives``: (query row, corpus rows) per query."""
+        q = np.concatenate([np.full(len(d), qi) for qi, d in negatives]) if negatives else np.zeros(0, int)
+        d = np.concatenate([np.asarray(d, int) for _, d in negatives]) if negatives else np.zeros(0, int)
+        hid = self.hidden[q, d]
+        empty = n_queries - sum(1 for _, x in negatives if len(x))
+        return {"negatives": int(len(d)), "hidden_share": round(float(hid.mean()), 4) if len(d) else None,
+                "mean_rank": round(float(self.rank[q, d].mean()), 2) if len(d) else None,
+                "hidden_leak": round(float(hid.sum()) / max(1, self.hidden_reached), 4),
+                "queries_short": short, "queries_empty": empty, "queries": n_queries}
 
 
-def sentence_transformers(ds: Dataset, hidden, rank_of, margin: float | None) -> dict:
+def mined(engine: Pool, judge: Judge, params: MineParams) -> dict:
+    sel = engine.selection(params)
+    return judge.score(list(zip(sel.query_idx.tolist(), sel.negatives)), len(sel.query_ids), len(sel.short))
+
+
+def st_recipe(ds: Dataset, judge: Judge, **kwargs) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset as HFDataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
     q = dict(zip(ds.queries.ids, ds.queries.texts))
+    qrow = {t: judge.qids.index(i) for i, t in q.items()}
+    drow = {}
+    for i, text in enumerate(ds.corpus.texts):
+        drow.setdefault(text, i)
     d = dict(zip(ds.corpus.ids, ds.corpus.texts))
-    id_of_text: dict[str, str] = {}
-    for did, text in zip(ds.corpus.ids, ds.corpus.texts):
-        id_of_text.setdefault(text, did)
-    qid_of_text = {t: i for i, t in q.items()}
     pairs = HFDataset.from_dict({"anchor": [q[r.query_id] for r in ds.qrels], "positive": [d[r.doc_id] for r in ds.qrels]})
     model = SentenceTransformer(str(bundled_model_path()), device="cpu")
-    mined = mine_hard_negatives(pairs, model, corpus=ds.corpus.texts, num_negatives=N, relative_margin=margin,
-                                use_faiss=True, output_format="n-tuple", verbose=False,
-                                cache_folder=str(ROOT / "build" / "bench" / "st-cache"))
-    out = [(qid_of_text[row["anchor"]], id_of_text[row[f"negative_{k}"]]) for row in mined for k in range(1, N + 1)]
-    return score(out, hidden, rank_of, len(q), len(q) - len(mined))
+    out = mine_hard_negatives(pairs, model, corpus=ds.corpus.texts, num_negatives=N, use_faiss=True,
+                              output_format="n-tuple", verbose=False,
+                              cache_folder=str(ROOT / "build" / "bench" / "st-cache"), **kwargs)
+    negs: dict[int, set[int]] = {}
+    for row in out:  # a query's negatives: the union over its two rows
+        negs.setdefault(qrow[row["anchor"]], set()).update(drow[row[f"negative_{k}"]] for k in range(1, N + 1))
+    result = judge.score([(qi, np.array(sorted(x))) for qi, x in negs.items()], len(q), len(q) - len(negs))
+    result["queries_short"] = None  # rows, not queries, are dropped by sentence-transformers
+    return result
+
+
+def label(setting: dict) -> str:
+    return " ".join(f"{k}={'off' if v is None else v}" for k, v in setting.items())
+
+
+def run(data: Path, with_st: bool) -> tuple[dict, dict]:
+    ds, hidden = two_visible(load_beir(data, "test"))
+    out = ROOT / "build" / "bench" / f"{data.name}-two" / "emb"
+    encode_dataset(ds, out, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)  # chunks cached
+    emb = Embeddings(out)
+    arrays = read_pool_arrays(build_pool(emb, PoolParams(depth=DEPTH)))
+    engine = Pool(arrays, corpus_view(emb))
+    judge = Judge(emb, arrays, hidden)
+    result: dict = {"queries": len(ds.queries), "hidden": len(hidden), "hidden_reached": judge.hidden_reached,
+                    "recipes": {}, "grid": [], "picked": {}}
+    if with_st:
+        result["recipes"]["st top"] = st_recipe(ds, judge)
+        result["recipes"]["st relative-margin 0.05"] = st_recipe(ds, judge, relative_margin=0.05)
+        result["recipes"]["st random ranks 10-50"] = st_recipe(ds, judge, range_min=10, range_max=50,
+                                                               sampling_strategy="random")
+    base = MineParams(defaults.STRATEGY, N, thresholds={"duplicate_text": 1.0, "dup_threshold": defaults.DUP_THRESHOLD})
+    result["recipes"]["minenegs default"] = mined(engine, judge, base)
+    rows = calibrate(engine, base, GRID)
+    result["holdouts"] = rows[0].estimate.holdouts
+    for row in rows:
+        measured = mined(engine, judge, row.params)
+        result["grid"].append({"setting": row.setting, **measured, "leak": round(row.estimate.rate, 4),
+                               "leak_low": round(row.estimate.low, 4), "leak_high": round(row.estimate.high, 4)})
+    errors = [abs(g["leak"] - g["hidden_leak"]) for g in result["grid"]]
+    result["leak_error"] = {"mean_abs": round(float(np.mean(errors)), 4), "max_abs": round(float(np.max(errors)), 4),
+                            "within_5_points": round(float(np.mean(np.array(errors) <= 0.05)), 4)}
+    for bound in MAX_LEAKS:
+        try:
+            chosen = pick(rows, bound, 0.0)
+        except AcceptanceError as exc:
+            result["picked"][str(bound)] = {"error": str(exc)}
+            continue
+        entry = next(g for g in result["grid"] if g["setting"] == chosen.setting)
+        result["picked"][str(bound)] = entry
+    # the hardest grid settings at a mean rank of 10 or less with no query empty, by hidden share
+    fit = [g for g in result["grid"] if g["mean_rank"] is not None and g["mean_rank"] <= 10 and not g["queries_empty"]]
+    result["best_rank_10"] = min(fit, key=lambda g: g["hidden_share"]) if fit else None
+    return result, {"series": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/msmarco_dl19_subset"))
+    parser.add_argument("--data", type=Path, nargs="*",
+                        default=[Path("../shared/data/dbpedia_subset"), Path("../shared/data/msmarco_dl19_subset")])
+    parser.add_argument("--no-st", action="store_true", help="Skip the sentence-transformers recipes.")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "false_negatives.json")
     args = parser.parse_args()
-    ds, hidden = one_visible(load_beir(args.data, "test"))
-    out = ROOT / "build" / "bench" / "dl19-one-positive" / "emb"
-    encode_dataset(ds, out, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)
-    emb = Embeddings(out)
-    pool = build_pool(emb, PoolParams(depth=100))
-    a = read_pool_arrays(pool)
-    qids, dids = emb.ids("queries"), emb.ids("corpus")
-    rank_of = {(qids[q], dids[d]): int(r) for q, d, r, ok in zip(a["query_idx"], a["doc_idx"], a["rank"], a["retrieved"]) if ok}
-    corpus = corpus_view(emb)
-    rows: dict[str, dict] = {}
-    for strategy in ("top", "simans"):
-        for margin in (None, 0.05):
-            for dedup in (False, True):
-                thresholds = {"relative_margin": margin, "duplicate_text": 1.0 if dedup else None,
-                              "dup_threshold": 0.95 if dedup else None}
-                sel = select(pool, MineParams(strategy, N, thresholds=thresholds), corpus, arrays=a)
-                pairs = [(q, dids[d]) for q, negs in zip(sel.query_ids, sel.negatives) for d in negs]
-                name = f"minenegs {strategy}" + (" + margin 0.05" if margin else "") + (" + near-dup" if dedup else "")
-                rows[name] = score(pairs, hidden, rank_of, len(sel.query_ids), len(sel.short))
-    rows["sentence-transformers top"] = sentence_transformers(ds, hidden, rank_of, None)
-    rows["sentence-transformers top + margin 0.05"] = sentence_transformers(ds, hidden, rank_of, 0.05)
-
-    print(f"{args.data.name}: {len(qids)} queries, one visible positive each, {len(hidden)} hidden positives, {N} negatives a query")
-    print(f"{'setting':<42}{'FN share':>9}{'rank FN':>9}{'rank all':>9}{'short':>7}")
-    for name, r in rows.items():
-        print(f"{name:<42}{r['false_negative_share']:>9.3f}{(r['mean_rank_false'] or float('nan')):>9.1f}"
-              f"{r['mean_rank_all']:>9.1f}{r['queries_short']:>7}")
-    write_results(args.output, rows)
+    results, series = {}, {}
+    for data in args.data:
+        res, _ = run(data, not args.no_st)
+        results[data.name] = res
+        print(f"\n{data.name}: {res['queries']} queries, two visible positives each, {res['hidden']} hidden relevant "
+              f"({res['hidden_reached']} within depth {DEPTH}), {N} negatives a query, {res['holdouts']} held-out positives")
+        print(f"{'recipe':<58}{'hidden':>8}{'rank':>8}{'empty':>7}{'leak':>8}{'est.':>8}")
+        named = list(res["recipes"].items()) + [(f"calibrated --max-leak {b}: {label(g['setting'])}", g)
+                                                for b, g in res["picked"].items() if "error" not in g]
+        if res["best_rank_10"]:
+            named.append((f"lowest hidden share at rank <= 10: {label(res['best_rank_10']['setting'])}", res["best_rank_10"]))
+        for name, r in named:
+            est = f"{r['leak']:>8.3f}" if "leak" in r else f"{'':>8}"
+            print(f"{name[:58]:<58}{r['hidden_share']:>8.3f}{r['mean_rank']:>8.1f}{r['queries_empty']:>7}"
+                  f"{r['hidden_leak']:>8.3f}{est}")
+        print(f"calibrate vs hidden leak over {len(res['grid'])} settings: {res['leak_error']}")
+        series[f"{data.name}: grid"] = [(g["mean_rank"], g["hidden_share"], "") for g in res["grid"]]
+        series[f"{data.name}: sentence-transformers"] = [(r["mean_rank"], r["hidden_share"], k.removeprefix("st "))
+                                                         for k, r in res["recipes"].items() if k.startswith("st ")]
+    write_results(args.output, results)
+    plot_frontier(series, args.output.with_suffix(".png"), title="hidden relevant share of negatives (5 a query)",
+                  ylabel="share of negatives that are hidden relevant documents")
+    print(f"\nwrote {args.output} and {args.output.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -16,35 +16,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).parent), str(ROOT / "tests")]
+sys.path.insert(0, str(Path(__file__).parent))
 from _proc import measure, write_results  # noqa: E402
-from fakes import RandomEncoder  # noqa: E402
+from _synthetic import synthetic_pool  # noqa: E402
 
 
 def main() -> None:
-    from minenegs.embeddings import Embeddings, encode_dataset
-    from minenegs.pool import PoolParams, build_pool
-    from minenegs.records import Dataset, Qrel, TextTable
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "filter_speed.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="minenegs-filter-"))
-    rng = np.random.default_rng(0)
-    words = [f"w{i}" for i in range(5000)]
-    docs = [" ".join(rng.choice(words, 12)) + f" doc{i}" for i in range(args.docs)]
-    queries = [" ".join(rng.choice(words, 6)) + f" query{i}" for i in range(args.queries)]
-    qrels = [Qrel(f"q{i}", f"d{int(d)}") for i in range(args.queries) for d in rng.choice(args.docs, 2, replace=False)]
-    ds = Dataset(TextTable([f"d{i}" for i in range(args.docs)], docs), TextTable([f"q{i}" for i in range(args.queries)],
-                                                                                   queries), qrels)
-    encode_dataset(ds, work / "emb", RandomEncoder(dim=64, batch_size=100_000), cache_dir=work / "cache",
-                   chunk_size=100_000)
-    pool = build_pool(Embeddings(work / "emb"), PoolParams(depth=100))
+    pool = synthetic_pool(work, args.docs, args.queries)
     import pyarrow.parquet as pq
 
     rows = pq.read_metadata(pool / "candidates.parquet").num_rows

@@ -51,6 +51,8 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     "mn-skip3-top5": {"kind": "mn", "strategy": "top", "n": 5, "range_min": 3},
     "mn-simans3": {"kind": "mn", "strategy": "simans", "n": 3},
     "mn-top5-margin": {"kind": "mn", "strategy": "top", "n": 5, "relative_margin": 0.05},
+    "mn-top5-guard0.7": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95,
+                         "max_positive_similarity": 0.7},
 }
 
 
@@ -96,7 +98,7 @@ def training_file(name: str, data: Path) -> Path:
         encode_dataset(ds, emb_dir, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)
     pool = build_pool(Embeddings(emb_dir), PoolParams(depth=100, retriever=recipe.get("retriever", "dense")))
     thresholds = {"relative_margin": recipe.get("relative_margin"), "dup_threshold": recipe.get("dup_threshold"),
-                  "duplicate_text": 1.0}
+                  "max_positive_similarity": recipe.get("max_positive_similarity"), "duplicate_text": 1.0}
     negatives_from_pool(pool, out, MineParams(recipe["strategy"], recipe["n"], range_min=recipe.get("range_min", 0),
                                               seed=0, thresholds=thresholds), fmt="n-tuple")
     return out
