@@ -114,11 +114,17 @@ def calibrate(pool: Pool, base: MineParams, grid: dict[str, list] | None = None,
     return rows
 
 
+def check_bounds(max_leak: float, max_short: float) -> None:
+    """``--max-leak`` and ``--max-short`` are shares; checked before any work starts."""
+    for flag, value in (("--max-leak", max_leak), ("--max-short", max_short)):
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise InputError(f"{flag} {value}: give a share in [0, 1]")
+
+
 def pick(rows: list[Row], max_leak: float, max_short: float = 0.0) -> Row:
     """The hardest setting (lowest mean rank) whose leak upper bound is at most ``max_leak`` and which leaves at
     most ``max_short`` of the queries short."""
-    if not (math.isfinite(max_leak) and 0 <= max_leak <= 1) or not (math.isfinite(max_short) and 0 <= max_short <= 1):
-        raise InputError(f"--max-leak {max_leak} / --max-short {max_short}: give shares in [0, 1]")
+    check_bounds(max_leak, max_short)
     fit = [r for r in rows if r.estimate.high <= max_leak and r.share_short <= max_short and not math.isnan(r.mean_rank)]
     if not fit:
         best = min(rows, key=lambda r: r.estimate.high)

@@ -286,9 +286,12 @@ def mine(
     from .index import IndexParams
     from .pool import PoolParams, build_pool
     from .report import progress_bar
+    from .calibrate import check_bounds
     from .stages import calibrated_params, negatives_from_pool, validate_coverage
 
     validate_coverage(min_coverage)
+    if max_leak is not None:
+        check_bounds(max_leak, max_short)
     check_output(output, force)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
                              query_clusters=query_clusters)
@@ -400,11 +403,12 @@ def calibrate_(
     import json as _json
 
     from .artifacts import check_output, write_text_atomic
-    from .calibrate import pick, recipe_toml, summary
+    from .calibrate import check_bounds, pick, recipe_toml, summary
     from .stages import calibrate_pool
     from .stats import plot_frontier
 
     if max_leak is not None:
+        check_bounds(max_leak, max_short)
         check_output(recipe, force)
     rows = calibrate_pool(pool, params, grid or None, cross_encoder=cross_encoder, ce_batch_size=ce_batch_size,
                           max_holdouts=max_holdouts, min_queries=min_queries, seed=params.seed)

@@ -171,6 +171,9 @@ def test_mine_max_leak_calibrates_then_mines(tmp_path, two_positive_emb):
     cal = summary["calibrated"]
     assert cal["holdouts"] >= 40 and 0 <= cal["leak_low"] <= cal["leak_rate"] <= cal["leak_high"] <= 1
     assert out.exists() and summary["queries"] == 25
+    for bad in ("nan", "1.5", "-0.1"):
+        refused = runner.invoke(app, ["mine", two_positive_emb, "-o", str(tmp_path / "x.parquet"), "--max-leak", bad])
+        assert refused.exit_code == 2 and "--max-leak" in refused.stderr and not (tmp_path / "x.parquet").exists()
     strict = tmp_path / "strict.parquet"
     refused = runner.invoke(app, ["mine", two_positive_emb, "-o", str(strict), "--max-leak", "0"])
     assert refused.exit_code == 3 and "no setting keeps the leak upper bound" in refused.stderr
