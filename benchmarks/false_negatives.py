@@ -23,6 +23,7 @@ guard, rank windows, a margin), and the settings ``--max-leak`` picks for a few 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -139,7 +140,7 @@ def label(setting: dict) -> str:
     return " ".join(f"{k}={'off' if v is None else v}" for k, v in setting.items())
 
 
-def run(data: Path, with_st: bool) -> tuple[dict, dict]:
+def run(data: Path, with_st: bool, st_from: dict | None = None) -> tuple[dict, dict]:
     ds, hidden = two_visible(load_beir(data, "test"))
     out = ROOT / "build" / "bench" / f"{data.name}-two" / "emb"
     encode_dataset(ds, out, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)  # chunks cached
@@ -149,13 +150,18 @@ def run(data: Path, with_st: bool) -> tuple[dict, dict]:
     judge = Judge(emb, arrays, hidden)
     result: dict = {"queries": len(ds.queries), "hidden": len(hidden), "hidden_reached": judge.hidden_reached,
                     "recipes": {}, "grid": [], "picked": {}}
-    if with_st:
+    if st_from is not None:
+        result["recipes"].update({k: v for k, v in st_from[data.name]["recipes"].items() if k.startswith("st ")})
+    elif with_st:
         result["recipes"]["st top"] = st_recipe(ds, judge)
         result["recipes"]["st relative-margin 0.05"] = st_recipe(ds, judge, relative_margin=0.05)
         result["recipes"]["st random ranks 10-50"] = st_recipe(ds, judge, range_min=10, range_max=50,
                                                                sampling_strategy="random")
-    base = MineParams(defaults.STRATEGY, N, thresholds={"duplicate_text": 1.0, "dup_threshold": defaults.DUP_THRESHOLD})
+    base = MineParams(defaults.STRATEGY, N, thresholds={"duplicate_text": 1.0, "dup_threshold": defaults.DUP_THRESHOLD,
+                                                        "max_positive_similarity": defaults.MAX_POSITIVE_SIMILARITY})
     result["recipes"]["minenegs default"] = mined(engine, judge, base)
+    result["recipes"]["minenegs default without the guard"] = mined(
+        engine, judge, MineParams(defaults.STRATEGY, N, thresholds={**base.thresholds, "max_positive_similarity": None}))
     rows = calibrate(engine, base, GRID)
     result["holdouts"] = rows[0].estimate.holdouts
     for row in rows:
@@ -184,11 +190,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, nargs="*",
                         default=[Path("../shared/data/dbpedia_subset"), Path("../shared/data/msmarco_dl19_subset")])
     parser.add_argument("--no-st", action="store_true", help="Skip the sentence-transformers recipes.")
+    parser.add_argument("--st-from", type=Path, help="Take the sentence-transformers figures from an earlier results "
+                        "file (they depend only on the data and the model) instead of mining again.")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "false_negatives.json")
     args = parser.parse_args()
     results, series = {}, {}
     for data in args.data:
-        res, _ = run(data, not args.no_st)
+        res, _ = run(data, not args.no_st, json.loads(args.st_from.read_text()) if args.st_from else None)
         results[data.name] = res
         print(f"\n{data.name}: {res['queries']} queries, two visible positives each, {res['hidden']} hidden relevant "
               f"({res['hidden_reached']} within depth {DEPTH}), {N} negatives a query, {res['holdouts']} held-out positives")

@@ -160,6 +160,8 @@ def recipe_toml(row: Row, source: str) -> str:
     for name, value in thresholds.items():
         if value is not None and name not in ("duplicate_text", "dup_threshold"):
             lines.append(f"{name.replace('_', '-')} = {float(value)!r}")
+    if thresholds.get("max_positive_similarity") is None and thresholds.get("duplicate_text"):
+        lines.append("max-positive-similarity = 1.0  # the guard off (on by default)")
     if any(thresholds.get(n) is not None for n in ("ce_max", "promote")):
         lines.append(f"ce-depth = {p.ce_depth}")
     return "\n".join(lines) + "\n"

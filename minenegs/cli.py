@@ -149,7 +149,7 @@ _BASE_OPTIONS = {
     "seed": ("--seed", int, 0, "Seed for random and simans."),
     "simans_a": ("--simans-a", float, 100.0, "SimANS sharpness a."),
     "simans_b": ("--simans-b", float, -0.05, "SimANS offset b (negative: below the positive)."),
-    "keep_duplicates": ("--keep-duplicates", bool, False, "Keep duplicates of positives: no normalised-text and no --dup-threshold filter."),
+    "keep_duplicates": ("--keep-duplicates", bool, False, "Keep candidates similar to positives: no normalised-text and no --dup-threshold filter, and no --max-positive-similarity unless given."),
     "ce_depth": ("--ce-depth", int, 30, "Re-score candidates up to this original rank."),
 }
 # filter name -> (flag, help); each is one number in mine/filter and a list of values to try in sweep/calibrate.
@@ -159,7 +159,7 @@ _THRESHOLD_OPTIONS = {
     "max_score": ("--max-score", "Drop s > t."),
     "min_score": ("--min-score", "Drop s < t."),
     "dup_threshold": ("--dup-threshold", f"Drop candidates with cosine >= t to a positive [default: {defaults.DUP_THRESHOLD}]."),
-    "max_positive_similarity": ("--max-positive-similarity", "Drop candidates with cosine >= t to a positive (a guard below near-duplicates, counted apart)."),
+    "max_positive_similarity": ("--max-positive-similarity", f"Drop candidates with cosine >= t to a positive, a guard below near-duplicates counted apart [default: {defaults.MAX_POSITIVE_SIMILARITY}; 1: off]."),
     "ce_max": ("--ce-max", "Drop candidates whose cross-encoder sigmoid score is above t."),
     "promote": ("--promote", "Write candidates whose cross-encoder sigmoid score is above t as positives."),
 }
@@ -198,11 +198,13 @@ def _mine_params(options: dict, thresholds: dict):
     from .mine import MineParams
     from .strategies import StrategyParams
 
-    keep, dup = options["keep_duplicates"], thresholds.get("dup_threshold")
+    keep, dup, guard = (options["keep_duplicates"], thresholds.get("dup_threshold"),
+                        thresholds.get("max_positive_similarity"))
     if keep and dup is not None:
         raise InputError("--keep-duplicates turns the duplicate filters off: give it or --dup-threshold, not both")
-    thresholds = {**thresholds, "dup_threshold": None if keep else (defaults.DUP_THRESHOLD if dup is None else dup),
-                  "duplicate_text": None if keep else 1.0}
+    thresholds = {**thresholds, "duplicate_text": None if keep else 1.0,
+                  "dup_threshold": None if keep else (defaults.DUP_THRESHOLD if dup is None else dup),
+                  "max_positive_similarity": guard if guard is not None or keep else defaults.MAX_POSITIVE_SIMILARITY}
     return MineParams(options["strategy"], options["num_negatives"], options["range_min"], options["range_max"],
                       options["seed"], StrategyParams(options["simans_a"], options["simans_b"]), thresholds,
                       options["ce_depth"])
@@ -231,8 +233,8 @@ def selection_options(grid: bool = False):
             for name, text in thresholds.items():
                 if text is not None:
                     lists[name] = _values(_THRESHOLD_OPTIONS[name][0], text, float)
-            return func(**kwargs, params=_mine_params(options, {"dup_threshold": (lists.get("dup_threshold") or [None])[0]}),
-                        grid=lists)
+            base = {name: (lists.get(name) or [None])[0] for name in ("dup_threshold", "max_positive_similarity")}
+            return func(**kwargs, params=_mine_params(options, base), grid=lists)
 
         del command.__wrapped__
         command.__signature__ = signature.replace(parameters=own + added)

@@ -37,6 +37,8 @@ def test_command_defaults_are_the_recipe(command):
             default = _param(cmd, key, "default.toml").default
             if key == "dup-threshold":  # None on the command line: 0.95 unless --keep-duplicates
                 default = defaults.DUP_THRESHOLD
+            if key == "max-positive-similarity":  # None on the command line: 0.7 unless --keep-duplicates
+                default = defaults.MAX_POSITIVE_SIMILARITY
             assert default == value, key
 
 
@@ -62,10 +64,11 @@ def test_mine_without_options_writes_what_the_recipe_writes(samples, cache_dir, 
     params = [json.loads(pq.read_metadata(p).metadata[b"minenegs"])["params"] for p in (plain, recipe)]
     assert params[0] == params[1]
     assert params[0]["thresholds"]["dup_threshold"] == RECIPE["dup-threshold"]
+    assert params[0]["thresholds"]["max_positive_similarity"] == RECIPE["max-positive-similarity"]
     assert len([c for c in a.column_names if c.startswith("negative")]) == RECIPE["num-negatives"]
 
 
-def test_keep_duplicates_turns_both_duplicate_filters_off(samples, cache_dir, tmp_path):
+def test_keep_duplicates_turns_the_similarity_filters_off(samples, cache_dir, tmp_path):
     emb = tmp_path / "emb"
     encode_dataset(load_beir(samples), emb, FakeEncoder(), cache_dir=cache_dir)
     out = tmp_path / "keep.parquet"
@@ -73,6 +76,13 @@ def test_keep_duplicates_turns_both_duplicate_filters_off(samples, cache_dir, tm
     assert result.exit_code == 0, result.output
     thresholds = json.loads(pq.read_metadata(out).metadata[b"minenegs"])["params"]["thresholds"]
     assert thresholds.get("dup_threshold") is None and thresholds.get("duplicate_text") is None
+    assert thresholds.get("max_positive_similarity") is None
+    guarded = tmp_path / "guarded.parquet"
+    result = CliRunner().invoke(app, ["mine", str(emb), "-o", str(guarded), "--keep-duplicates",
+                                      "--max-positive-similarity", "0.8", "--quiet"])
+    assert result.exit_code == 0, result.output
+    thresholds = json.loads(pq.read_metadata(guarded).metadata[b"minenegs"])["params"]["thresholds"]
+    assert thresholds["max_positive_similarity"] == 0.8 and thresholds.get("dup_threshold") is None
     both = CliRunner().invoke(app, ["mine", str(emb), "-o", str(tmp_path / "x.parquet"), "--keep-duplicates",
                                     "--dup-threshold", "0.9"])
     assert both.exit_code == 2 and "not both" in both.stderr
