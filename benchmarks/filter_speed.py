@@ -2,7 +2,8 @@
 
 Builds an embeddings folder of random unit vectors (100,000 documents, 10,000 queries, two positives each),
 a pool of depth 100 (1,000,000+ rows), then times in fresh processes ``minenegs filter --relative-margin 0.05``
-with the duplicate filters on (the default: normalised text and ``--dup-threshold 0.95``) and off
+with the filters on similarity to positives on (the default: normalised text, ``--dup-threshold 0.95`` and
+``--max-positive-similarity 0.7``) and off
 (``--keep-duplicates``).
 Writes ``benchmarks/results/filter_speed.json``.
 

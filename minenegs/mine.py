@@ -286,7 +286,7 @@ class Pool:
         if self.corpus is None:
             return None
         self.corpus.prepare_keys(self.arrays["doc_idx"])  # every document of the pool, normalised in one pass
-        return self.pairs.reduce(same_key(self.corpus.text_keys(self.arrays["doc_idx"])))
+        return self.pairs.reduce_any(same_key(self.corpus.text_keys(self.arrays["doc_idx"])))
 
     @cached_property
     def ce_logit(self) -> np.ndarray | None:

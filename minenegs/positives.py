@@ -82,19 +82,32 @@ class PositivePairs:
 
     def reduce(self, value: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> BestTwo:
         """The two largest ``value(candidate rows, positive rows)`` per pool row, computed in chunks."""
+        return best_two(self._values(value), self.sizes, self.pos)
+
+    def reduce_any(self, value: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> BestTwo:
+        """The same for a 0/1 ``value``, cheaper: per row, 1 if some positive gives 1, the second value 1 if
+        two do, and one positive that does."""
+        hit = self._values(value) > 0
+        rows, pos = self.cand[hit], self.pos[hit]
+        count = np.bincount(rows, minlength=len(self.sizes))
+        arg = np.full(len(self.sizes), -1, dtype=np.int64)
+        arg[rows] = pos
+        return BestTwo((count > 0).astype(np.float64), (count > 1).astype(np.float64), arg)
+
+    def _values(self, value: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
         parts = [value(self.cand[i:i + PAIR_CHUNK], self.pos[i:i + PAIR_CHUNK])
                  for i in range(0, len(self.cand), PAIR_CHUNK)]
-        values = np.concatenate(parts) if parts else np.zeros(0)
-        return best_two(values, self.sizes, self.pos)
+        return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def cosine(vectors: np.ndarray, doc_idx: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Pair values: the inner product of the two rows' document vectors (cosine for unit vectors)."""
 
     def value(cand: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        a = np.asarray(vectors[doc_idx[cand]], dtype=np.float32)
-        b = np.asarray(vectors[doc_idx[pos]], dtype=np.float32)
-        return np.einsum("ij,ij->i", a, b)
+        # a chunk's pairs lie within a few queries: read the span of pool rows they touch once
+        lo, hi = min(int(cand[0]), int(pos.min())), max(int(cand[-1]), int(pos.max())) + 1
+        span = np.asarray(vectors[doc_idx[lo:hi]], dtype=np.float32)
+        return np.einsum("ij,ij->i", span[cand - lo], span[pos - lo])
 
     return value
 
