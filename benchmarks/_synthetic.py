@@ -4,7 +4,9 @@ sum of its two positives' vectors plus noise, so the retriever reaches them (``c
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,12 @@ def synthetic_pool(work: Path, docs: int = 100_000, queries: int = 10_000, reach
                  TextTable([f"q{i}" for i in range(queries)], query_texts), qrels)
     encode_dataset(ds, work / "emb", encoder, cache_dir=work / "cache", chunk_size=100_000)
     return build_pool(Embeddings(work / "emb"), PoolParams(depth=100))
+
+
+def parse_args(doc: str, results: str) -> tuple[argparse.Namespace, Path]:
+    """The synthetic benchmarks' options (corpus size, results file) and a fresh work folder."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / results)
+    return parser.parse_args(), Path(tempfile.mkdtemp(prefix="minenegs-bench-"))

@@ -10,25 +10,18 @@ depth-100 pool. Times in fresh processes ``minenegs calibrate POOL --json`` over
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from _proc import measure, write_results  # noqa: E402
-from _synthetic import synthetic_pool  # noqa: E402
+from _synthetic import parse_args, synthetic_pool  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=10_000)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "calibrate_speed.json")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="minenegs-calibrate-"))
+    args, work = parse_args(__doc__, "calibrate_speed.json")
     pool = synthetic_pool(work, args.docs, args.queries, reachable=True)
     import pyarrow.parquet as pq
 

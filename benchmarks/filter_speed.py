@@ -12,24 +12,17 @@ Writes ``benchmarks/results/filter_speed.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from _proc import measure, write_results  # noqa: E402
-from _synthetic import synthetic_pool  # noqa: E402
+from _synthetic import parse_args, synthetic_pool  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=10_000)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "filter_speed.json")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="minenegs-filter-"))
+    args, work = parse_args(__doc__, "filter_speed.json")
     pool = synthetic_pool(work, args.docs, args.queries)
     import pyarrow.parquet as pq
 
