@@ -127,3 +127,24 @@ def test_filtering_without_a_cross_encoder_does_not_import_torch(tmp_path, pool)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_calibrate_takes_cross_encoder_thresholds_as_an_axis(pool, tiny_ce, calls):
+    import json
+
+    args = ["calibrate", str(pool), "--cross-encoder", str(tiny_ce), "--ce-max", "off,0", "--min-queries", "3",
+            "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    by_setting = {row["ce_max"]: row for row in json.loads(result.stdout)["settings"]}
+    assert set(by_setting) == {None, 0.0}
+    # ce-max 0 drops every scored candidate (all 20 ranks are within --ce-depth 30): nothing is handed out
+    assert by_setting[0.0]["leaks"] == 0 and by_setting[0.0]["share_empty"] == 1.0
+    assert by_setting[None]["share_empty"] == 0.0 and by_setting[None]["negatives_per_query"] == 5
+    assert calls  # scored once ...
+    calls.clear()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(result.stdout)
+    assert calls == []  # ... and read from the pool's cache the second time
+    no_model = CliRunner().invoke(app, ["calibrate", str(pool), "--ce-max", "0.5", "--min-queries", "3"])
+    assert no_model.exit_code == 2 and "--cross-encoder" in no_model.stderr
