@@ -138,13 +138,16 @@ def _describe(setting: dict[str, Any]) -> str:
     return ", ".join(f"{k.replace('_', '-')}={'off' if v is None else v}" for k, v in setting.items()) or "base"
 
 
-def recipe_toml(row: Row, source: str) -> str:
-    """A ``[mine]`` recipe with the chosen setting, for ``minenegs run`` and ``--config``."""
+def recipe_toml(row: Row, source: str, pool: dict[str, Any] | None = None) -> str:
+    """A ``[mine]`` recipe with the chosen setting, for ``minenegs run`` and ``--config``; ``pool`` (the pool's
+    manifest) adds the retriever and depth it was calibrated on, since leaks depend on them."""
     p = row.params
     lines = [f"# picked by `minenegs calibrate {source}`: leak {row.estimate.rate:.3f} "
              f"(95 % CI {row.estimate.low:.3f}-{row.estimate.high:.3f}, {row.estimate.holdouts} held-out positives), "
              f"mean negative rank {row.mean_rank:.1f}, {row.share_short:.1%} of queries short",
-             "[mine]", f'strategy = "{p.strategy}"', f"num-negatives = {p.num_negatives}",
+             "[mine]", *(f"{k} = {v!r}" if isinstance(v, int) else f'{k} = "{v}"'
+                         for k, v in (pool or {}).items() if k in ("retriever", "depth")),
+             f'strategy = "{p.strategy}"', f"num-negatives = {p.num_negatives}",
              f"range-min = {p.range_min}"]
     if p.range_max is not None:
         lines.append(f"range-max = {p.range_max}")

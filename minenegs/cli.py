@@ -404,7 +404,7 @@ def calibrate_(
     and count how often it is handed out as a negative. Without lists, tries a default grid."""
     import json as _json
 
-    from .artifacts import check_output, write_text_atomic
+    from .artifacts import check_output, read_manifest, write_text_atomic
     from .calibrate import check_bounds, pick, recipe_toml, summary
     from .stages import calibrate_pool
     from .stats import plot_frontier
@@ -420,7 +420,7 @@ def calibrate_(
         plot_frontier({"settings": [(r.mean_rank, r.estimate.rate, _short(r.setting)) for r in rows]}, plot,
                       title=f"calibrate {pool}: {info['holdouts']} held-out positives, {info['queries']} queries")
     if chosen is not None:
-        write_text_atomic(recipe, recipe_toml(chosen, str(pool)))
+        write_text_atomic(recipe, recipe_toml(chosen, str(pool), read_manifest(pool, "pool")))
         info["picked"] = {**chosen.to_dict(), "recipe": str(recipe)}
     if json_:
         typer.echo(_json.dumps(info))

@@ -126,6 +126,7 @@ def test_calibrate_cli_table_json_plot_and_recipe(tmp_path, sample_pool):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = recipe.read_text()
     assert text.startswith("# picked by `minenegs calibrate") and "[mine]" in text
+    assert "depth = 30" in text and 'retriever = "dense"' in text  # what the leaks were measured at
     # the recipe is accepted by --config (mine's defaults) and gives the picked setting
     out = tmp_path / "neg.parquet"
     emb = json.loads((sample_pool / "manifest.json").read_text())["embeddings"]
