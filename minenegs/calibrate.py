@@ -97,15 +97,14 @@ def calibrate(pool: Pool, base: MineParams, grid: dict[str, list] | None = None,
                          f"within the depth; this pool has {n_queries}: label a second positive for more queries, "
                          "mine deeper (--depth), or lower --min-queries")
     held = RowsView(pool, inst)
-    full = RowsView(pool, pool.queries())
     rows = []
     for setting, params in grid_settings(base, DEFAULT_GRID if grid is None else grid):
         got = pool.pick(held, params)
         owner = inst.owner[got.chosen]
         hit = held.rows[got.chosen] == inst.held_out[owner]
         leaked = np.bincount(owner[hit], minlength=len(inst.segment)) > 0
-        mined = pool.pick(full, params)
-        ranks = full.rank[mined.chosen]
+        mined = pool.pick(pool.view, params)
+        ranks = pool.view.rank[mined.chosen]
         rows.append(Row(setting, params, leak_interval(leaked, inst.segment),
                         float(ranks.mean()) if len(ranks) else math.nan,
                         float((mined.counts < params.num_negatives).mean()) if len(mined.counts) else 0.0,

@@ -16,21 +16,9 @@ import numpy as np
 from . import defaults
 from .artifacts import read_parquet
 from .errors import InputError
-from .filters import FILTERS, CorpusView
+from .filters import FILTERS, THRESHOLD_RANGES, CorpusView
 from .positives import BestTwo, PositivePairs, best_two, cosine, same_key
 from .strategies import STRATEGIES, StrategyParams
-
-
-# Values a threshold may take (anything finite when not listed).
-THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
-    "absolute_margin": (0.0, math.inf),
-    "relative_margin": (0.0, 1.0),
-    "duplicate_text": (0.0, 1.0),
-    "dup_threshold": (-1.0, 1.0),
-    "max_positive_similarity": (-1.0, 1.0),
-    "ce_max": (0.0, 1.0),
-    "promote": (0.0, 1.0),
-}
 
 
 @dataclass(frozen=True)
@@ -194,9 +182,7 @@ class RowsView:
         self.scores = a["score"][self.rows]
         self.retrieved = a["retrieved"][self.rows]
         self.is_positive = a["is_positive"][self.rows] & (self.rows != self.held)
-        self.instance_p = pool.positive_min.without(inst.segment, inst.held_out)
-        self.positive_score = self.instance_p[inst.owner]
-        self.corpus = pool.corpus
+        self.positive_score = pool.positive_min.without(inst.segment, inst.held_out)[inst.owner]
 
     def _best(self, name: str) -> np.ndarray | None:
         best = getattr(self.pool, name)
@@ -316,6 +302,12 @@ class Pool:
         return self._uniforms[seed]
 
     # -- instances ----------------------------------------------------------------------------------
+    @cached_property
+    def view(self) -> RowsView:
+        """Every query, nothing held out, as the filters see it: what ``mine``, ``sweep`` and ``calibrate`` pick
+        from (its derived columns are computed once for all the settings tried)."""
+        return RowsView(self, self.queries())
+
     def queries(self) -> Instances:
         """One instance per query, nothing held out: what ``mine`` selects."""
         n = len(self.starts)
@@ -370,7 +362,7 @@ class Pool:
 
     def selection(self, params: MineParams) -> Selection:
         """``pick`` over every query, as per-query lists (the shape the outputs are written from)."""
-        view = RowsView(self, self.queries())
+        view = self.view
         got = self.pick(view, params)
         n = len(self.starts)
 

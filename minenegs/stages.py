@@ -103,7 +103,7 @@ def _grid_uses_ce(base: MineParams, grid: dict[str, list]) -> bool:
 
     for _ in grid_settings(base, grid):
         pass
-    return any(base.thresholds.get(k) is not None or any(v is not None for v in (grid or {}).get(k, []))
+    return any(base.thresholds.get(k) is not None or any(v is not None for v in grid.get(k, []))
                for k in CE_FILTERS)
 
 

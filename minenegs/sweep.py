@@ -36,13 +36,11 @@ def sweep(pool: Pool, base: MineParams, grid: dict[str, list]) -> list[dict[str,
     """One row per combination of the ``grid`` values, other settings from ``base``."""
     rows = []
     for setting, params in grid_settings(base, grid):
-        sel = pool.selection(params)
-        kept = [len(n) for n in sel.negatives]
+        got = pool.pick(pool.view, params)
+        short = int((got.counts < params.num_negatives).sum())
         rows.append({**setting,
-                     "negatives_per_query": round(sum(kept) / len(kept), 3) if kept else 0.0,
-                     "queries_short": len(sel.short),
-                     "share_short": round(len(sel.short) / max(1, len(sel.query_ids)), 4),
-                     "removed": int(sum(sel.removed.values()))})
+                     "negatives_per_query": round(float(got.counts.mean()), 3) if len(got.counts) else 0.0,
+                     "queries_short": short,
+                     "share_short": round(short / max(1, len(got.counts)), 4),
+                     "removed": int(sum(got.removed.values()))})
     return rows
-
-

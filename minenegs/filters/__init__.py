@@ -6,6 +6,7 @@ The positive-aware ones mean what sentence-transformers' ``mine_hard_negatives``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -37,4 +38,15 @@ FILTERS: dict[str, Filter] = {
     "max_positive_similarity": near_duplicates.max_positive_similarity,
     "ce_max": cross_encoder.ce_max,
     "promote": cross_encoder.ce_max,  # same rule; what it drops is kept as pseudo-positives
+}
+
+# Values a threshold may take (anything finite when not listed); MineParams checks them.
+THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
+    "absolute_margin": (0.0, math.inf),
+    "relative_margin": (0.0, 1.0),
+    "duplicate_text": (0.0, 1.0),
+    "dup_threshold": (-1.0, 1.0),
+    "max_positive_similarity": (-1.0, 1.0),
+    "ce_max": (0.0, 1.0),
+    "promote": (0.0, 1.0),
 }
