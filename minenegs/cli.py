@@ -108,6 +108,7 @@ def encode(
     corpus_prompt: Annotated[Optional[str], typer.Option(help="Prefix for documents, e.g. 'passage: '.")] = None,
     normalize: Annotated[bool, typer.Option(help="Store unit-length vectors (cosine scores).")] = True,
     chunk_size: Annotated[int, typer.Option(help="Texts per cached chunk (the unit of resume).")] = 1024,
+    dtype: Annotated[str, typer.Option(help="float32, or float16: half the disk and memory, scores within about 1e-3 (see the README's sizing table).")] = "float32",
     cache_dir: CacheDirOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
@@ -128,7 +129,7 @@ def encode(
     with progress_bar("encoding", quiet or json_) as progress:
         summary = encode_dataset(dataset, output, encoder, cache_dir=cache, query_prompt=query_prompt,
                                  corpus_prompt=corpus_prompt, normalize=normalize, chunk_size=chunk_size,
-                                 force=force, progress=progress)
+                                 force=force, progress=progress, dtype=dtype)
     show_summary(f"encoded -> {output}", summary.to_dict(), quiet=quiet, as_json=json_)
 
 
@@ -271,10 +272,11 @@ def mine(
     max_leak: MaxLeakOpt = None, max_short: MaxShortOpt = 0.0,
     depth: Annotated[int, typer.Option(help="Candidates retrieved per query.")] = 100,
     retriever: Annotated[str, typer.Option(help="dense, bm25 or hybrid (union fused by reciprocal rank).")] = "dense",
-    index: Annotated[str, typer.Option(help="flat (exact), ivf or hnsw.")] = "flat",
-    nlist: Annotated[Optional[int], typer.Option(help="IVF cells [default: min(4*sqrt(docs), docs/39)].", show_default=False)] = None,
-    nprobe: Annotated[Optional[int], typer.Option(help="IVF cells searched [default: max(64, nlist/4)].", show_default=False)] = None,
-    pq_m: Annotated[int, typer.Option(help="IVF-PQ sub-quantisers (0: IVF-Flat).")] = 0,
+    index: Annotated[str, typer.Option(help="auto (by corpus size: flat to 100k documents, IVF to 1.5M, IVF-PQ above), flat (exact), ivf or hnsw.")] = "auto",
+    nlist: Annotated[Optional[int], typer.Option(help="IVF cells [default: min(2*sqrt(docs), docs/40)].", show_default=False)] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="IVF cells searched [default: tuned for recall@depth >= 0.96 on a sample of the queries].", show_default=False)] = None,
+    pq_m: Annotated[int, typer.Option(help="IVF-PQ sub-quantisers (0: IVF-Flat; auto above 1.5M documents: dim/8).")] = 0,
+    refine: Annotated[int, typer.Option(help="IVF-PQ: fetch refine x depth by code, keep the depth best by exact score.")] = 4,
     hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
     ef_search: Annotated[int, typer.Option(help="HNSW search breadth.")] = 128,
     query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).")] = 0,
@@ -295,7 +297,8 @@ def mine(
     if max_leak is not None:
         check_bounds(max_leak, max_short)
     check_output(output, force)
-    pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search),
+    pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search,
+                                                             refine=refine),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
         pool_dir = build_pool(Embeddings(embeddings), pool_params, progress=progress, out=pool, force=force)

@@ -3,9 +3,9 @@
 Folder layout (``kind: embeddings``)::
 
     manifest.json      model, fingerprint, prompts, settings, dimension, counts, input hashes
-    corpus.npy         float32 [n_docs, dim], row i is corpus.parquet row i
+    corpus.npy         float32 (or float16, ``dtype`` in the manifest) [n_docs, dim], row i is corpus.parquet row i
     corpus.parquet     id, text
-    queries.npy        float32 [n_queries, dim]
+    queries.npy        same dtype [n_queries, dim]
     queries.parquet    id, text
     qrels.parquet      query_id, doc_id, score
 
@@ -31,6 +31,7 @@ from .records import Dataset, Qrel, TextTable
 
 KIND = "embeddings"
 SIDES = ("corpus", "queries")
+DTYPES = ("float32", "float16")
 Progress = Callable[[int, int], None]
 
 
@@ -157,8 +158,12 @@ def encode_dataset(
     chunk_size: int = 1024,
     force: bool = False,
     progress: Progress | None = None,
+    dtype: str = "float32",
 ) -> EncodeSummary:
     """Encode ``dataset`` into the embeddings folder ``out``, reusing every cached chunk.
+
+    ``dtype="float16"`` stores the vectors at half the size (the cache keeps float32, so switching back costs
+    no encoding); every later stage reads them as float32.
 
     ``progress(done, total)`` is called as texts get encoded (cached ones do not count).
     """
@@ -167,6 +172,8 @@ def encode_dataset(
     check_output(out, force)
     if chunk_size < 1:
         raise MinenegsError(f"chunk size {chunk_size} must be at least 1")
+    if dtype not in DTYPES:
+        raise MinenegsError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     cache = ChunkCache(cache_dir if cache_dir is not None else default_cache_dir())
     fingerprint = encoder.fingerprint()
     settings = encoder.settings()
@@ -198,7 +205,6 @@ def encode_dataset(
     encode_seconds = 0.0
     dim: int | None = None
     with output_dir(out, force) as stage:
-        outputs: dict[str, np.ndarray] = {}
         for group, order, chunks in plans:
             scatter = _Scatter(order, group.targets)
             for chunk in chunks:
@@ -211,17 +217,20 @@ def encode_dataset(
                     cache.put(chunk.key, vectors)
                 if dim is None:
                     dim = int(vectors.shape[1])
-                    outputs = {side: np.lib.format.open_memmap(stage / f"{side}.npy", mode="w+", dtype=np.float32,
-                                                               shape=(len(tables[side]), dim)) for side in SIDES}
+                    for side in SIDES:
+                        np.lib.format.open_memmap(stage / f"{side}.npy", mode="w+", dtype=dtype,
+                                                  shape=(len(tables[side]), dim)).flush()
                 elif vectors.shape[1] != dim:
                     raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {dim}; "
                                         "clear the cache folder")
+                # mapped afresh for each chunk: written pages leave this process's memory once it is done
+                outputs = {side: np.load(stage / f"{side}.npy", mmap_mode="r+") for side in SIDES}
                 scatter(outputs, chunk.start, chunk.stop, _normalized(vectors) if normalize else vectors)
+                for array in outputs.values():
+                    array.flush()
+                del outputs
         if dim is None:
             raise MinenegsError("nothing to encode: the dataset has no texts")
-        for array in outputs.values():
-            array.flush()
-        del outputs
         for side in SIDES:
             _write_table(stage / f"{side}.parquet", {"id": tables[side].ids, "text": tables[side].texts})
         _write_table(stage / "qrels.parquet", {
@@ -245,7 +254,7 @@ def encode_dataset(
             "query_prompt": query_prompt,
             "corpus_prompt": corpus_prompt,
             "normalize": normalize,
-            "dtype": "float32",
+            "dtype": dtype,
             "dim": dim,
             "count": {"corpus": len(dataset.corpus), "queries": len(dataset.queries), "qrels": len(dataset.qrels)},
             "sources": dataset.sources,
@@ -266,8 +275,12 @@ class Embeddings:
         return int(self.manifest["dim"])
 
     def vectors(self, side: str) -> np.ndarray:
-        """The ``corpus`` or ``queries`` matrix, memory-mapped read-only."""
+        """The ``corpus`` or ``queries`` matrix, memory-mapped read-only, in the stored dtype."""
         return np.load(self.folder / f"{side}.npy", mmap_mode="r")
+
+    def reader(self, side: str) -> "VectorFile":
+        """The ``corpus`` or ``queries`` matrix read a block at a time as float32 (see :class:`VectorFile`)."""
+        return VectorFile(self.folder / f"{side}.npy")
 
     def table(self, side: str) -> TextTable:
 
@@ -282,3 +295,32 @@ class Embeddings:
 
         t = read_parquet(self.folder / "qrels.parquet").to_pydict()
         return [Qrel(q, d, int(s)) for q, d, s in zip(t["query_id"], t["doc_id"], t["score"])]
+
+
+class VectorFile:
+    """A ``.npy`` matrix read a block at a time, as float32: ``f[rows]`` takes a slice or an index array.
+
+    Each read maps the file afresh and unmaps it after, so the pages read stay in the operating system's cache
+    but not in this process's memory: a pass over a corpus larger than memory costs one block at a time.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        m = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype = m.shape, m.dtype
+        del m
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        m = np.load(self.path, mmap_mode="r")
+        try:
+            return np.array(m[rows], dtype=np.float32)
+        finally:
+            del m
+
+    def blocks(self, size: int = 65536):
+        """``(start, block)`` over the whole matrix in order."""
+        for start in range(0, len(self), size):
+            yield start, self[start:start + size]

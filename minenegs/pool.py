@@ -9,7 +9,9 @@ and the retrieval parameters, so re-mining with other strategies or thresholds r
                          is_positive, source (dense | bm25 | both | qrels), bm25 (BM25 score or null)
     queries.parquet      query_idx, query_id, n_positives, min_positive_score, cluster_id (or null)
 
-Rows are grouped by query and ordered by rank; the file is written in row groups while searching.
+Rows are grouped by query and ordered by rank; the file is written one query batch at a time, as columns
+(retrieval, positive lookup and exact scores are array operations on the batch), so memory is bounded by a
+batch, not by the corpus or the pool.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import output_dir, read_manifest, write_manifest
+from .artifacts import output_dir, read_manifest, read_parquet, write_manifest
 from .embeddings import Embeddings
 from .errors import InputError
-from .index import IndexParams, open_index
+from .index import IndexParams, describe, open_index
 
 KIND = "pool"
 RETRIEVERS = ("dense", "bm25", "hybrid")
@@ -99,17 +101,93 @@ def _cluster(queries: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return km.index.search(data, 1)[1][:, 0].astype(np.int32)
 
 
-def _fuse(lists: dict[str, np.ndarray], rrf_k: int) -> tuple[list[int], list[str]]:
-    """Reciprocal-rank fusion of several ranked doc lists: the fused order and the source of each document."""
-    ranks = {name: {int(d): r for r, d in enumerate(docs, 1) if d >= 0} for name, docs in lists.items()}
-    fused: dict[int, float] = {}
-    for per in ranks.values():
-        for d, r in per.items():
-            fused[d] = fused.get(d, 0.0) + 1.0 / (rrf_k + r)
-    order = sorted(fused, key=lambda d: (-fused[d], d))
-    source = ["both" if all(d in per for per in ranks.values()) else next(n for n, per in ranks.items() if d in per)
-              for d in order]
-    return order, source
+SOURCES = ("dense", "bm25", "both", "qrels")  # source codes 0..3; a fused candidate's bits: 1 dense, 2 bm25
+
+
+@dataclass
+class _Rows:
+    """One query batch's pool rows as columns, grouped by query (batch-relative ``q``) and ordered by rank."""
+
+    q: np.ndarray
+    doc: np.ndarray
+    rank: np.ndarray  # 0 for a positive not retrieved
+    source: np.ndarray  # index into SOURCES
+    score: np.ndarray  # float32, NaN where not known yet
+    bm25: np.ndarray  # float32, NaN where none
+
+    def take(self, order: np.ndarray) -> "_Rows":
+        return _Rows(*(getattr(self, f)[order] for f in ("q", "doc", "rank", "source", "score", "bm25")))
+
+
+def _ranked(ids: np.ndarray, valid: np.ndarray, source: int, score: np.ndarray | None = None,
+            bm25: np.ndarray | None = None) -> _Rows:
+    """Rows from ranked id lists (one row per query, best first), keeping the ``valid`` entries."""
+    b, k = ids.shape
+    q = np.repeat(np.arange(b), k)[valid.ravel()]
+    rank = np.cumsum(valid, axis=1)[valid].astype(np.int32)
+    nan = np.full(len(q), np.nan, np.float32)
+    return _Rows(q, ids[valid].astype(np.int64), rank, np.full(len(q), source, np.int8),
+                 score[valid].astype(np.float32) if score is not None else nan,
+                 bm25[valid].astype(np.float32) if bm25 is not None else nan)
+
+
+def _fuse(dense: _Rows, bm25: _Rows, rrf_k: int) -> _Rows:
+    """Reciprocal-rank fusion of two ranked lists per query: a candidate's fused score is the sum of
+    1 / (rrf_k + rank) over the lists that hold it; order by fused score, then document."""
+    both = _Rows(*(np.concatenate([getattr(dense, f), getattr(bm25, f)])
+                   for f in ("q", "doc", "rank", "source", "score", "bm25")))
+    contrib = 1.0 / (rrf_k + both.rank.astype(np.float64))
+    bits = np.where(both.source == 0, 1, 2).astype(np.int8)
+    order = np.lexsort((np.arange(len(both.q)), both.doc, both.q))  # dense entry first within a pair
+    both, contrib, bits = both.take(order), contrib[order], bits[order]
+    first = np.flatnonzero(np.r_[True, (np.diff(both.q) != 0) | (np.diff(both.doc) != 0)])
+    fused = np.add.reduceat(contrib, first) if len(first) else contrib
+    source = np.bitwise_or.reduceat(bits, first) if len(first) else bits
+    out = both.take(first)
+    out.source = np.select([source == 3, source == 2], [2, 1], 0).astype(np.int8)
+    out.score = np.fmax.reduceat(both.score, first) if len(first) else both.score  # the dense score where known
+    out.bm25 = np.fmax.reduceat(both.bm25, first) if len(first) else both.bm25
+    order = np.lexsort((out.doc, -fused, out.q))
+    out = out.take(order)
+    starts = np.searchsorted(out.q, out.q)  # first row of each row's query
+    out.rank = (np.arange(len(out.q)) - starts + 1).astype(np.int32)
+    return out
+
+
+def _positives(emb: Embeddings, query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's positive corpus rows, as ``(ptr, docs)``: query ``i``'s are ``docs[ptr[i]:ptr[i+1]]``, in
+    qrels order, each once."""
+    import pyarrow.compute as pc
+
+    t = read_parquet(emb.folder / "qrels.parquet")
+    t = t.filter(pc.greater(t["score"], 0))
+    q = pc.index_in(t["query_id"], value_set=query_ids).fill_null(-1).to_numpy().astype(np.int64)
+    d = pc.index_in(t["doc_id"], value_set=doc_ids).fill_null(-1).to_numpy().astype(np.int64)
+    keep = (q >= 0) & (d >= 0)
+    q, d = q[keep], d[keep]
+    _, first = np.unique((q << 32) | d, return_index=True)
+    first.sort()
+    q, d = q[first], d[first]
+    order = np.argsort(q, kind="stable")
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(q, minlength=len(query_ids)))])
+    return ptr, d[order]
+
+
+def _add_positives(rows: _Rows, ptr: np.ndarray, docs: np.ndarray, start: int, stop: int) -> tuple[_Rows, np.ndarray]:
+    """``rows`` with each query's positives that were not retrieved appended after its candidates, and which
+    rows are positives."""
+    counts = np.diff(ptr[start:stop + 1])
+    pq_ = np.repeat(np.arange(stop - start), counts)
+    pdoc = docs[ptr[start]:ptr[stop]]
+    cand_keys, pos_keys = (rows.q << 32) | rows.doc, (pq_ << 32) | pdoc
+    missing = ~np.isin(pos_keys, cand_keys)
+    n = int(missing.sum())
+    nan = np.full(n, np.nan, np.float32)
+    extra = _Rows(pq_[missing], pdoc[missing], np.zeros(n, np.int32), np.full(n, 3, np.int8), nan, nan)
+    both = _Rows(*(np.concatenate([getattr(rows, f), getattr(extra, f)])
+                   for f in ("q", "doc", "rank", "source", "score", "bm25")))
+    out = both.take(np.argsort(both.q, kind="stable"))
+    return out, np.isin((out.q << 32) | out.doc, pos_keys)
 
 
 def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: Progress | None = None,
@@ -135,21 +213,17 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
                              "pass --force to replace it or choose another --pool")
 
     started = time.perf_counter()
-    corpus, queries = emb.vectors("corpus"), emb.vectors("queries")
-    query_ids, doc_ids = emb.ids("queries"), emb.ids("corpus")
-    if not query_ids:
+    corpus, queries = emb.reader("corpus"), emb.reader("queries")
+    query_ids, doc_ids = _id_array(emb, "queries"), _id_array(emb, "corpus")
+    if not len(query_ids):
         raise InputError(f"{emb.folder}: has no queries to mine for; encode with queries and qrels")
-    doc_index = {d: i for i, d in enumerate(doc_ids)}
-    positives: dict[int, list[int]] = {}
-    q_index = {q: i for i, q in enumerate(query_ids)}
-    for qrel in emb.qrels():
-        if qrel.is_positive and qrel.query_id in q_index:
-            positives.setdefault(q_index[qrel.query_id], []).append(doc_index[qrel.doc_id])
+    ptr, pos_docs = _positives(emb, query_ids, doc_ids)
     depth = min(params.depth, len(doc_ids))
-    dense = open_index(emb, params.index) if params.retriever != "bm25" else None
+    dense = open_index(emb, params.index, depth) if params.retriever != "bm25" else None
     bm25 = _Bm25(emb.table("corpus").texts) if params.retriever != "dense" else None
     query_texts = emb.table("queries").texts if bm25 is not None else None
-    clusters = _cluster(queries, params.query_clusters) if params.query_clusters else None
+    clusters = _cluster(queries[:], params.query_clusters) if params.query_clusters else None
+    sources = pa.array(SOURCES)
 
     n_rows = 0
     min_pos = np.full(len(query_ids), np.nan, dtype=np.float32)
@@ -158,45 +232,29 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         try:
             for start in range(0, len(query_ids), QUERY_BATCH):
                 stop = min(start + QUERY_BATCH, len(query_ids))
-                qv = np.ascontiguousarray(queries[start:stop], dtype=np.float32)
-                lists: list[dict[str, np.ndarray]] = [{} for _ in range(stop - start)]
-                bm25_scores: list[dict[int, float]] = [{} for _ in range(stop - start)]
+                qv = queries[start:stop]
+                found = []
                 if dense is not None:
-                    _, idx = dense.index.search(qv, depth)
-                    for j in range(stop - start):
-                        lists[j]["dense"] = idx[j]
+                    scores, ids = dense.search(qv, depth)
+                    found.append(_ranked(ids, ids >= 0, 0, score=scores))
                 if bm25 is not None:
                     bdocs, bscores = bm25.search(query_texts[start:stop], depth)
-                    for j in range(stop - start):
-                        keep = bscores[j] > 0
-                        lists[j]["bm25"] = bdocs[j][keep]
-                        bm25_scores[j] = dict(zip(bdocs[j][keep].tolist(), bscores[j][keep].tolist()))
-                cols: dict[str, list] = {name: [] for name in _schema().names}
-                for j in range(stop - start):
-                    qi = start + j
-                    order, source = _fuse(lists[j], params.rrf_k)
-                    pos = positives.get(qi, [])
-                    pos_set, retrieved = set(pos), set(order)
-                    missing = [d for d in pos if d not in retrieved]
-                    docs = order + missing
-                    # exact dense scores for every row: one scale for all filters
-                    scores = corpus[np.asarray(docs, dtype=np.int64)] @ qv[j] if docs else np.zeros(0, np.float32)
-                    ranks = list(range(1, len(order) + 1)) + [None] * len(missing)
-                    sources = source + ["qrels"] * len(missing)
-                    if pos:
-                        min_pos[qi] = float(np.min(scores[[docs.index(d) for d in pos]]))
-                    n = len(docs)
-                    cols["query_idx"] += [qi] * n
-                    cols["doc_idx"] += docs
-                    cols["query_id"] += [query_ids[qi]] * n
-                    cols["doc_id"] += [doc_ids[d] for d in docs]
-                    cols["rank"] += ranks
-                    cols["score"] += scores.astype(np.float32).tolist()
-                    cols["is_positive"] += [d in pos_set for d in docs]
-                    cols["source"] += sources
-                    cols["bm25"] += [bm25_scores[j].get(d) for d in docs]
-                writer.write_batch(pa.RecordBatch.from_pydict(cols, schema=_schema()))
-                n_rows += len(cols["query_idx"])
+                    found.append(_ranked(bdocs, bscores > 0, 1, bm25=bscores))
+                rows = found[0] if len(found) == 1 else _fuse(*found, params.rrf_k)
+                rows, positive = _add_positives(rows, ptr, pos_docs, start, stop)
+                unknown = np.flatnonzero(np.isnan(rows.score))  # positives not retrieved, bm25-only candidates
+                if len(unknown):  # exact dense scores for every row: one scale for all filters
+                    rows.score[unknown] = np.einsum("ij,ij->i", corpus[rows.doc[unknown]], qv[rows.q[unknown]])
+                qi = rows.q + start
+                np.fmin.at(min_pos, qi[positive], rows.score[positive])
+                writer.write_batch(pa.RecordBatch.from_arrays([
+                    pa.array(qi.astype(np.int32)), pa.array(rows.doc.astype(np.int32)),
+                    query_ids.take(pa.array(qi)), doc_ids.take(pa.array(rows.doc)),
+                    pa.array(rows.rank, mask=rows.rank == 0), pa.array(rows.score),
+                    pa.array(positive), sources.take(pa.array(rows.source)),
+                    pa.array(rows.bm25, mask=np.isnan(rows.bm25)),
+                ], schema=_schema()))
+                n_rows += len(qi)
                 if progress is not None:
                     progress(stop, len(query_ids))
         finally:
@@ -204,7 +262,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         pq.write_table(pa.table({
             "query_idx": pa.array(np.arange(len(query_ids), dtype=np.int32)),
             "query_id": query_ids,
-            "n_positives": pa.array([len(positives.get(i, [])) for i in range(len(query_ids))], pa.int32()),
+            "n_positives": pa.array(np.diff(ptr).astype(np.int32)),
             "min_positive_score": pa.array(min_pos, pa.float32(), mask=np.isnan(min_pos)),
             "cluster_id": pa.array(clusters if clusters is not None else [None] * len(query_ids), pa.int32()),
         }), stage / "queries.parquet")
@@ -213,5 +271,11 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
             "fingerprint": emb.manifest["fingerprint"], **params.key_dict(), "rows": n_rows,
             "queries": len(query_ids), "seconds": round(time.perf_counter() - started, 3),
             "index_path": str(dense.path) if dense is not None else None,
+            "index_used": describe(dense) if dense is not None else None,
         })
     return folder
+
+
+def _id_array(emb: Embeddings, side: str):
+    """A side's ids as one pyarrow string array."""
+    return read_parquet(emb.folder / f"{side}.parquet", columns=["id"]).column("id").combine_chunks()

@@ -72,12 +72,15 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     metadata = {
         "params": {**asdict(params), "format": fmt, "scores": scores},
         "pool": {k: manifest.get(k) for k in ("retriever", "depth", "index", "rrf_k", "query_clusters")},
+        "index_used": manifest.get("index_used"),
         "model": emb.manifest["model"], "fingerprint": emb.manifest["fingerprint"],
         "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
     }
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
                         metadata=metadata, force=force, clusters=by_position, corpus_texts=engine.corpus.texts)
-    return {"pool": str(pool), **summary, "rows": rows, "seconds": round(time.perf_counter() - started, 3)}
+    used = manifest.get("index_used") or {}
+    index = {k: used[k] for k in ("kind", "nlist", "nprobe", "pq_m", "recall_at_k") if used.get(k) is not None}
+    return {"pool": str(pool), **({"index": index} if index else {}), **summary, "rows": rows, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def validate_coverage(min_coverage: float | None) -> None:
