@@ -17,6 +17,8 @@ from . import __version__, defaults
 from .errors import EXIT_INTERRUPTED, MinenegsError
 
 DEBUG_ENV = "MINENEGS_DEBUG"
+# typer parses with its own copy of click: its usage errors are the bases of typer.BadParameter
+_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError") + (click.UsageError,)
 
 
 class _Group(TyperGroup):
@@ -29,6 +31,12 @@ class _Group(TyperGroup):
             if os.environ.get(DEBUG_ENV):
                 raise
             click.echo(f"minenegs: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except _USAGE_ERRORS as exc:  # a bad option value or a missing argument: one line too
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            click.echo(f"minenegs: error: {exc.format_message()} (see minenegs {ctx.invoked_subcommand or ''} --help)",
+                       err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("minenegs: interrupted; finished work is cached, outputs are unchanged", err=True)
@@ -101,13 +109,13 @@ def encode(
     positive_column: PositiveColumnOpt = None,
     model: ModelOpt = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it), fp32 or bf16.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
-    max_seq_length: Annotated[Optional[int], typer.Option(help="Truncate texts to this many tokens [default: the model's].", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.", min=1)] = 32,
+    max_seq_length: Annotated[Optional[int], typer.Option(help="Truncate texts to this many tokens [default: the model's].", show_default=False, min=1)] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, ... [default: the best available].", show_default=False)] = None,
     query_prompt: Annotated[Optional[str], typer.Option(help="Prefix for queries, e.g. 'query: '.")] = None,
     corpus_prompt: Annotated[Optional[str], typer.Option(help="Prefix for documents, e.g. 'passage: '.")] = None,
     normalize: Annotated[bool, typer.Option(help="Store unit-length vectors (cosine scores).")] = True,
-    chunk_size: Annotated[int, typer.Option(help="Texts per cached chunk (the unit of resume).")] = 1024,
+    chunk_size: Annotated[int, typer.Option(help="Texts per cached chunk (the unit of resume).", min=1)] = 1024,
     dtype: Annotated[str, typer.Option(help="float32, or float16: half the disk and memory, scores within about 1e-3 (see the README's sizing table).")] = "float32",
     cache_dir: CacheDirOpt = None,
     force: ForceOpt = False,
@@ -136,10 +144,10 @@ def encode(
 # -- selection options, declared once for `mine`, `filter`, `sweep` and `calibrate` -------------------
 FormatOpt = Annotated[str, typer.Option("--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.")]
 ScoresOpt = Annotated[bool, typer.Option("--scores", help="Add the positives' and negatives' scores.")]
-PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.")]
+PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.", min=0)]
 MinCoverageOpt = Annotated[Optional[float], typer.Option("--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95).", show_default=False)]
 CrossEncoderOpt = Annotated[Optional[str], typer.Option("--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool).", show_default=False)]
-CeBatchOpt = Annotated[int, typer.Option("--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).")]
+CeBatchOpt = Annotated[int, typer.Option("--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", min=1)]
 
 # name -> (flag, type, default, help); `strategy` and `range_min` can also be grids in sweep and calibrate.
 _BASE_OPTIONS = {
@@ -165,6 +173,7 @@ _THRESHOLD_OPTIONS = {
     "promote": ("--promote", "Write candidates whose cross-encoder sigmoid score is above t as positives."),
 }
 _GRID_FIELDS = ("strategy", "range_min")
+_INT_MIN = {"num_negatives": 1, "range_min": 0, "range_max": 1, "ce_depth": 1}  # checked by the parser
 
 
 def _options(grid: bool) -> list[inspect.Parameter]:
@@ -172,8 +181,9 @@ def _options(grid: bool) -> list[inspect.Parameter]:
     for name, (flag, kind, default, help_) in _BASE_OPTIONS.items():
         if grid and name in _GRID_FIELDS:
             kind, default, help_ = Optional[str], None, f"{help_} A comma-separated list to try."
+        bounds = {"min": _INT_MIN[name]} if name in _INT_MIN and kind is not Optional[str] else {}
         out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[
-            kind, typer.Option(flag, help=help_, show_default=default is not None and kind is not bool)]))
+            kind, typer.Option(flag, help=help_, show_default=default is not None and kind is not bool, **bounds)]))
     for name, (flag, help_) in _THRESHOLD_OPTIONS.items():
         kind, help_ = (Optional[str], f"Values to try, comma-separated ('off' for none). {help_}") if grid \
             else (Optional[float], help_)
@@ -270,16 +280,16 @@ def mine(
     params=None,
     cross_encoder: CrossEncoderOpt = None, ce_batch_size: CeBatchOpt = 64,
     max_leak: MaxLeakOpt = None, max_short: MaxShortOpt = 0.0,
-    depth: Annotated[int, typer.Option(help="Candidates retrieved per query.")] = 100,
+    depth: Annotated[int, typer.Option(help="Candidates retrieved per query.", min=1)] = 100,
     retriever: Annotated[str, typer.Option(help="dense, bm25 or hybrid (union fused by reciprocal rank).")] = "dense",
     index: Annotated[str, typer.Option(help="auto (by corpus size: flat to 100k documents, IVF to 1.5M, IVF-PQ above), flat (exact), ivf or hnsw.")] = "auto",
-    nlist: Annotated[Optional[int], typer.Option(help="IVF cells [default: min(2*sqrt(docs), docs/40)].", show_default=False)] = None,
-    nprobe: Annotated[Optional[int], typer.Option(help="IVF cells searched [default: tuned for recall@depth >= 0.96 on a sample of the queries].", show_default=False)] = None,
-    pq_m: Annotated[int, typer.Option(help="IVF-PQ sub-quantisers (0: IVF-Flat; auto above 1.5M documents: dim/8).")] = 0,
-    refine: Annotated[int, typer.Option(help="IVF-PQ: fetch refine x depth by code, keep the depth best by exact score.")] = 4,
-    hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
-    ef_search: Annotated[int, typer.Option(help="HNSW search breadth.")] = 128,
-    query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).")] = 0,
+    nlist: Annotated[Optional[int], typer.Option(help="IVF cells [default: min(2*sqrt(docs), docs/40)].", show_default=False, min=1)] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="IVF cells searched [default: tuned for recall@depth >= 0.96 on a sample of the queries].", show_default=False, min=1)] = None,
+    pq_m: Annotated[int, typer.Option(help="IVF-PQ sub-quantisers (0: IVF-Flat; auto above 1.5M documents: dim/8).", min=0)] = 0,
+    refine: Annotated[int, typer.Option(help="IVF-PQ: fetch refine x depth by code, keep the depth best by exact score.", min=1)] = 4,
+    hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.", min=2)] = 32,
+    ef_search: Annotated[int, typer.Option(help="HNSW search breadth.", min=1)] = 128,
+    query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).", min=0)] = 0,
     pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
     min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
@@ -399,8 +409,8 @@ def calibrate_(
     max_short: MaxShortOpt = 0.0,
     recipe: Annotated[Path, typer.Option("--recipe", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
-    max_holdouts: Annotated[int, typer.Option("--max-holdouts", help="Held-out positives to use at most (a seeded sample beyond).")] = 10_000,
-    min_queries: Annotated[int, typer.Option("--min-queries", help="Queries with two or more positives needed for an estimate.")] = 20,
+    max_holdouts: Annotated[int, typer.Option("--max-holdouts", help="Held-out positives to use at most (a seeded sample beyond).", min=1)] = 10_000,
+    min_queries: Annotated[int, typer.Option("--min-queries", help="Queries with two or more positives needed for an estimate.", min=1)] = 20,
     force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Estimate each setting's false-negative (leak) rate from your own labels: hold one positive out at a time

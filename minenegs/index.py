@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -252,5 +252,8 @@ def _tuned(loaded: LoadedIndex, emb: Embeddings, k: int) -> int:
 
 def describe(loaded: LoadedIndex) -> dict[str, Any]:
     """What was used, for summaries and manifests."""
-    return {**{k: v for k, v in asdict(loaded.params).items() if v is not None}, "recall_at_k": loaded.recall,
+    p = loaded.params
+    fields = {"flat": (), "hnsw": ("hnsw_m", "ef_construction", "ef_search"),
+              "ivf": ("nlist", "nprobe", "pq_m") + (("refine",) if p.pq_m else ())}[p.kind]
+    return {"kind": p.kind, **{k: getattr(p, k) for k in fields}, "recall_at_k": loaded.recall,
             "reused": loaded.reused, "build_seconds": round(loaded.build_seconds, 3)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -71,6 +72,21 @@ class Selection:
     negative_ce: list[np.ndarray] = field(default_factory=list)  # cross-encoder logits, NaN where unscored
     positive_ce: list[np.ndarray] = field(default_factory=list)
 
+    @classmethod
+    def merge(cls, parts: list["Selection"]) -> "Selection":
+        """One selection from selections over disjoint sets of queries, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        lists = {name: [x for p in parts for x in getattr(p, name)] for name in
+                 ("query_ids", "negatives", "negative_scores", "positives", "positive_scores", "short",
+                  "dropped_scores", "promoted", "promoted_scores", "promoted_ce", "negative_ce", "positive_ce")}
+        removed: dict[str, int] = {}
+        for p in parts:
+            for k, v in p.removed.items():
+                removed[k] = removed.get(k, 0) + v
+        return cls(np.concatenate([p.query_idx for p in parts]) if parts else np.zeros(0, np.int32),
+                   window=sum(p.window for p in parts), removed=removed, **lists)
+
     def summary(self, n: int) -> dict[str, Any]:
         return {
             "queries": len(self.query_ids),
@@ -97,10 +113,11 @@ def score_stats(parts: list[np.ndarray] | np.ndarray) -> dict[str, Any]:
             "p50": round(float(p50), 4), "p95": round(float(p95), 4)}
 
 
-def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
+POOL_COLUMNS = ["query_idx", "doc_idx", "query_id", "rank", "score", "is_positive"]
+CHUNK_ROWS = 1 << 21  # pool rows selected from at once by `mine` and `filter`
 
-    t = read_parquet(pool / "candidates.parquet",
-                      columns=["query_idx", "doc_idx", "query_id", "rank", "score", "is_positive"])
+
+def _pool_arrays(t) -> dict[str, np.ndarray]:
     rank = t.column("rank")
     return {
         "query_idx": t.column("query_idx").to_numpy(),
@@ -109,15 +126,47 @@ def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
         "retrieved": rank.is_valid().to_numpy(zero_copy_only=False),
         "score": t.column("score").to_numpy(),
         "is_positive": t.column("is_positive").to_numpy(zero_copy_only=False),
-        "query_id": t.column("query_id"),
+        "query_id": t.column("query_id").combine_chunks(),
     }
+
+
+def _pool_file(pool: Path):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(pool / "candidates.parquet", read_dictionary=["query_id"])
+
+
+def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
+    """A pool's columns, every row (query ids dictionary-encoded: one small integer a row)."""
+    return _pool_arrays(_pool_file(pool).read(columns=POOL_COLUMNS))
+
+
+def pool_chunks(pool: Path, rows: int = CHUNK_ROWS) -> Iterator[dict[str, np.ndarray]]:
+    """A pool's columns about ``rows`` at a time, never splitting a query: memory bounded by a chunk."""
+    import pyarrow as pa
+
+    pfile = _pool_file(pool)
+    held, n = [], 0
+    for i in range(pfile.num_row_groups):
+        held.append(pfile.read_row_group(i, columns=POOL_COLUMNS))
+        n += held[-1].num_rows
+        last = i == pfile.num_row_groups - 1
+        if n < rows and not last:
+            continue
+        t = pa.concat_tables(held).unify_dictionaries().combine_chunks()
+        q = t.column("query_idx").to_numpy()
+        cut = len(q) if last else int(np.searchsorted(q, q[-1]))  # the last query may go on in the next group
+        if cut == 0:  # one query spans every group held so far
+            continue
+        yield _pool_arrays(t.slice(0, cut))
+        held, n = ([t.slice(cut)], len(q) - cut) if cut < len(q) else ([], 0)
 
 
 def corpus_view(emb) -> CorpusView:
     """Vectors and texts of an embeddings folder's corpus, for the filters that need them."""
 
     texts = read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text")
-    return CorpusView(emb.vectors("corpus"), texts)
+    return CorpusView(emb.reader("corpus"), texts)
 
 
 def cross_encoder_pairs(a: dict[str, np.ndarray], params: MineParams) -> np.ndarray:

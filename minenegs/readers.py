@@ -154,16 +154,18 @@ class RowReader:
         delimiter = self.delimiter or ("," if self.fmt == "csv" else "\t")
         quoting = csv.QUOTE_MINIMAL if self.fmt == "csv" else csv.QUOTE_NONE
         csv.field_size_limit(1 << 30)
-        reader = csv.reader((line for _, line in self.lines()), delimiter=delimiter, quoting=quoting)
+        reader = csv.reader((line for _, line in self.lines()), delimiter=delimiter, quoting=quoting,
+                            strict=self.fmt == "csv")
         header: list[str] | None = None
+        start = 1  # the line the record being read starts on
         try:
             for values in reader:
+                where, start = f"line {start}", reader.line_num + 1
                 if not values or all(not v.strip() for v in values):
                     continue
                 if header is None:
                     header = [v.strip() for v in values]
                     continue
-                where = f"line {reader.line_num}"
                 if len(values) != len(header):
                     raise InputError.at(
                         self.path, where, f"has {len(values)} fields but the header has {len(header)}",
@@ -171,6 +173,9 @@ class RowReader:
                     )
                 yield where, dict(zip(header, values))
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise InputError.at(self.path, f"line {start}", "a quoted field opened here is never closed "
+                                    "(unterminated quote)", 'close it, or double a quote inside a field ("")') from None
             raise InputError.at(self.path, f"line {reader.line_num}", f"malformed ({exc})", "fix the quoting") from None
 
     # -- parquet ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from .artifacts import check_output, read_manifest, read_parquet
 from .embeddings import Embeddings
 from .errors import AcceptanceError, InputError
-from .mine import MineParams, Pool, corpus_view, cross_encoder_pairs, read_pool_arrays
+from .mine import MineParams, Pool, Selection, corpus_view, cross_encoder_pairs, pool_chunks, read_pool_arrays
 from .outputs import FORMATS, write_output
 from .pool import KIND as POOL_KIND
 
@@ -26,29 +26,46 @@ def _clusters(pool: Path) -> dict[int, int] | None:
 CE_FILTERS = ("ce_max", "promote")
 
 
+class _Opened:
+    """A pool folder ready to select from: its manifest, its embeddings, the corpus's vectors and texts, and a
+    way to get cross-encoder logits for any of its rows (scored once, cached in the pool)."""
+
+    def __init__(self, pool: Path, params: MineParams, cross_encoder: str | None, ce_batch_size: int,
+                 progress: Any, uses_ce: bool | None) -> None:
+        self.pool, self.params, self.progress = pool, params, progress
+        self.manifest = read_manifest(pool, POOL_KIND)
+        self.emb = Embeddings(self.manifest["embeddings"])
+        self.corpus = corpus_view(self.emb)
+        if uses_ce is None:
+            uses_ce = any(params.thresholds.get(k) is not None for k in CE_FILTERS)
+        self.scorer = None
+        if cross_encoder:
+            from .cache import default_cache_dir
+            from .rerank import CrossEncoderScorer
+
+            self.scorer = CrossEncoderScorer(cross_encoder, batch_size=ce_batch_size,
+                                             memo=default_cache_dir() / "fingerprints.json")
+            self.queries = self.emb.table("queries").texts
+        elif uses_ce:
+            raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
+
+    def engine(self, arrays: dict[str, Any]) -> Pool:
+        """The selection engine over ``arrays`` (all of the pool, or a chunk of its queries)."""
+        logits = None
+        if self.scorer is not None:
+            from .rerank import cached_logits
+
+            logits = cached_logits(self.pool, self.scorer, cross_encoder_pairs(arrays, self.params),
+                                   self.queries.__getitem__, self.corpus.text, self.progress)
+        return Pool(arrays, self.corpus, logits)
+
+
 def open_pool(pool: Path, params: MineParams, cross_encoder: str | None = None, ce_batch_size: int = 64,
               progress: Any = None, uses_ce: bool | None = None) -> tuple[dict[str, Any], Embeddings, Pool]:
-    """A pool folder ready to select from: its manifest, its embeddings and the selection engine with the
-    corpus's vectors and texts and, given ``cross_encoder``, the cross-encoder logits (scored once, cached)."""
-    manifest = read_manifest(pool, POOL_KIND)
-    emb = Embeddings(manifest["embeddings"])
-    arrays = read_pool_arrays(pool)
-    corpus = corpus_view(emb)
-    logits = None
-    if uses_ce is None:
-        uses_ce = any(params.thresholds.get(k) is not None for k in CE_FILTERS)
-    if cross_encoder:
-        from .cache import default_cache_dir
-        from .rerank import CrossEncoderScorer, cached_logits
-
-        scorer = CrossEncoderScorer(cross_encoder, batch_size=ce_batch_size,
-                                    memo=default_cache_dir() / "fingerprints.json")
-        queries = emb.table("queries").texts
-        logits = cached_logits(pool, scorer, cross_encoder_pairs(arrays, params), queries.__getitem__, corpus.text,
-                               progress)
-    elif uses_ce:
-        raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
-    return manifest, emb, Pool(arrays, corpus, logits)
+    """A pool folder ready to select from, all of it at once (for ``sweep`` and ``calibrate``): its manifest,
+    its embeddings and the selection engine (with cross-encoder logits given ``cross_encoder``)."""
+    opened = _Opened(pool, params, cross_encoder, ce_batch_size, progress, uses_ce)
+    return opened.manifest, opened.emb, opened.engine(read_pool_arrays(pool))
 
 
 def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams, *, fmt: str = "n-tuple",
@@ -56,6 +73,8 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
                         ce_batch_size: int = 64, progress: Any = None) -> dict[str, Any]:
     """Select negatives from a pool folder and write them; returns the summary.
 
+    The pool is read a chunk of queries at a time (:func:`~minenegs.mine.pool_chunks`): every filter and draw
+    is per query, so the result is the same as over the whole pool, in memory bounded by a chunk.
     With ``cross_encoder`` (a CrossEncoder name or folder), candidates up to ``params.ce_depth`` and the
     positives are scored (cached in the pool) for the ``ce_max`` and ``promote`` thresholds and ``--scores``.
     """
@@ -64,23 +83,25 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     check_output(Path(output), force)
-    manifest, emb, engine = open_pool(pool, params, cross_encoder, ce_batch_size, progress)
-    selection = engine.selection(params)
+    opened = _Opened(pool, params, cross_encoder, ce_batch_size, progress, None)
+    manifest, emb = opened.manifest, opened.emb
+    selection = Selection.merge([opened.engine(arrays).selection(params) for arrays in pool_chunks(pool)])
     clusters = _clusters(pool)
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
+    used = manifest.get("index_used") or {}  # what was searched, without timings: the output's bytes stay the same
+    index = {k: used[k] for k in ("kind", "nlist", "nprobe", "pq_m", "refine", "recall_at_k") if used.get(k) is not None}
     metadata = {
         "params": {**asdict(params), "format": fmt, "scores": scores},
         "pool": {k: manifest.get(k) for k in ("retriever", "depth", "index", "rrf_k", "query_clusters")},
-        "index_used": manifest.get("index_used"),
+        "index_used": index,
         "model": emb.manifest["model"], "fingerprint": emb.manifest["fingerprint"],
         "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
     }
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
-                        metadata=metadata, force=force, clusters=by_position, corpus_texts=engine.corpus.texts)
-    used = manifest.get("index_used") or {}
-    index = {k: used[k] for k in ("kind", "nlist", "nprobe", "pq_m", "recall_at_k") if used.get(k) is not None}
-    return {"pool": str(pool), **({"index": index} if index else {}), **summary, "rows": rows, "seconds": round(time.perf_counter() - started, 3)}
+                        metadata=metadata, force=force, clusters=by_position, corpus_texts=opened.corpus.texts)
+    return {"pool": str(pool), **({"index": index} if index else {}), **summary, "rows": rows,
+            "seconds": round(time.perf_counter() - started, 3)}
 
 
 def validate_coverage(min_coverage: float | None) -> None:
@@ -89,7 +110,11 @@ def validate_coverage(min_coverage: float | None) -> None:
 
 
 def check_coverage(summary: dict[str, Any], min_coverage: float | None) -> None:
-    """Raise :class:`AcceptanceError` when fewer than ``min_coverage`` of the queries got all their negatives."""
+    """Raise :class:`AcceptanceError` when no row was written, or fewer than ``min_coverage`` of the queries got
+    all their negatives."""
+    if summary.get("rows") == 0:
+        raise AcceptanceError(f"no rows were written: none of the {summary['queries']} queries kept a negative "
+                              "(loosen the filters or the rank window); the empty output was written")
     if min_coverage is None:
         return
     validate_coverage(min_coverage)

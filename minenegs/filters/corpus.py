@@ -25,7 +25,8 @@ def normalise(text: str) -> str:
 
 
 class CorpusView:
-    """Corpus vectors (memory-mapped) and texts (a pyarrow string column)."""
+    """Corpus vectors (read a block at a time: :class:`~minenegs.embeddings.VectorFile`) and texts (a pyarrow
+    string column)."""
 
     def __init__(self, vectors: np.ndarray, texts) -> None:
         self.vectors = vectors
