@@ -15,6 +15,7 @@ encoded chunk goes through the :class:`~minenegs.cache.ChunkCache` first.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -298,27 +299,58 @@ class Embeddings:
 
 
 class VectorFile:
-    """A ``.npy`` matrix read a block at a time, as float32: ``f[rows]`` takes a slice or an index array.
+    """A ``.npy`` matrix read as float32 a block at a time: ``f[rows]`` takes a slice or an index array.
 
-    Each read maps the file afresh and unmaps it after, so the pages read stay in the operating system's cache
-    but not in this process's memory: a pass over a corpus larger than memory costs one block at a time.
+    A file of up to ``map_max`` bytes is memory-mapped (repeated reads cost nothing). A larger one is read
+    with ``preadv``, rows in file order: the pages stay in the operating system's cache but never count
+    towards this process's memory (a mapping would: each random read maps a 64 KB neighbourhood), so a pass
+    over a corpus larger than memory holds one block at a time.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, map_max: int = 512 << 20) -> None:
         self.path = Path(path)
         m = np.load(self.path, mmap_mode="r")
-        self.shape, self.dtype = m.shape, m.dtype
-        del m
+        self.shape, self.dtype, self.offset = m.shape, m.dtype, int(m.offset)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._map = m if self.path.stat().st_size <= map_max else None
+        self._fd: int | None = None
 
     def __len__(self) -> int:
         return int(self.shape[0])
 
     def __getitem__(self, rows: Any) -> np.ndarray:
-        m = np.load(self.path, mmap_mode="r")
-        try:
-            return np.array(m[rows], dtype=np.float32)
-        finally:
-            del m
+        if self._map is not None:
+            return np.array(self._map[rows], dtype=np.float32)
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(len(self))
+            if step == 1:
+                return self._read(np.arange(start, max(start, stop)), contiguous=True)
+            rows = np.arange(start, stop, step)
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = np.where(rows < 0, rows + len(self), rows).astype(np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row out of range for {self.path} with {len(self)} rows")
+        return self._read(rows)
+
+    def _read(self, rows: np.ndarray, contiguous: bool = False) -> np.ndarray:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        raw = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        view = memoryview(raw.reshape(-1).view(np.uint8))
+        rb = self.row_bytes
+        if contiguous and len(rows):
+            os.preadv(self._fd, [view], self.offset + int(rows[0]) * rb)
+        else:
+            order = np.argsort(rows, kind="stable")
+            for k, r in zip(order.tolist(), rows[order].tolist()):
+                os.preadv(self._fd, [view[k * rb:(k + 1) * rb]], self.offset + r * rb)
+        return raw.astype(np.float32, copy=False)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
 
     def blocks(self, size: int = 65536):
         """``(start, block)`` over the whole matrix in order."""

@@ -114,7 +114,7 @@ def score_stats(parts: list[np.ndarray] | np.ndarray) -> dict[str, Any]:
 
 
 POOL_COLUMNS = ["query_idx", "doc_idx", "query_id", "rank", "score", "is_positive"]
-CHUNK_ROWS = 1 << 21  # pool rows selected from at once by `mine` and `filter`
+CHUNK_ROWS = 1 << 20  # pool rows selected from at once by `mine` and `filter`
 
 
 def _pool_arrays(t) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PAIR_CHUNK = 1 << 16  # (candidate, positive) pairs whose vectors are gathered at once
+PAIR_CHUNK = 1 << 15  # (candidate, positive) pairs whose vectors are gathered at once
 
 
 @dataclass(frozen=True)
