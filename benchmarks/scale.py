@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def main() -> None:
                                                                                           "queries": args.queries})
 
     def encode() -> dict:
+        for folder in ("emb", "cache"):  # cold: nothing cached
+            shutil.rmtree(work / folder, ignore_errors=True)
         m = measure([py, "-c", ENCODE, str(work / "data"), str(work / "emb"), str(work / "cache"), args.dtype,
                      str(ROOT / "benchmarks")])
         s = json.loads(m.stdout)
@@ -103,6 +106,8 @@ def main() -> None:
     step("encode", encode)
 
     def mine() -> dict:
+        for folder in (work / "pool", work / "emb" / "indexes", work / "emb" / "pools"):  # index and pool built anew
+            shutil.rmtree(folder, ignore_errors=True)
         m = measure([py, "-m", "minenegs", "mine", str(work / "emb"), "-o", str(work / "negatives.parquet"),
                      "--json", "--force", "--pool", str(work / "pool")])
         s = json.loads(m.stdout)
@@ -113,11 +118,11 @@ def main() -> None:
 
     step("mine", mine)
     step("recall", lambda: recall_check(work / "emb", work / "pool", args.check))
-    disk = {name: round(sum(f.stat().st_size for f in (work / name).rglob("*") if f.is_file()) / 2**20, 1)
-            for name in ("emb", "pool", "cache")}
-    index_mb = round(sum(f.stat().st_size for f in (work / "emb" / "indexes").rglob("*.faiss")) / 2**20, 1)
+    size = lambda files: round(sum(f.stat().st_size for f in files if f.is_file()) / 2**20, 1)  # noqa: E731
+    disk = {"vectors": size((work / "emb").glob("*.npy")), "index": size((work / "emb" / "indexes").rglob("*.faiss")),
+            "pool": size((work / "pool").rglob("*")), "cache": size((work / "cache").rglob("*"))}
     result = {"docs": args.docs, "queries": args.queries, "dtype": args.dtype, **{k: steps[k] for k in
-              ("encode", "mine", "recall")}, "disk_mb": {**disk, "index": index_mb}}
+              ("encode", "mine", "recall")}, "disk_mb": disk}
     mine_s, peak = steps["mine"]["wall_seconds"], steps["mine"]["peak_mb"]
     print(f"{args.docs:,} docs x {args.queries:,} queries ({args.dtype}): encode {steps['encode']['wall_seconds']} s "
           f"/ {steps['encode']['peak_mb']:.0f} MB; mine {mine_s} s / {peak:.0f} MB "

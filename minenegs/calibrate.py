@@ -113,10 +113,10 @@ def calibrate(pool: Pool, base: MineParams, grid: dict[str, list] | None = None,
     return rows
 
 
-def check_bounds(max_leak: float, max_short: float) -> None:
-    """``--max-leak`` and ``--max-short`` are shares; checked before any work starts."""
+def check_bounds(max_leak: float | None, max_short: float) -> None:
+    """``--max-leak`` (None: not given) and ``--max-short`` are shares; checked before any work starts."""
     for flag, value in (("--max-leak", max_leak), ("--max-short", max_short)):
-        if not (math.isfinite(value) and 0 <= value <= 1):
+        if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
             raise InputError(f"{flag} {value}: give a share in [0, 1]")
 
 

@@ -304,8 +304,7 @@ def mine(
     from .stages import calibrated_params, negatives_from_pool, validate_coverage
 
     validate_coverage(min_coverage)
-    if max_leak is not None:
-        check_bounds(max_leak, max_short)
+    check_bounds(max_leak, max_short)
     check_output(output, force)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search,
                                                              refine=refine),
@@ -422,8 +421,8 @@ def calibrate_(
     from .stages import calibrate_pool
     from .stats import plot_frontier
 
+    check_bounds(max_leak, max_short)
     if max_leak is not None:
-        check_bounds(max_leak, max_short)
         check_output(recipe, force)
     rows = calibrate_pool(pool, params, grid or None, cross_encoder=cross_encoder, ce_batch_size=ce_batch_size,
                           max_holdouts=max_holdouts, min_queries=min_queries, seed=params.seed)

@@ -165,16 +165,21 @@ def rescore_top(queries: np.ndarray, ids: np.ndarray, corpus: VectorFile, k: int
     return np.concatenate(out_s), np.concatenate(out_i)
 
 
-def exact_top(queries: np.ndarray, corpus: VectorFile, k: int) -> np.ndarray:
-    """Each query's ``k`` nearest corpus rows by exact inner product, in one pass over the corpus in blocks."""
+def exact_top(queries: np.ndarray, corpus: VectorFile, k: int, block: int = 16384) -> np.ndarray:
+    """Each query's ``k`` nearest corpus rows by exact inner product, in one pass over the corpus in blocks
+    (memory: a block of scores and two k-wide lists per query)."""
     queries = np.asarray(queries, np.float32)
     k = min(k, len(corpus))
     best_s = np.full((len(queries), 0), -np.inf, np.float32)
     best_i = np.zeros((len(queries), 0), np.int64)
-    for start, block in corpus.blocks(ADD_BATCH):
-        s = np.concatenate([best_s, queries @ block.T], axis=1)
-        i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))],
-                           axis=1)
+    for start, vectors in corpus.blocks(block):
+        s = queries @ vectors.T
+        if s.shape[1] > k:
+            top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            s = np.take_along_axis(s, top, 1)
+        else:
+            top = np.broadcast_to(np.arange(s.shape[1]), s.shape)
+        s, i = np.concatenate([best_s, s], axis=1), np.concatenate([best_i, top + start], axis=1)
         keep = np.argpartition(-s, k - 1, axis=1)[:, :k] if s.shape[1] > k else np.argsort(-s, axis=1)
         best_s, best_i = np.take_along_axis(s, keep, 1), np.take_along_axis(i, keep, 1)
     return best_i

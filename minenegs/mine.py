@@ -141,10 +141,12 @@ def read_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
     return _pool_arrays(_pool_file(pool).read(columns=POOL_COLUMNS))
 
 
-def pool_chunks(pool: Path, rows: int = CHUNK_ROWS) -> Iterator[dict[str, np.ndarray]]:
-    """A pool's columns about ``rows`` at a time, never splitting a query: memory bounded by a chunk."""
+def pool_chunks(pool: Path, rows: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """A pool's columns about ``rows`` (default :data:`CHUNK_ROWS`) at a time, never splitting a query: memory
+    bounded by a chunk."""
     import pyarrow as pa
 
+    rows = rows or CHUNK_ROWS
     pfile = _pool_file(pool)
     held, n = [], 0
     for i in range(pfile.num_row_groups):

@@ -159,3 +159,58 @@ def test_unknown_precision_is_bad_usage(tmp_path, samples):
     result = CliRunner().invoke(app, ["encode", str(samples), "-o", str(tmp_path / "o"), "--precision", "fp8"])
     assert result.exit_code == 2
     assert "--precision fp8: choose one of auto, fp32, bf16" in result.stderr
+
+
+# -- every numeric option is checked before work starts -----------------------------------------------------
+def _numeric_options():
+    """(command, flag, type, minimum) for every int and float option of every command."""
+    import typer
+
+    group = typer.main.get_command(app)
+    for name, command in sorted(group.commands.items()):
+        for param in command.params:
+            kind = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            if kind in (int, float) and param.opts[0].startswith("--"):
+                yield name, param.opts[0], kind, param.min
+
+
+def _invoke_with(tmp_path, command: str, flag: str, value: str):
+    """``command`` with placeholder arguments (paths that do not exist) and ``flag value``."""
+    import typer
+
+    cmd = typer.main.get_command(app).commands[command]
+    args = [command]
+    for p in cmd.params:
+        if p.param_type_name == "argument" and p.required:
+            args.append(str(tmp_path / "missing"))
+        elif p.param_type_name == "option" and p.required:
+            args += [p.opts[0], str(tmp_path / "out.parquet")]
+    return CliRunner().invoke(app, args + [flag, value])
+
+
+NUMERIC = list(_numeric_options())
+
+
+def test_the_numeric_options_are_many():
+    assert len(NUMERIC) >= 30 and {"--depth", "--nlist", "--simans-a", "--max-leak"} <= {f for _, f, _, _ in NUMERIC}
+
+
+@pytest.mark.parametrize("command,flag,kind,minimum", NUMERIC, ids=[f"{c} {f}" for c, f, _, _ in NUMERIC])
+def test_nan_infinity_and_out_of_range_exit_2_naming_the_option(tmp_path, command, flag, kind, minimum):
+    values = ["nan", "inf", "-inf"] + ([str(minimum - 1)] if minimum is not None else [])
+    if flag == "--seed":
+        values = ["nan", "1.5"]
+    for value in values:
+        result = _invoke_with(tmp_path, command, flag, value)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2, (command, flag, value, result.output)
+        assert len(lines) == 1 and lines[0].startswith("minenegs: error: ") and flag in lines[0], (value, lines)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_unterminated_quote_is_reported_at_its_line(tmp_path):
+    (tmp_path / "c.csv").write_text('id,text\nd1,first\nd2,"second doc\nd3,third\nd4,fourth\n')
+    result = CliRunner().invoke(app, ["encode", "--corpus", str(tmp_path / "c.csv"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "c.csv line 3: a quoted field opened here is never closed (unterminated quote)" in result.stderr
+    assert not (tmp_path / "o").exists()
