@@ -115,9 +115,44 @@ def _build(params: IndexParams, vectors: VectorFile) -> Any:
             index = faiss.IndexIVFFlat(quantizer, dim, params.nlist, faiss.METRIC_INNER_PRODUCT)
         sample = min(n, max(params.nlist * TRAIN_PER_CELL, 10000 if not params.pq_m else 65536))
         index.train(vectors[np.sort(np.random.default_rng(0).choice(n, size=sample, replace=False))])
+        _add_ivf(index, vectors)
+        return index
     for _, block in vectors.blocks(ADD_BATCH):
         index.add(block)
     return index
+
+
+def _add_ivf(index: Any, vectors: VectorFile) -> None:
+    """Add every vector to a trained IVF index with each inverted list allocated once, at its final size.
+
+    ``index.add`` grows the lists as it goes (up to twice the memory they end up needing); here a first pass
+    assigns each vector its cell, the lists are sized, and a second pass writes the codes in place. The
+    lists hold the same entries in the same order as ``index.add`` would give.
+    """
+    import faiss
+
+    n, nlist = len(vectors), index.nlist
+    cells = np.empty(n, np.int64)
+    for start, block in vectors.blocks(ADD_BATCH):
+        cells[start:start + len(block)] = index.quantizer.search(block, 1)[1][:, 0]
+    counts = np.bincount(cells, minlength=nlist)
+    invlists = index.invlists
+    for cell in np.flatnonzero(counts).tolist():
+        invlists.resize(cell, int(counts[cell]))
+    filled = np.zeros(nlist, np.int64)
+    for start, block in vectors.blocks(ADD_BATCH):
+        own = cells[start:start + len(block)]
+        codes = np.empty((len(block), index.code_size), np.uint8)
+        index.encode_vectors(len(block), faiss.swig_ptr(block), faiss.swig_ptr(own), faiss.swig_ptr(codes))
+        order = np.argsort(own, kind="stable")
+        own, ids, codes = own[order], order.astype(np.int64) + start, np.ascontiguousarray(codes[order])
+        edges = np.flatnonzero(np.r_[True, own[1:] != own[:-1], True])
+        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+            cell = int(own[a])
+            invlists.update_entries(cell, int(filled[cell]), b - a, faiss.swig_ptr(ids[a:b]),
+                                    faiss.swig_ptr(codes[a:b]))
+            filled[cell] += b - a
+    index.ntotal = n
 
 
 @dataclass

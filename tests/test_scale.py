@@ -244,3 +244,18 @@ def test_selection_by_chunks_writes_the_same_bytes_as_all_at_once(big_pool, tmp_
     summary = negatives_from_pool(big_pool, tmp_path / "chunked.parquet", params, fmt="labeled-list", scores=True)
     assert summary["queries"] == 300
     assert (tmp_path / "chunked.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("pq_m", [0, 8])
+def test_ivf_lists_sized_once_hold_what_faiss_add_gives(clustered, pq_m):
+    import faiss
+
+    from minenegs import index as index_module
+
+    params = IndexParams("ivf", nlist=16, pq_m=pq_m).resolved(3000, 32)
+    ours = index_module._build(params, clustered.reader("corpus"))
+    theirs = faiss.clone_index(ours)
+    theirs.reset()
+    for _, block in clustered.reader("corpus").blocks(1000):
+        theirs.add(block)
+    assert faiss.serialize_index(ours).tobytes() == faiss.serialize_index(theirs).tobytes()
