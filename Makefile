@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-finetune clean
+.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-scale bench-finetune clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ bench-index: $(STAMP)
 
 bench-mine: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/mine_vs_st.py --data $(SHARED)/scifact
+
+# synthetic vectors, no model and no shared data: 1M documents x 100k queries (a few minutes, ~5 GB of disk)
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py --docs 1000000 --queries 100000
 
 # every recipe not yet in benchmarks/results/finetune.json (about 5-15 minutes per recipe and seed)
 bench-finetune: $(BENCH_STAMP)
