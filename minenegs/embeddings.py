@@ -208,7 +208,7 @@ def encode_dataset(
     with output_dir(out, force) as stage:
         for group, order, chunks in plans:
             scatter = _Scatter(order, group.targets)
-            for chunk in chunks:
+            for chunk in reversed(chunks):  # longest texts first: later, smaller batches reuse freed memory
                 vectors = cache.get(chunk.key)
                 if vectors is None:
                     t0 = time.perf_counter()
