@@ -61,6 +61,17 @@ def main() -> None:
         results["indexes"][name] = {"params": {k: v for k, v in vars(loaded.params).items()}, "recall_at_k": round(recall, 4),
                                     "build_seconds": round(loaded.build_seconds, 3),
                                     "search_seconds": round(search, 4), "reused": loaded.reused}
+    # the same vectors stored as float16 (from the float32 cache: nothing encoded), searched exactly
+    encode_dataset(load_beir(args.data, args.split), work / "emb16", SentenceTransformerEncoder(),
+                   cache_dir=ROOT / "build" / "bench-cache", force=True, dtype="float16")
+    emb16 = Embeddings(work / "emb16")
+    half = open_index(emb16, IndexParams("flat"), k=args.k)
+    scores16, ids = half.search(emb16.reader("queries")[:], args.k)
+    recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(ids, exact)]))
+    drift = float(np.abs(scores16 - np.take_along_axis(queries @ np.asarray(emb.vectors("corpus"), np.float32).T,
+                                                       ids, 1)).max())
+    results["float16_storage"] = {"recall_at_k_vs_float32_flat": round(recall, 4), "max_score_change": drift}
+    print(f"float16 storage, flat: recall@{args.k} {recall:.4f} against float32, scores move by at most {drift:.2g}")
     print(f"{args.data.name} {args.split}: {summary.docs} docs, {summary.queries} queries, recall@{args.k} vs flat")
     print(f"{'index':<20}{'recall':>8}{'build s':>9}{'search s':>10}  nprobe")
     for name, r in results["indexes"].items():
