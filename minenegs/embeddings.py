@@ -337,16 +337,18 @@ class VectorFile:
     def _read(self, rows: np.ndarray, contiguous: bool = False) -> np.ndarray:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
-        raw = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        view = memoryview(raw.reshape(-1).view(np.uint8))
         rb = self.row_bytes
-        if contiguous and len(rows):
-            os.preadv(self._fd, [view], self.offset + int(rows[0]) * rb)
-        else:
-            order = np.argsort(rows, kind="stable")
-            for k, r in zip(order.tolist(), rows[order].tolist()):
-                os.preadv(self._fd, [view[k * rb:(k + 1) * rb]], self.offset + r * rb)
-        return raw.astype(np.float32, copy=False)
+        if contiguous:
+            raw = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+            if len(rows):
+                os.preadv(self._fd, [memoryview(raw.reshape(-1).view(np.uint8))], self.offset + int(rows[0]) * rb)
+            return raw.astype(np.float32, copy=False)
+        wanted, inverse = np.unique(rows, return_inverse=True)  # each row read once, in file order
+        raw = np.empty((len(wanted), *self.shape[1:]), dtype=self.dtype)
+        view = memoryview(raw.reshape(-1).view(np.uint8))
+        for k, r in enumerate(wanted.tolist()):
+            os.preadv(self._fd, [view[k * rb:(k + 1) * rb]], self.offset + r * rb)
+        return raw.astype(np.float32, copy=False)[inverse.reshape(-1)]
 
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:
