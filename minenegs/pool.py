@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,15 @@ class _Rows:
     score: np.ndarray  # float32, NaN where not known yet
     bm25: np.ndarray  # float32, NaN where none
 
+    def columns(self) -> list[np.ndarray]:
+        return [getattr(self, f.name) for f in fields(self)]
+
     def take(self, order: np.ndarray) -> "_Rows":
-        return _Rows(*(getattr(self, f)[order] for f in ("q", "doc", "rank", "source", "score", "bm25")))
+        return _Rows(*(c[order] for c in self.columns()))
+
+    def __add__(self, other: "_Rows") -> "_Rows":
+        """These rows, then ``other``'s."""
+        return _Rows(*(np.concatenate(pair) for pair in zip(self.columns(), other.columns())))
 
 
 def _ranked(ids: np.ndarray, valid: np.ndarray, source: int, score: np.ndarray | None = None,
@@ -134,8 +141,7 @@ def _ranked(ids: np.ndarray, valid: np.ndarray, source: int, score: np.ndarray |
 def _fuse(dense: _Rows, bm25: _Rows, rrf_k: int) -> _Rows:
     """Reciprocal-rank fusion of two ranked lists per query: a candidate's fused score is the sum of
     1 / (rrf_k + rank) over the lists that hold it; order by fused score, then document."""
-    both = _Rows(*(np.concatenate([getattr(dense, f), getattr(bm25, f)])
-                   for f in ("q", "doc", "rank", "source", "score", "bm25")))
+    both = dense + bm25
     contrib = 1.0 / (rrf_k + both.rank.astype(np.float64))
     bits = np.where(both.source == 0, 1, 2).astype(np.int8)
     order = np.lexsort((np.arange(len(both.q)), both.doc, both.q))  # dense entry first within a pair
@@ -184,8 +190,7 @@ def _add_positives(rows: _Rows, ptr: np.ndarray, docs: np.ndarray, start: int, s
     n = int(missing.sum())
     nan = np.full(n, np.nan, np.float32)
     extra = _Rows(pq_[missing], pdoc[missing], np.zeros(n, np.int32), np.full(n, 3, np.int8), nan, nan)
-    both = _Rows(*(np.concatenate([getattr(rows, f), getattr(extra, f)])
-                   for f in ("q", "doc", "rank", "source", "score", "bm25")))
+    both = rows + extra
     out = both.take(np.argsort(both.q, kind="stable"))
     return out, np.isin((out.q << 32) | out.doc, pos_keys)
 

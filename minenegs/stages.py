@@ -95,7 +95,7 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
     used = manifest.get("index_used") or {}  # what was searched, without timings: the output's bytes stay the same
-    index = {k: used[k] for k in ("kind", "nlist", "nprobe", "pq_m", "refine", "recall_at_k") if used.get(k) is not None}
+    index = {k: v for k, v in used.items() if k not in ("reused", "build_seconds") and v is not None}
     metadata = {
         "params": {**asdict(params), "format": fmt, "scores": scores},
         "pool": {k: manifest.get(k) for k in ("retriever", "depth", "index", "rrf_k", "query_clusters")},
