@@ -18,7 +18,7 @@ import numpy as np
 
 from minenegs.dataset import load_beir
 from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.index import IndexParams, open_index
+from minenegs.index import IndexParams, open_index, recall_at
 from minenegs.models import SentenceTransformerEncoder
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -57,7 +57,7 @@ def main() -> None:
         search = time.perf_counter() - start
         if exact is None:
             exact = ids
-        recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(ids, exact)]))
+        recall = recall_at(ids, exact)
         results["indexes"][name] = {"params": {k: v for k, v in vars(loaded.params).items()}, "recall_at_k": round(recall, 4),
                                     "build_seconds": round(loaded.build_seconds, 3),
                                     "search_seconds": round(search, 4), "reused": loaded.reused}
@@ -67,7 +67,7 @@ def main() -> None:
     emb16 = Embeddings(work / "emb16")
     half = open_index(emb16, IndexParams("flat"), k=args.k)
     scores16, ids = half.search(emb16.reader("queries")[:], args.k)
-    recall = float(np.mean([len(set(a) & set(b)) / args.k for a, b in zip(ids, exact)]))
+    recall = recall_at(ids, exact)
     drift = float(np.abs(scores16 - np.take_along_axis(queries @ np.asarray(emb.vectors("corpus"), np.float32).T,
                                                        ids, 1)).max())
     results["float16_storage"] = {"recall_at_k_vs_float32_flat": round(recall, 4), "max_score_change": drift}

@@ -288,9 +288,12 @@ class Embeddings:
         t = read_parquet(self.folder / f"{side}.parquet")
         return TextTable(t.column("id").to_pylist(), t.column("text").to_pylist())
 
-    def ids(self, side: str) -> list[str]:
+    def id_array(self, side: str):
+        """A side's ids as one pyarrow string array (row ``i`` is vector ``i``)."""
+        return read_parquet(self.folder / f"{side}.parquet", columns=["id"]).column("id").combine_chunks()
 
-        return read_parquet(self.folder / f"{side}.parquet", columns=["id"]).column("id").to_pylist()
+    def ids(self, side: str) -> list[str]:
+        return self.id_array(side).to_pylist()
 
     def qrels(self) -> list[Qrel]:
 

@@ -228,9 +228,9 @@ def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
 
 def _tune(loaded: LoadedIndex, sample: np.ndarray, k: int) -> tuple[int, float]:
     """The fewest IVF cells to search (doubling from 8) for recall@k >= RECALL_TARGET on ``sample``."""
-    exact = exact_top(sample, loaded.corpus, k)
     import faiss
 
+    exact = exact_top(sample, loaded.corpus, k)
     nlist = faiss.extract_index_ivf(loaded.index).nlist
     nprobe = min(8, nlist)
     while True:

@@ -5,6 +5,7 @@ reported short, never padded."""
 from __future__ import annotations
 
 import math
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -356,8 +357,9 @@ class Pool:
     @cached_property
     def view(self) -> RowsView:
         """Every query, nothing held out, as the filters see it: what ``mine``, ``sweep`` and ``calibrate`` pick
-        from (its derived columns are computed once for all the settings tried)."""
-        return RowsView(self, self.queries())
+        from (its derived columns are computed once for all the settings tried). It refers to this pool weakly:
+        the pool owns it, and no cycle keeps a pool's arrays alive after its last use."""
+        return RowsView(weakref.proxy(self), self.queries())
 
     def queries(self) -> Instances:
         """One instance per query, nothing held out: what ``mine`` selects."""

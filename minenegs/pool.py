@@ -219,7 +219,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
 
     started = time.perf_counter()
     corpus, queries = emb.reader("corpus"), emb.reader("queries")
-    query_ids, doc_ids = _id_array(emb, "queries"), _id_array(emb, "corpus")
+    query_ids, doc_ids = emb.id_array("queries"), emb.id_array("corpus")
     if not len(query_ids):
         raise InputError(f"{emb.folder}: has no queries to mine for; encode with queries and qrels")
     ptr, pos_docs = _positives(emb, query_ids, doc_ids)
@@ -279,8 +279,3 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
             "index_used": describe(dense) if dense is not None else None,
         })
     return folder
-
-
-def _id_array(emb: Embeddings, side: str):
-    """A side's ids as one pyarrow string array."""
-    return read_parquet(emb.folder / f"{side}.parquet", columns=["id"]).column("id").combine_chunks()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -86,11 +85,7 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     check_output(Path(output), force)
     opened = _Opened(pool, params, cross_encoder, ce_batch_size, progress, None)
     manifest, emb = opened.manifest, opened.emb
-    parts = []
-    for arrays in pool_chunks(pool):
-        parts.append(opened.engine(arrays).selection(params))
-        gc.collect()  # an engine and its view refer to each other: free the chunk's arrays now, not eventually
-    selection = Selection.merge(parts)
+    selection = Selection.merge([opened.engine(arrays).selection(params) for arrays in pool_chunks(pool)])
     clusters = _clusters(pool)
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
