@@ -92,6 +92,26 @@ CacheDirOpt = Annotated[Optional[Path], typer.Option(
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+RayOpt = Annotated[Optional[str], typer.Option(
+    "--ray", help="Run on Ray (pip install 'minenegs[ray]'): local (start Ray on this machine), auto (the cluster this "
+    "machine is part of), HOST:PORT or ray://HOST:PORT.", show_default=False)]
+RayWorkersOpt = Annotated[int, typer.Option("--ray-workers", help="Ray workers [default: one per --ray-gpus GPUs if set, else one per --ray-cpus CPUs of the cluster].", min=0, show_default=False)]
+RayCpusOpt = Annotated[float, typer.Option("--ray-cpus", help="CPUs per Ray worker.")]
+
+
+def _ray_settings(address: str | None, workers: int, cpus: float, gpus: float = 0.0):
+    """The Ray settings, or None to run here; a Ray option without --ray is an error, not ignored."""
+    from .errors import InputError
+
+    if address is None:
+        if workers or cpus != 1.0 or gpus:
+            raise InputError("--ray-workers, --ray-cpus and --ray-gpus need --ray ADDRESS")
+        return None
+    from .cluster import RaySettings, probe
+
+    settings = RaySettings(address, workers, cpus, gpus)
+    probe(address)  # before any input is read
+    return settings
 
 
 @app.command()
@@ -118,6 +138,8 @@ def encode(
     chunk_size: Annotated[int, typer.Option(help="Texts per cached chunk (the unit of resume).", min=1)] = 1024,
     dtype: Annotated[str, typer.Option(help="float32, or float16: half the disk and memory, scores within about 1e-3 (see the README's sizing table).")] = "float32",
     cache_dir: CacheDirOpt = None,
+    ray: RayOpt = None, ray_workers: RayWorkersOpt = 0, ray_cpus: RayCpusOpt = 1.0,
+    ray_gpus: Annotated[float, typer.Option("--ray-gpus", help="GPUs per Ray worker (model actors on GPUs).")] = 0.0,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -129,6 +151,7 @@ def encode(
     from .models import SentenceTransformerEncoder
     from .report import progress_bar, show_summary
 
+    settings = _ray_settings(ray, ray_workers, ray_cpus, ray_gpus)
     columns = Columns(id_column, text_column, title_column, query_column, positive_column)
     dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns)
     cache = cache_dir or default_cache_dir()
@@ -137,7 +160,7 @@ def encode(
     with progress_bar("encoding", quiet or json_) as progress:
         summary = encode_dataset(dataset, output, encoder, cache_dir=cache, query_prompt=query_prompt,
                                  corpus_prompt=corpus_prompt, normalize=normalize, chunk_size=chunk_size,
-                                 force=force, progress=progress, dtype=dtype)
+                                 force=force, progress=progress, dtype=dtype, ray=settings)
     show_summary(f"encoded -> {output}", summary.to_dict(), quiet=quiet, as_json=json_)
 
 
@@ -291,6 +314,7 @@ def mine(
     ef_search: Annotated[int, typer.Option(help="HNSW search breadth.", min=1)] = 128,
     query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).", min=0)] = 0,
     pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
+    ray: RayOpt = None, ray_workers: RayWorkersOpt = 0, ray_cpus: RayCpusOpt = 1.0,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
     min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
@@ -306,11 +330,13 @@ def mine(
     validate_coverage(min_coverage)
     check_bounds(max_leak, max_short)
     check_output(output, force)
+    settings = _ray_settings(ray, ray_workers, ray_cpus)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search,
                                                              refine=refine),
                              query_clusters=query_clusters)
     with progress_bar("retrieving", quiet or json_) as progress:
-        pool_dir = build_pool(Embeddings(embeddings), pool_params, progress=progress, out=pool, force=force)
+        pool_dir = build_pool(Embeddings(embeddings), pool_params, progress=progress, out=pool, force=force,
+                              ray=settings)
     calibrated = None
     if max_leak is not None:
         params, calibrated = calibrated_params(pool_dir, params, max_leak, max_short, cross_encoder=cross_encoder,

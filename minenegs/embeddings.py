@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
 from .errors import MinenegsError
 from .models import Encoder
 from .records import Dataset, Qrel, TextTable
+
+if TYPE_CHECKING:
+    from .cluster import RaySettings
 
 KIND = "embeddings"
 SIDES = ("corpus", "queries")
@@ -128,15 +131,18 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def _encode_chunk(encoder: Encoder, texts: list[str], prompt: str | None, batch: int,
-                  tick: Callable[[int], None]) -> np.ndarray:
+def encode_chunk(encoder: Encoder, texts: list[str], prompt: str | None,
+                 tick: Callable[[int], None] | None = None) -> np.ndarray:
+    """One chunk's vectors, float32, a forward pass of ``encoder.batch_size`` texts at a time."""
+    batch = getattr(encoder, "batch_size", 32)
     parts = []
     for i in range(0, len(texts), batch):
         part = np.asarray(encoder.encode(texts[i:i + batch], prompt), dtype=np.float32)
         if part.ndim != 2 or part.shape[0] != len(texts[i:i + batch]):
             raise MinenegsError(f"the encoder returned shape {part.shape} for {len(texts[i:i + batch])} texts")
         parts.append(part)
-        tick(len(texts[i:i + batch]))
+        if tick is not None:
+            tick(len(texts[i:i + batch]))
     return np.concatenate(parts)
 
 
@@ -160,6 +166,7 @@ def encode_dataset(
     force: bool = False,
     progress: Progress | None = None,
     dtype: str = "float32",
+    ray: "RaySettings | None" = None,
 ) -> EncodeSummary:
     """Encode ``dataset`` into the embeddings folder ``out``, reusing every cached chunk.
 
@@ -167,6 +174,9 @@ def encode_dataset(
     no encoding); every later stage reads them as float32.
 
     ``progress(done, total)`` is called as texts get encoded (cached ones do not count).
+
+    With ``ray``, the chunks not cached are encoded on a Ray cluster into the cache (which its workers must
+    share), then the folder is written from the cache: the same folder as a local run.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -197,13 +207,22 @@ def encode_dataset(
             progress(done, total)
 
     load_seconds = 0.0
-    if missing and hasattr(encoder, "load"):  # load the model outside the encode timing
+    if missing and ray is None and hasattr(encoder, "load"):  # load the model outside the encode timing
         t0 = time.perf_counter()
         encoder.load()
         load_seconds = time.perf_counter() - t0
     if progress is not None:
         progress(0, total)
     encode_seconds = 0.0
+    if ray is not None and missing:
+        from .cluster import encode_chunks
+
+        t0 = time.perf_counter()
+        wanted = {c.key for c in missing}
+        jobs = [(c.key, group.prompt, [group.texts[i] for i in order[c.start:c.stop]])
+                for group, order, chunks in plans for c in reversed(chunks) if c.key in wanted]
+        encode_chunks(ray, encoder, jobs, cache.root, tick)
+        encode_seconds = time.perf_counter() - t0
     dim: int | None = None
     with output_dir(out, force) as stage:
         for group, order, chunks in plans:
@@ -213,7 +232,7 @@ def encode_dataset(
                 if vectors is None:
                     t0 = time.perf_counter()
                     texts = [group.texts[i] for i in order[chunk.start:chunk.stop]]
-                    vectors = _encode_chunk(encoder, texts, group.prompt, getattr(encoder, "batch_size", 32), tick)
+                    vectors = encode_chunk(encoder, texts, group.prompt, tick)
                     encode_seconds += time.perf_counter() - t0
                     cache.put(chunk.key, vectors)
                 if dim is None:

@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .artifacts import output_dir, read_manifest, read_parquet, write_manifest
+from .artifacts import output_dir, read_manifest, read_parquet, write_atomic, write_manifest
 from .embeddings import Embeddings
 from .errors import InputError
 from .index import IndexParams, describe, open_index
+
+if TYPE_CHECKING:
+    from .cluster import RaySettings
 
 KIND = "pool"
 RETRIEVERS = ("dense", "bm25", "hybrid")
@@ -195,12 +199,74 @@ def _add_positives(rows: _Rows, ptr: np.ndarray, docs: np.ndarray, start: int, s
     return out, np.isin((out.q << 32) | out.doc, pos_keys)
 
 
+class Retrieval:
+    """What query batches are retrieved against, opened once per process (the driver, or each Ray worker):
+    the index or BM25, each query's positives, the ids. :meth:`batch` gives one batch's pool rows."""
+
+    def __init__(self, emb: Embeddings, params: PoolParams, *, searchers: bool = True) -> None:
+        """``searchers=False`` opens what the driver of a Ray job needs: the ids, the positives and the dense
+        index (built and tuned if it is not yet saved), but not BM25."""
+        self.corpus, self.queries = emb.reader("corpus"), emb.reader("queries")
+        self.query_ids, self.doc_ids = emb.id_array("queries"), emb.id_array("corpus")
+        if not len(self.query_ids):
+            raise InputError(f"{emb.folder}: has no queries to mine for; encode with queries and qrels")
+        self.ptr, self.pos_docs = _positives(emb, self.query_ids, self.doc_ids)
+        self.depth = min(params.depth, len(self.doc_ids))
+        self.rrf_k = params.rrf_k
+        self.dense = open_index(emb, params.index, self.depth) if params.retriever != "bm25" else None
+        use_bm25 = searchers and params.retriever != "dense"
+        self.bm25 = _Bm25(emb.table("corpus").texts) if use_bm25 else None
+        self.query_texts = emb.table("queries").texts if use_bm25 else None
+
+    def batch(self, start: int, stop: int):
+        """The pool rows of queries ``start:stop`` as one record batch, grouped by query, ordered by rank."""
+        import pyarrow as pa
+
+        qv = self.queries[start:stop]
+        found = []
+        if self.dense is not None:
+            scores, ids = self.dense.search(qv, self.depth)
+            found.append(_ranked(ids, ids >= 0, 0, score=scores))
+        if self.bm25 is not None:
+            bdocs, bscores = self.bm25.search(self.query_texts[start:stop], self.depth)
+            found.append(_ranked(bdocs, bscores > 0, 1, bm25=bscores))
+        rows = found[0] if len(found) == 1 else _fuse(*found, self.rrf_k)
+        rows, positive = _add_positives(rows, self.ptr, self.pos_docs, start, stop)
+        unknown = np.flatnonzero(np.isnan(rows.score))  # positives not retrieved, bm25-only candidates
+        if len(unknown):  # exact dense scores for every row: one scale for all filters
+            rows.score[unknown] = np.einsum("ij,ij->i", self.corpus[rows.doc[unknown]], qv[rows.q[unknown]])
+        qi = rows.q + start
+        return pa.RecordBatch.from_arrays([
+            pa.array(qi.astype(np.int32)), pa.array(rows.doc.astype(np.int32)),
+            self.query_ids.take(pa.array(qi)), self.doc_ids.take(pa.array(rows.doc)),
+            pa.array(rows.rank, mask=rows.rank == 0), pa.array(rows.score),
+            pa.array(positive), pa.array(SOURCES).take(pa.array(rows.source)),
+            pa.array(rows.bm25, mask=np.isnan(rows.bm25)),
+        ], schema=_schema())
+
+
+def _part_path(parts: Path, start: int) -> Path:
+    return parts / f"{start:010d}.parquet"
+
+
+def write_part(parts: Path, start: int, batch) -> int:
+    """A query batch's rows as a part file, written whole or not at all; returns its row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts.mkdir(parents=True, exist_ok=True)
+    write_atomic(_part_path(parts, start), lambda fh: pq.write_table(pa.Table.from_batches([batch]), fh))
+    return batch.num_rows
+
+
 def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: Progress | None = None,
-               out: Path | str | None = None, force: bool = False) -> Path:
+               out: Path | str | None = None, force: bool = False, ray: "RaySettings | None" = None,
+               query_batch: int = QUERY_BATCH) -> Path:
     """The pool folder for ``emb`` and ``params``: reused when it exists, else retrieved and written.
 
     It goes under ``<embeddings>/pools/`` unless ``out`` names a folder; a folder holding a pool made with other
-    embeddings or settings is replaced only with ``force``.
+    embeddings or settings is replaced only with ``force``. With ``ray``, the query batches are retrieved on a
+    Ray cluster (see :mod:`minenegs.cluster`); the folder is the same.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -216,54 +282,49 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         if not force:
             raise InputError(f"{folder} holds a pool made from other embeddings or settings; "
                              "pass --force to replace it or choose another --pool")
+    if query_batch < 1:
+        raise InputError(f"query batch {query_batch}: must be at least 1")
 
     started = time.perf_counter()
-    corpus, queries = emb.reader("corpus"), emb.reader("queries")
-    query_ids, doc_ids = emb.id_array("queries"), emb.id_array("corpus")
-    if not len(query_ids):
-        raise InputError(f"{emb.folder}: has no queries to mine for; encode with queries and qrels")
-    ptr, pos_docs = _positives(emb, query_ids, doc_ids)
-    depth = min(params.depth, len(doc_ids))
-    dense = open_index(emb, params.index, depth) if params.retriever != "bm25" else None
-    bm25 = _Bm25(emb.table("corpus").texts) if params.retriever != "dense" else None
-    query_texts = emb.table("queries").texts if bm25 is not None else None
-    clusters = _cluster(queries[:], params.query_clusters) if params.query_clusters else None
-    sources = pa.array(SOURCES)
+    retrieval = Retrieval(emb, params, searchers=ray is None)
+    query_ids, ptr = retrieval.query_ids, retrieval.ptr
+    index_used = describe(retrieval.dense) if retrieval.dense is not None else None
+    index_path = str(retrieval.dense.path) if retrieval.dense is not None else None
+    clusters = _cluster(retrieval.queries[:], params.query_clusters) if params.query_clusters else None
+    batches = [(b, min(b + query_batch, len(query_ids))) for b in range(0, len(query_ids), query_batch)]
 
     n_rows = 0
     min_pos = np.full(len(query_ids), np.nan, dtype=np.float32)
     with output_dir(folder, force=True) as stage:
+        if ray is not None:
+            retrieval = None  # the workers open their own; this process keeps no index
+            from .cluster import retrieve_batches
+
+            done = 0
+
+            def tick(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress is not None:
+                    progress(done, len(query_ids))
+
+            retrieve_batches(ray, emb.folder, params, batches, stage / "parts", tick)
+            rows = (pq.read_table(_part_path(stage / "parts", b)) for b, _ in batches)
+        else:
+            rows = (pa.Table.from_batches([retrieval.batch(b, e)]) for b, e in batches)
         writer = pq.ParquetWriter(stage / "candidates.parquet", _schema())
         try:
-            for start in range(0, len(query_ids), QUERY_BATCH):
-                stop = min(start + QUERY_BATCH, len(query_ids))
-                qv = queries[start:stop]
-                found = []
-                if dense is not None:
-                    scores, ids = dense.search(qv, depth)
-                    found.append(_ranked(ids, ids >= 0, 0, score=scores))
-                if bm25 is not None:
-                    bdocs, bscores = bm25.search(query_texts[start:stop], depth)
-                    found.append(_ranked(bdocs, bscores > 0, 1, bm25=bscores))
-                rows = found[0] if len(found) == 1 else _fuse(*found, params.rrf_k)
-                rows, positive = _add_positives(rows, ptr, pos_docs, start, stop)
-                unknown = np.flatnonzero(np.isnan(rows.score))  # positives not retrieved, bm25-only candidates
-                if len(unknown):  # exact dense scores for every row: one scale for all filters
-                    rows.score[unknown] = np.einsum("ij,ij->i", corpus[rows.doc[unknown]], qv[rows.q[unknown]])
-                qi = rows.q + start
-                np.fmin.at(min_pos, qi[positive], rows.score[positive])
-                writer.write_batch(pa.RecordBatch.from_arrays([
-                    pa.array(qi.astype(np.int32)), pa.array(rows.doc.astype(np.int32)),
-                    query_ids.take(pa.array(qi)), doc_ids.take(pa.array(rows.doc)),
-                    pa.array(rows.rank, mask=rows.rank == 0), pa.array(rows.score),
-                    pa.array(positive), sources.take(pa.array(rows.source)),
-                    pa.array(rows.bm25, mask=np.isnan(rows.bm25)),
-                ], schema=_schema()))
-                n_rows += len(qi)
-                if progress is not None:
-                    progress(stop, len(query_ids))
+            for (b, e), table in zip(batches, rows):
+                writer.write_table(table)
+                qi, positive = table["query_idx"].to_numpy(), table["is_positive"].to_numpy()
+                np.fmin.at(min_pos, qi[positive], table["score"].to_numpy()[positive])
+                n_rows += table.num_rows
+                if progress is not None and ray is None:
+                    progress(e, len(query_ids))
         finally:
             writer.close()
+        if ray is not None:
+            shutil.rmtree(stage / "parts")
         pq.write_table(pa.table({
             "query_idx": pa.array(np.arange(len(query_ids), dtype=np.int32)),
             "query_id": query_ids,
@@ -275,7 +336,6 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
             "kind": KIND, "key": key, "embeddings": str(emb.folder.resolve()), "model": emb.manifest["model"],
             "fingerprint": emb.manifest["fingerprint"], **params.key_dict(), "rows": n_rows,
             "queries": len(query_ids), "seconds": round(time.perf_counter() - started, 3),
-            "index_path": str(dense.path) if dense is not None else None,
-            "index_used": describe(dense) if dense is not None else None,
+            "index_path": index_path, "index_used": index_used,
         })
     return folder
