@@ -38,7 +38,7 @@ def test_readme_commands_are_the_makefile_targets(clone):
         dry = subprocess.run(["make", "-n", target], cwd=clone, capture_output=True, text=True)
         assert dry.returncode == 0, dry.stderr
         assert "venv" in dry.stdout and "pip install --quiet torch==2.13.0" in dry.stdout
-        assert dry.stdout.index("torch==2.13.0") < dry.stdout.index("-e '.[test]'")  # torch before the project
+        assert dry.stdout.index("torch==2.13.0") < dry.stdout.index("-e '.[test,ray]'")  # torch before the project, with Ray
         assert expect[target] in dry.stdout
 
 
