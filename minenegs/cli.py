@@ -155,6 +155,8 @@ def encode(
     columns = Columns(id_column, text_column, title_column, query_column, positive_column)
     dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns)
     cache = cache_dir or default_cache_dir()
+    if device is None and ray_gpus:  # GPU actors: the model goes on their GPU (and auto precision is bf16)
+        device = "cuda"
     encoder = SentenceTransformerEncoder(model, device=device, precision=precision, max_seq_length=max_seq_length,
                                          batch_size=batch_size, fingerprint_memo=cache / "fingerprints.json")
     with progress_bar("encoding", quiet or json_) as progress:

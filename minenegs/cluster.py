@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,14 +73,24 @@ class RaySettings:
 
 
 def _endpoint(address: str) -> tuple[str, int] | None:
-    """``(host, port)`` to probe before joining, or None for ``local`` and ``auto``."""
-    if address in ("local", "auto"):
+    """``(host, port)`` to probe before joining, or None for ``local`` (and ``auto`` with no cluster known)."""
+    if address == "local":
         return None
+    if address == "auto":  # where Ray will look: RAY_ADDRESS, else the last cluster `ray start` made here
+        known = os.environ.get("RAY_ADDRESS") or _read(Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster")
+        return _endpoint(known) if known and known not in ("auto", "local") else None
     rest = address.removeprefix("ray://")
     host, sep, port = rest.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def probe(address: str) -> None:
@@ -91,7 +102,8 @@ def probe(address: str) -> None:
         socket.create_connection(endpoint, timeout=PROBE_SECONDS).close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__.replace("Error", " error").lower()
-        raise InputError(f"--ray {address}: no Ray cluster answers there ({reason}); start one with "
+        where = "there" if address.endswith(f":{endpoint[1]}") else f"at {endpoint[0]}:{endpoint[1]}"
+        raise InputError(f"--ray {address}: no Ray cluster answers {where} ({reason}); start one with "
                          "`ray start --head`, or pass --ray local to run on this machine") from None
 
 
@@ -108,12 +120,9 @@ def connect(settings: RaySettings) -> Iterator[Any]:
         logging.getLogger(name).setLevel(logging.ERROR)
     joined = not ray.is_initialized()
     if joined:
-        kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False,
-                                  "include_dashboard": False}
-        if settings.address != "local":
-            kwargs = {"address": settings.address, "logging_level": logging.ERROR, "log_to_driver": False}
-        try:
-            ray.init(**kwargs)
+        kwargs: dict[str, Any] = {"include_dashboard": False} if settings.address == "local" else {}
+        try:  # "local" always starts a new instance, even where another cluster runs or a dead one left its address
+            ray.init(address=settings.address, logging_level=logging.ERROR, log_to_driver=False, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             hint = "" if os.environ.get("RAY_AUTH_MODE") else (
@@ -122,6 +131,7 @@ def connect(settings: RaySettings) -> Iterator[Any]:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    context.raise_original_map_exception = True  # a worker's MinenegsError reaches the caller as itself
     try:
         yield ray
     finally:
@@ -158,13 +168,21 @@ def _run(settings: RaySettings, items: list[dict[str, Any]], worker: type, kwarg
         try:
             for row in results.iter_rows():
                 done(row)
-        except Exception as exc:  # a worker's own error, re-raised by Ray inside its own wrapper
-            cause = exc
-            while cause.__cause__ is not None and not isinstance(cause, MinenegsError):
-                cause = cause.__cause__
-            if isinstance(cause, MinenegsError):
-                raise cause from None
-            raise MinenegsError(f"the Ray job failed: {str(exc).splitlines()[0]}") from exc
+        except Exception as exc:  # Ray raises a worker's exception inside its own wrapper
+            original = _original(exc)
+            first = str(original).strip().splitlines()[0] if str(original).strip() else ""
+            if isinstance(original, MinenegsError):  # its message, without what Ray appended to it
+                raise type(original)(first) from None
+            raise MinenegsError(f"the Ray job failed: {type(original).__name__}: {first}") from exc
+
+
+def _original(exc: BaseException) -> BaseException:
+    """The exception a worker raised, out of Ray's wrappers (``cause``) and chains (``__cause__``)."""
+    while True:
+        inner = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(inner, BaseException):
+            return exc
+        exc = inner
 
 
 # -- encoding ------------------------------------------------------------------------------------------------

@@ -68,3 +68,12 @@ class RandomEncoder:
 
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
         return np.stack([_word_vector(t, self.dim) for t in texts]).astype(np.float32)
+
+
+class BrokenEncoder(FakeEncoder):
+    """Loads where it is made but fails where it encodes, as a model missing on a cluster's workers does."""
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        from minenegs.errors import ModelError
+
+        raise ModelError("cannot load model 'fake-bow': no such folder on this node")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,11 +60,8 @@ def cluster(tmp_path_factory):
                 time.sleep(0.5)
         yield address, kill
     finally:
-        head.terminate()
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, 9)
+        os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started: a test cluster keeps nothing
+        head.wait()
         mp.undo()
 
 
@@ -213,3 +211,32 @@ def test_without_ray_nothing_of_ray_is_imported(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=SAMPLES.parent, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_auto_names_the_dead_cluster_it_would_join(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    result = runner.invoke(app, ["encode", str(SAMPLES), "-o", str(tmp_path / "out"), "--ray", "auto"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("minenegs: error: --ray auto: no Ray cluster answers at 127.0.0.1:1 (Connection "
+                                     "refused); start one with `ray start --head`, or pass --ray local to run on "
+                                     "this machine")
+
+
+def test_local_starts_its_own_instance_whatever_cluster_is_known(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # a dead cluster `auto` would try
+    monkeypatch.setenv("PYTHONPATH", str(Path(fakes.__file__).parent))
+    _encode(tmp_path / "local", tmp_path / "cache-local")
+    summary = _encode(tmp_path / "ray", tmp_path / "cache-ray", RaySettings("local", workers=1))
+    assert summary.texts_encoded == summary.unique_texts
+    _same_files(tmp_path / "local", tmp_path / "ray", EMB_FILES)
+
+
+def test_a_workers_own_error_reaches_the_caller_as_itself(cluster, tmp_path):
+    from minenegs.errors import ModelError
+
+    address, _ = cluster
+    with pytest.raises(ModelError) as raised:
+        encode_dataset(load_beir(SAMPLES), tmp_path / "out", fakes.BrokenEncoder(), cache_dir=tmp_path / "c",
+                       ray=RaySettings(address))
+    assert str(raised.value) == "cannot load model 'fake-bow': no such folder on this node"
+    assert not (tmp_path / "out").exists()
