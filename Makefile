@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-scale bench-finetune clean
+.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-scale bench-ray bench-finetune clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ bench-mine: $(BENCH_STAMP)
 # synthetic vectors, no model and no shared data: 1M documents x 100k queries (a few minutes, ~5 GB of disk)
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py --docs 1000000 --queries 100000
+
+# SciFact encoded locally, then on a local Ray cluster with 1 and 2 model actors, in rounds (about 15 minutes)
+bench-ray: $(STAMP)
+	$(BIN)/python benchmarks/ray_encode.py --data $(SHARED)/scifact --rounds 2
 
 # every recipe not yet in benchmarks/results/finetune.json (about 5-15 minutes per recipe and seed)
 bench-finetune: $(BENCH_STAMP)
