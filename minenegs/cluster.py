@@ -158,12 +158,7 @@ def _run(settings: RaySettings, items: list[dict[str, Any]], worker: type, kwarg
     with connect(settings) as ray:
         size = min(len(items), settings.actors(ray.cluster_resources()))
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
-
-        class Bound(worker):  # the arguments travel with the class, so a restarted actor needs nothing else
-            def __init__(self) -> None:
-                super().__init__(**kwargs)
-
-        results = dataset.map_batches(Bound, batch_size=1,
+        results = dataset.map_batches(worker, fn_constructor_kwargs=kwargs, batch_size=1,
                                       compute=ray.data.ActorPoolStrategy(size=size), **settings.remote_args())
         try:
             for row in results.iter_rows():
