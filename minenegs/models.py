@@ -211,15 +211,66 @@ class SentenceTransformerEncoder:
         return int(self.load().get_sentence_embedding_dimension())
 
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        return _encode_with(self.load(), texts, prompt, self.precision, self.batch_size)
+
+
+def _encode_with(model: Any, texts: list[str], prompt: str | None, precision: str, batch_size: int) -> np.ndarray:
+    """A loaded SentenceTransformer's float32 vectors for ``texts``, under bf16 autocast or none."""
+    import torch
+
+    if precision == "bf16":
+        ctx = torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
+    else:
+        ctx = torch.autocast(device_type=model.device.type, enabled=False)
+    with ctx:
+        out = model.encode(texts, prompt=prompt or None, batch_size=batch_size,
+                           convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False)
+    return np.asarray(out, dtype=np.float32)
+
+
+_WEIGHT_DIGESTS: dict[int, tuple[tuple, str]] = {}  # id(model) -> (the weights' identity and versions, digest)
+
+
+@dataclass
+class LoadedEncoder:
+    """A ``SentenceTransformer`` object the caller already holds (maybe fine-tuned in this very process).
+
+    Its fingerprint is a hash of its weights (every parameter and buffer, byte for byte), remembered while no
+    tensor has been replaced or changed in place, so a model trained between two calls is never served the
+    vectors of its earlier self.
+    """
+
+    model: Any
+    precision: str = "fp32"
+    batch_size: int = 32
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InputError(f"batch_size {self.batch_size}: must be at least 1")
+        self.precision = resolve_precision(self.precision, self.model.device.type)
+        card = getattr(self.model, "model_card_data", None)
+        self.name = getattr(card, "base_model", None) or type(self.model).__name__
+
+    def fingerprint(self) -> str:
+        state = self.model.state_dict()
+        stamp = tuple((k, v.data_ptr(), v._version, tuple(v.shape), str(v.dtype)) for k, v in state.items())
+        known = _WEIGHT_DIGESTS.get(id(self.model))
+        if known is not None and known[0] == stamp:
+            return known[1]
         import torch
 
-        model = self.load()
-        if self.precision == "bf16":
-            ctx = torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
-        else:
-            ctx = torch.autocast(device_type=model.device.type, enabled=False)
-        with ctx:
-            out = model.encode(texts, prompt=prompt or None, batch_size=self.batch_size,
-                               convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False)
-        return np.asarray(out, dtype=np.float32)
+        digest = hashlib.sha256(type(self.model).__name__.encode())
+        for key, tensor in state.items():
+            digest.update(f"{key}|{tuple(tensor.shape)}|{tensor.dtype}\n".encode())
+            t = tensor.detach().cpu()
+            digest.update((t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy().tobytes())
+        _WEIGHT_DIGESTS[id(self.model)] = (stamp, digest.hexdigest())
+        return _WEIGHT_DIGESTS[id(self.model)][1]
+
+    def settings(self) -> dict[str, Any]:
+        return {"max_seq_length": self.model.max_seq_length, "precision": self.precision}
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        return _encode_with(self.model, texts, prompt, self.precision, self.batch_size)
 

@@ -68,24 +68,30 @@ def open_pool(pool: Path, params: MineParams, cross_encoder: str | None = None, 
     return opened.manifest, opened.emb, opened.engine(read_pool_arrays(pool))
 
 
+def select_from_pool(pool: Path, params: MineParams, cross_encoder: str | None = None, ce_batch_size: int = 64,
+                     progress: Any = None) -> tuple[_Opened, Selection]:
+    """Each query's negatives under ``params``, selected a chunk of queries at a time
+    (:func:`~minenegs.mine.pool_chunks`): every filter and draw is per query, so the result is the same as over
+    the whole pool, in memory bounded by a chunk. Returns the opened pool too (manifest, embeddings, corpus)."""
+    opened = _Opened(pool, params, cross_encoder, ce_batch_size, progress, None)
+    return opened, Selection.merge([opened.engine(arrays).selection(params) for arrays in pool_chunks(pool)])
+
+
 def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams, *, fmt: str = "n-tuple",
                         scores: bool = False, force: bool = False, cross_encoder: str | None = None,
                         ce_batch_size: int = 64, progress: Any = None) -> dict[str, Any]:
     """Select negatives from a pool folder and write them; returns the summary.
 
-    The pool is read a chunk of queries at a time (:func:`~minenegs.mine.pool_chunks`): every filter and draw
-    is per query, so the result is the same as over the whole pool, in memory bounded by a chunk.
-    With ``cross_encoder`` (a CrossEncoder name or folder), candidates up to ``params.ce_depth`` and the
-    positives are scored (cached in the pool) for the ``ce_max`` and ``promote`` thresholds and ``--scores``.
+    The selection is :func:`select_from_pool`'s. With ``cross_encoder`` (a CrossEncoder name or folder),
+    candidates up to ``params.ce_depth`` and the positives are scored (cached in the pool) for the ``ce_max`` and ``promote`` thresholds and ``--scores``.
     """
     started = time.perf_counter()
     pool = Path(pool)
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     check_output(Path(output), force)
-    opened = _Opened(pool, params, cross_encoder, ce_batch_size, progress, None)
+    opened, selection = select_from_pool(pool, params, cross_encoder, ce_batch_size, progress)
     manifest, emb = opened.manifest, opened.emb
-    selection = Selection.merge([opened.engine(arrays).selection(params) for arrays in pool_chunks(pool)])
     clusters = _clusters(pool)
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)

@@ -1,0 +1,291 @@
+"""``mine_hard_negatives``: sentence-transformers' function of that name, on minenegs' cache, pool and filters.
+
+One call, a ``datasets.Dataset`` in and one out, with sentence-transformers 6.x's argument names and meanings
+for what the two share. Underneath it is the ordinary pipeline: an embeddings folder and a candidate pool under
+the cache folder, keyed by the model, the prompts and the texts, so a second call with other thresholds reuses
+both and only selects again.
+
+Where the two differ, on purpose:
+
+- ``range_min`` skips the best *original* ranks (sentence-transformers skips the best candidates left after its
+  filters, so a margin moves its window).
+- ``sampling_strategy="random"`` draws with minenegs' seeded sampler (``seed``); the same seed gives the same
+  rows, but not sentence-transformers' (unseeded) rows.
+- A ``cross_encoder`` filters with minenegs' thresholds on its probability (``ce_max``, ``promote``), not by
+  replacing the dense scores under the margins; it is given by name or folder.
+- Arguments with no equivalent (``include_positives=True``, ``use_multi_process``, a ``faiss_batch_size`` other
+  than the default) raise ``TypeError`` naming them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import default_cache_dir, text_hash
+from .dataset import content_id
+from .errors import InputError
+from .records import Dataset, Qrel, TextTable
+
+OUTPUT_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
+_ST_FAISS_BATCH = 16384
+
+
+def _no_equivalent(name: str, why: str) -> TypeError:
+    return TypeError(f"mine_hard_negatives() argument {name!r} has no equivalent in minenegs: {why}")
+
+
+def _columns(dataset: Any) -> tuple[list[str], dict[str, list]]:
+    """Column names in order and the columns, from a ``datasets.Dataset`` or a list of dicts."""
+    if hasattr(dataset, "column_names") and hasattr(dataset, "to_dict"):
+        return list(dataset.column_names), dataset.to_dict()
+    if isinstance(dataset, list) and all(isinstance(row, dict) for row in dataset):
+        names = list(dataset[0]) if dataset else []
+        return names, {name: [row.get(name) for row in dataset] for name in names}
+    raise TypeError("mine_hard_negatives() takes a datasets.Dataset or a list of dicts as its dataset")
+
+
+def _encoder(model: Any, precision: str, batch_size: int):
+    from .models import LoadedEncoder, SentenceTransformerEncoder
+
+    if model is None or isinstance(model, (str, Path)):
+        return SentenceTransformerEncoder(None if model is None else str(model), precision=precision,
+                                          batch_size=batch_size,
+                                          fingerprint_memo=default_cache_dir() / "fingerprints.json")
+    if hasattr(model, "encode") and hasattr(model, "state_dict"):
+        return LoadedEncoder(model, precision=precision, batch_size=batch_size)
+    raise TypeError("mine_hard_negatives() takes a SentenceTransformer, a model name or a folder as its model")
+
+
+def _prompt(model: Any, prompt: str | None, name: str | None, default_name: str) -> str | None:
+    """What sentence-transformers' ``encode_query``/``encode_document`` would prepend."""
+    if prompt is not None:
+        return prompt
+    prompts = getattr(model, "prompts", None) or {}
+    if name is not None:
+        if name not in prompts:
+            raise InputError(f"prompt name {name!r} is not among the model's prompts {sorted(prompts)}")
+        return prompts[name]
+    return prompts.get(default_name) or None
+
+
+def mine_hard_negatives(
+    dataset: Any,
+    model: Any = None,
+    anchor_column_name: str | None = None,
+    positive_column_name: str | None = None,
+    corpus: list[str] | None = None,
+    cross_encoder: str | None = None,
+    range_min: int = 0,
+    range_max: int | None = None,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+    num_negatives: int = 3,
+    sampling_strategy: str = "top",
+    query_prompt_name: str | None = None,
+    query_prompt: str | None = None,
+    corpus_prompt_name: str | None = None,
+    corpus_prompt: str | None = None,
+    include_positives: bool = False,
+    output_format: str = "triplet",
+    output_scores: bool = False,
+    batch_size: int = 32,
+    faiss_batch_size: int = _ST_FAISS_BATCH,
+    use_faiss: bool = False,
+    use_multi_process: bool | list[str] = False,
+    verbose: bool = True,
+    cache_folder: str | None = None,
+    as_triplets: bool | None = None,
+    margin: float | None = None,
+    *,
+    strategy: str | None = None,
+    seed: int = 0,
+    dup_threshold: float | None = None,
+    duplicate_text: float | None = None,
+    max_positive_similarity: float | None = None,
+    ce_max: float | None = None,
+    promote: float | None = None,
+    ce_batch_size: int = 64,
+    simans_a: float | None = None,
+    simans_b: float | None = None,
+    index: str = "flat",
+    precision: str = "fp32",
+    cache_dir: str | Path | None = None,
+):
+    """Add hard negatives to (anchor, positive) pairs; a drop-in for
+    ``sentence_transformers.util.mine_hard_negatives`` (see the module's notes for what differs).
+
+    The shared arguments mean what they mean there. minenegs' own, keyword-only: ``strategy`` (``top``,
+    ``random`` or ``simans``; overrides ``sampling_strategy``), ``seed``, the guards ``dup_threshold``,
+    ``duplicate_text`` and ``max_positive_similarity``, the cross-encoder thresholds ``ce_max`` and ``promote``,
+    ``simans_a``/``simans_b``, ``index`` (``flat``, ``ivf``, ``hnsw`` or ``auto``), ``precision`` (``fp32``, as
+    sentence-transformers encodes, or ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias).
+    Returns a ``datasets.Dataset`` in ``output_format``.
+    """
+    from .embeddings import Embeddings, encode_dataset
+    from .index import IndexParams
+    from .mine import MineParams
+    from .pool import PoolParams, build_pool
+    from .stages import select_from_pool
+    from .strategies import StrategyParams
+
+    if include_positives:
+        raise _no_equivalent("include_positives", "positives are never candidates; rank them with a retrieval "
+                             "evaluator instead")
+    if use_multi_process:
+        raise _no_equivalent("use_multi_process", "encode on several devices with `minenegs encode --ray`")
+    if faiss_batch_size != _ST_FAISS_BATCH:
+        raise _no_equivalent("faiss_batch_size", "queries are searched 1,024 at a time whatever the index")
+    if cross_encoder is not None and not isinstance(cross_encoder, (str, Path)):
+        raise TypeError("mine_hard_negatives() takes the cross_encoder's name or saved folder, not the object")
+    if cross_encoder is not None and any(v is not None for v in (absolute_margin, relative_margin, max_score,
+                                                                  min_score, margin)):
+        raise _no_equivalent("cross_encoder with margins or score limits", "sentence-transformers applies them to "
+                             "the cross-encoder's scores; minenegs applies them to the dense scores and filters "
+                             "with ce_max= / promote= on the cross-encoder's probability")
+    if cross_encoder is not None and ce_max is None and promote is None:
+        raise TypeError("mine_hard_negatives(): a cross_encoder without ce_max= or promote= would change nothing")
+    if as_triplets is not None:
+        output_format = "triplet" if as_triplets else "n-tuple"
+    if margin is not None:
+        absolute_margin = margin
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format {output_format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be at least 1, got num_negatives={num_negatives}.")
+
+    names, cols = _columns(dataset)
+    if not cols or not len(cols[names[0]]):
+        raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
+    anchor = anchor_column_name if anchor_column_name in names else names[0]
+    if positive_column_name not in names:
+        if len(names) < 2:
+            raise ValueError("Dataset must contain at least two columns to select the positive column automatically.")
+        positive_column_name = names[1]
+    positive = positive_column_name
+    anchors, positives = [str(a) for a in cols[anchor]], [str(p) for p in cols[positive]]
+
+    # queries and corpus de-duplicated by text, in first appearance; the corpus holds every positive
+    queries = list(dict.fromkeys(anchors))
+    docs = list(dict.fromkeys([*(corpus or []), *positives]))
+    doc_row = {text: i for i, text in enumerate(docs)}
+    q_row = {text: i for i, text in enumerate(queries)}
+    pos_of: list[list[int]] = [[] for _ in queries]
+    for a, p in zip(anchors, positives):
+        if doc_row[p] not in pos_of[q_row[a]]:
+            pos_of[q_row[a]].append(doc_row[p])
+    max_positives = max(len(p) for p in pos_of)
+    if range_max is None:
+        wide = any(v is not None for v in (absolute_margin, relative_margin, max_score))
+        range_max = range_min + num_negatives * (10 if wide else 1) + max_positives
+    if range_min < 0 or range_min >= range_max:
+        raise ValueError(f"range_min must be non-negative and smaller than range_max, got range_min={range_min} "
+                         f"and range_max={range_max}.")
+    if num_negatives > range_max - range_min:
+        raise ValueError(f"Cannot mine {num_negatives} negatives per query: only {range_max - range_min} candidates "
+                         f"remain after skipping the first range_min={range_min} of range_max={range_max}.")
+
+    encoder = _encoder(model, precision, batch_size)
+    q_prompt = _prompt(model, query_prompt, query_prompt_name, "query")
+    d_prompt = _prompt(model, corpus_prompt, corpus_prompt_name, "document")
+    q_ids, d_ids = [content_id("q", t) for t in queries], [content_id("d", t) for t in docs]
+    qrels = [Qrel(q_ids[qi], d_ids[d]) for qi, rows in enumerate(pos_of) for d in rows]
+    root = Path(cache_dir or cache_folder or default_cache_dir())
+    digest = hashlib.sha256(json.dumps({"model": encoder.fingerprint(), "settings": encoder.settings(),
+                                        "prompts": [q_prompt, d_prompt]}, sort_keys=True).encode())
+    for texts in (queries, docs):
+        digest.update(len(texts).to_bytes(8, "little"))
+        for t in texts:
+            digest.update(text_hash(t))
+    digest.update(json.dumps([[q.query_id, q.doc_id] for q in qrels]).encode())
+    folder = root / "mine_hard_negatives" / digest.hexdigest()[:24]
+    if not (folder / "manifest.json").exists():
+        encode_dataset(Dataset(TextTable(d_ids, docs), TextTable(q_ids, queries), qrels), folder, encoder,
+                       cache_dir=root, query_prompt=q_prompt, corpus_prompt=d_prompt, force=True)
+    emb = Embeddings(folder)
+    pool = build_pool(emb, PoolParams(depth=range_max + max_positives, index=IndexParams(index)))
+
+    thresholds = {k: v for k, v in {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
+                                    "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,
+                                    "duplicate_text": duplicate_text,
+                                    "max_positive_similarity": max_positive_similarity,
+                                    "ce_max": ce_max, "promote": promote}.items() if v is not None}
+    sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
+    params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
+    _, sel = select_from_pool(pool, params, str(cross_encoder) if cross_encoder else None, ce_batch_size)
+
+    negs = {int(q): (n, s) for q, n, s in zip(sel.query_idx, sel.negatives, sel.negative_scores)}
+    pos_score = {(int(q), int(d)): float(s) for q, ds, ss in zip(sel.query_idx, sel.positives, sel.positive_scores)
+                 for d, s in zip(ds.tolist(), ss.tolist())}
+    data = _rows(output_format, output_scores, anchor, positive, queries, docs, pos_of, negs, pos_score,
+                 num_negatives)
+    if verbose:
+        summary = sel.summary(num_negatives)
+        print(f"minenegs: {len(next(iter(data.values())))} rows ({output_format}); {summary['negatives']:,} "
+              f"negatives for {summary['queries']:,} queries, {summary['queries_short']:,} short; "
+              f"removed: {sel.removed}", file=sys.stderr)
+    from datasets import Dataset as HFDataset
+
+    return HFDataset.from_dict(data)
+
+
+def _rows(fmt: str, scores: bool, anchor: str, positive: str, queries: list[str], docs: list[str],
+          pos_of: list[list[int]], negs: dict[int, tuple[np.ndarray, np.ndarray]],
+          pos_score: dict[tuple[int, int], float], n: int) -> dict[str, list]:
+    """The output columns, shaped as sentence-transformers shapes them: queries in first appearance, each
+    query's positives in the order the pairs gave them."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    if fmt == "n-tuple":
+        data: dict[str, list] = {anchor: [], positive: [], **{f"negative_{i}": [] for i in range(1, n + 1)}}
+    elif fmt == "triplet":
+        data = {anchor: [], positive: [], "negative": []}
+    elif fmt == "labeled-pair":
+        data = {anchor: [], positive: [], "score" if scores else "label": []}
+    else:
+        data = {anchor: [], positive: [], "scores" if scores else "labels": []}
+    if scores and fmt in ("n-tuple", "triplet"):
+        data["scores"] = []
+    for qi, query in enumerate(queries):
+        neg, nscore = negs.get(qi, empty)
+        neg_texts, nscores = [docs[d] for d in neg.tolist()], [float(s) for s in nscore.tolist()]
+        if fmt == "labeled-pair":
+            for d in pos_of[qi]:
+                data[anchor].append(query)
+                data[positive].append(docs[d])
+                data["score" if scores else "label"].append(pos_score[(qi, d)] if scores else 1)
+            for text, s in zip(neg_texts, nscores):
+                data[anchor].append(query)
+                data[positive].append(text)
+                data["score" if scores else "label"].append(s if scores else 0)
+            continue
+        for d in pos_of[qi]:
+            ps = pos_score[(qi, d)]
+            if fmt == "n-tuple":
+                if len(neg_texts) < n:
+                    continue
+                data[anchor].append(query)
+                data[positive].append(docs[d])
+                for i, text in enumerate(neg_texts, start=1):
+                    data[f"negative_{i}"].append(text)
+                if scores:
+                    data["scores"].append([ps, *nscores])
+            elif fmt == "triplet":
+                for text, s in zip(neg_texts, nscores):
+                    data[anchor].append(query)
+                    data[positive].append(docs[d])
+                    data["negative"].append(text)
+                    if scores:
+                        data["scores"].append([ps, s])
+            elif neg_texts:  # labeled-list: one row per (query, positive), the positive first
+                data[anchor].append(query)
+                data[positive].append([docs[d], *neg_texts])
+                data["scores" if scores else "labels"].append([ps, *nscores] if scores else
+                                                              [1] + [0] * len(neg_texts))
+    return data
