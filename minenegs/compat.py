@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from .cache import default_cache_dir, text_hash
-from .dataset import content_id
 from .errors import InputError
 from .records import Dataset, Qrel, TextTable
 
@@ -195,18 +194,13 @@ def mine_hard_negatives(
     encoder = _encoder(model, precision, batch_size)
     q_prompt = _prompt(model, query_prompt, query_prompt_name, "query")
     d_prompt = _prompt(model, corpus_prompt, corpus_prompt_name, "document")
-    q_ids, d_ids = [content_id("q", t) for t in queries], [content_id("d", t) for t in docs]
-    qrels = [Qrel(q_ids[qi], d_ids[d]) for qi, rows in enumerate(pos_of) for d in rows]
     root = Path(cache_dir or cache_folder or default_cache_dir())
-    digest = hashlib.sha256(json.dumps({"model": encoder.fingerprint(), "settings": encoder.settings(),
-                                        "prompts": [q_prompt, d_prompt]}, sort_keys=True).encode())
-    for texts in (queries, docs):
-        digest.update(len(texts).to_bytes(8, "little"))
-        for t in texts:
-            digest.update(text_hash(t))
-    digest.update(json.dumps([[q.query_id, q.doc_id] for q in qrels]).encode())
-    folder = root / "mine_hard_negatives" / digest.hexdigest()[:24]
+    model_key = json.dumps({"model": encoder.fingerprint(), "settings": encoder.settings(),
+                            "prompts": [q_prompt, d_prompt]}, sort_keys=True)
+    folder = root / "mine_hard_negatives" / _folder_key(model_key, queries, docs, pos_of)
     if not (folder / "manifest.json").exists():
+        q_ids, d_ids = [f"q{i}" for i in range(len(queries))], [f"d{i}" for i in range(len(docs))]
+        qrels = [Qrel(q_ids[qi], d_ids[d]) for qi, rows in enumerate(pos_of) for d in rows]
         encode_dataset(Dataset(TextTable(d_ids, docs), TextTable(q_ids, queries), qrels), folder, encoder,
                        cache_dir=root, query_prompt=q_prompt, corpus_prompt=d_prompt, force=True)
     emb = Embeddings(folder)
@@ -219,7 +213,8 @@ def mine_hard_negatives(
                                     "ce_max": ce_max, "promote": promote}.items() if v is not None}
     sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
     params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
-    _, sel = select_from_pool(pool, params, str(cross_encoder) if cross_encoder else None, ce_batch_size)
+    _, sel = select_from_pool(pool, params, str(cross_encoder) if cross_encoder else None, ce_batch_size,
+                              arrays=_pool_arrays(pool))
 
     negs = {int(q): (n, s) for q, n, s in zip(sel.query_idx, sel.negatives, sel.negative_scores)}
     pos_score = {(int(q), int(d)): float(s) for q, ds, ss in zip(sel.query_idx, sel.positives, sel.positive_scores)
@@ -231,9 +226,45 @@ def mine_hard_negatives(
         print(f"minenegs: {len(next(iter(data.values())))} rows ({output_format}); {summary['negatives']:,} "
               f"negatives for {summary['queries']:,} queries, {summary['queries_short']:,} short; "
               f"removed: {sel.removed}", file=sys.stderr)
+    import pyarrow as pa
     from datasets import Dataset as HFDataset
+    from datasets.table import InMemoryTable
 
-    return HFDataset.from_dict(data)
+    # the fingerprint datasets would compute pickles the whole table; what made it names it as well
+    made_of = json.dumps([str(folder), pool.name, repr(params), output_format, output_scores, anchor, positive])
+    return HFDataset(InMemoryTable(pa.table(data)), fingerprint=hashlib.sha256(made_of.encode()).hexdigest()[:32])
+
+
+_FOLDER_KEYS: dict[tuple, str] = {}  # (model, texts as Python hashes them) -> the folder's digest of the texts
+_POOL_ARRAYS: dict[str, tuple[tuple, dict[str, Any]]] = {}  # the last pool read, while its file is unchanged
+
+
+def _folder_key(model_key: str, queries: list[str], docs: list[str], pos_of: list[list[int]]) -> str:
+    """The embeddings folder's name: a digest of the model, the prompts and every text, stable across
+    processes. Within one process it is remembered by Python's own (cached) string hashes, so a second call
+    on the same texts does not hash them again."""
+    quick = (model_key, len(queries), len(docs), hash(tuple(queries)), hash(tuple(docs)),
+             hash(tuple(map(tuple, pos_of))))
+    if quick not in _FOLDER_KEYS:
+        digest = hashlib.sha256(model_key.encode())
+        for texts in (queries, docs):
+            digest.update(len(texts).to_bytes(8, "little"))
+            for t in texts:
+                digest.update(text_hash(t))
+        digest.update(json.dumps(pos_of).encode())
+        _FOLDER_KEYS[quick] = digest.hexdigest()[:24]
+    return _FOLDER_KEYS[quick]
+
+
+def _pool_arrays(pool: Path) -> dict[str, Any]:
+    from .mine import read_pool_arrays
+
+    st = (pool / "candidates.parquet").stat()
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    if _POOL_ARRAYS.get(str(pool), (None,))[0] != stamp:
+        _POOL_ARRAYS.clear()
+        _POOL_ARRAYS[str(pool)] = (stamp, read_pool_arrays(pool))
+    return _POOL_ARRAYS[str(pool)][1]
 
 
 def _rows(fmt: str, scores: bool, anchor: str, positive: str, queries: list[str], docs: list[str],

@@ -168,8 +168,8 @@ def pool_chunks(pool: Path, rows: int | None = None) -> Iterator[dict[str, np.nd
 def corpus_view(emb) -> CorpusView:
     """Vectors and texts of an embeddings folder's corpus, for the filters that need them."""
 
-    texts = read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text")
-    return CorpusView(emb.reader("corpus"), texts)
+    return CorpusView(emb.reader("corpus"),
+                      lambda: read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text"))
 
 
 def cross_encoder_pairs(a: dict[str, np.ndarray], params: MineParams) -> np.ndarray:

@@ -69,12 +69,14 @@ def open_pool(pool: Path, params: MineParams, cross_encoder: str | None = None, 
 
 
 def select_from_pool(pool: Path, params: MineParams, cross_encoder: str | None = None, ce_batch_size: int = 64,
-                     progress: Any = None) -> tuple[_Opened, Selection]:
+                     progress: Any = None, arrays: dict[str, Any] | None = None) -> tuple[_Opened, Selection]:
     """Each query's negatives under ``params``, selected a chunk of queries at a time
     (:func:`~minenegs.mine.pool_chunks`): every filter and draw is per query, so the result is the same as over
-    the whole pool, in memory bounded by a chunk. Returns the opened pool too (manifest, embeddings, corpus)."""
+    the whole pool, in memory bounded by a chunk; or over ``arrays``, the whole pool already read
+    (:func:`~minenegs.mine.read_pool_arrays`). Returns the opened pool too (manifest, embeddings, corpus)."""
     opened = _Opened(pool, params, cross_encoder, ce_batch_size, progress, None)
-    return opened, Selection.merge([opened.engine(arrays).selection(params) for arrays in pool_chunks(pool)])
+    chunks = [arrays] if arrays is not None else pool_chunks(pool)
+    return opened, Selection.merge([opened.engine(chunk).selection(params) for chunk in chunks])
 
 
 def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams, *, fmt: str = "n-tuple",

@@ -29,9 +29,16 @@ class CorpusView:
     string column)."""
 
     def __init__(self, vectors: np.ndarray, texts) -> None:
+        """``texts`` is the column, or a function that reads it when a filter first needs it."""
         self.vectors = vectors
-        self.texts = texts
+        self._texts = texts
         self._keys: np.ndarray | None = None
+
+    @property
+    def texts(self):
+        if callable(self._texts):
+            self._texts = self._texts()
+        return self._texts
 
     def text(self, row: int) -> str:
         return self.texts[row].as_py()
