@@ -72,7 +72,8 @@ def _root(
 
 # -- reusable option aliases ---------------------------------------------------------------------
 DataArg = Annotated[Optional[Path], typer.Argument(
-    help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a pair file (query and positive texts).",
+    help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/), or pairs (query and positive texts): a file, or a "
+    "Hugging Face dataset (a save_to_disk folder, an .arrow file, a folder of .parquet files).",
     show_default=False)]
 SplitOpt = Annotated[str, typer.Option("--split", help="Qrels split of a BEIR folder.")]
 CorpusOpt = Annotated[Optional[Path], typer.Option("--corpus", help="Corpus file (JSONL, CSV, TSV, Parquet).")]
@@ -83,7 +84,7 @@ TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", help="Tex
 TitleColumnOpt = Annotated[Optional[str], typer.Option("--title-column", help="Title column of the corpus.")]
 QueryColumnOpt = Annotated[Optional[str], typer.Option("--query-column", help="Query column of a pair file.")]
 PositiveColumnOpt = Annotated[Optional[str], typer.Option("--positive-column", help="Positive column of a pair file.")]
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output path (a folder for encode, a file for mine and filter).", show_default=False)]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output path (a folder for encode, a file for mine and filter; NAME.arrow: a Hugging Face dataset folder).", show_default=False)]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="sentence-transformers model name or folder [default: $MINENEGS_MODEL, else the bundled "
     "all-MiniLM-L6-v2].", show_default=False)]

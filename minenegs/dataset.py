@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .readers import RowReader, pick_column, require_column
+from .readers import RowReader, pick_column, require_column, table_files
 from .records import Dataset, Doc, Qrel, Query, TextTable
 
 DOC_ID = ("_id", "id", "doc_id", "docid", "corpus_id", "corpus-id", "pid")
@@ -349,7 +349,12 @@ def load_dataset(data: Path | str | None = None, *, split: str = "train", corpus
     """Any supported input: a BEIR folder or pair file as ``data``, or separate files."""
     if data is not None:
         data = Path(data)
-        if data.is_dir():
+        if (data / "dataset_dict.json").exists():  # DatasetDict.save_to_disk: one folder per split
+            if not (data / split).is_dir():
+                splits = sorted(p.name for p in data.iterdir() if p.is_dir())
+                raise InputError(f"{data}: has no split {split!r}; choose --split from {', '.join(splits)}")
+            data = data / split
+        if data.is_dir() and not table_files(data):  # a BEIR folder; a dataset folder holds pairs
             if corpus or queries or qrels:
                 raise InputError("give either a BEIR folder or --corpus/--queries/--qrels, not both")
             return load_beir(data, split, columns)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import is_stdout, output_file, read_parquet, write_text_atomic
+from .artifacts import is_stdout, output_dir, output_file, read_parquet, write_text_atomic
 from .mine import Selection
 
 ROW_BATCH = 4096
@@ -175,6 +175,33 @@ def _write_parquet(rows: Rows, tmp: Path, metadata: dict[str, Any]) -> int:
     return count
 
 
+def _write_dataset(rows: Rows, folder: Path, metadata: dict[str, Any]) -> int:
+    """Rows as a Hugging Face dataset folder (``Dataset.save_to_disk``; ``datasets.load_from_disk`` opens it),
+    the provenance in its description."""
+    import pyarrow as pa
+    from datasets import Dataset, DatasetInfo
+    from datasets.table import InMemoryTable
+    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    parts, batch = [], []
+    for row in itertools.chain(rows, [None]):
+        if row is not None:
+            batch.append(row)
+        if batch and (row is None or len(batch) >= ROW_BATCH):
+            parts.append(pa.Table.from_pylist(batch, schema=parts[0].schema if parts else None))
+            batch = []
+    table = pa.concat_tables(parts) if parts else pa.table({})
+    info = DatasetInfo(description=json.dumps({"minenegs": {**metadata, "rows": table.num_rows}}, sort_keys=True))
+    shown = not are_progress_bars_disabled()
+    disable_progress_bars()  # progress is the command's to show, on its own terms
+    try:
+        Dataset(InMemoryTable(table), info=info).save_to_disk(str(folder))
+    finally:
+        if shown:
+            enable_progress_bars()
+    return table.num_rows
+
+
 def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tuple", num_negatives: int,
                  scores: bool = False, metadata: dict[str, Any] | None = None, force: bool = False,
                  clusters: dict[int, int] | None = None, corpus_texts=None) -> int:
@@ -198,18 +225,27 @@ def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tu
             count += 1
         sys.stdout.flush()
         return count
-    with output_file(out, force) as tmp:
-        if fmt == "flag-jsonl":
-            count = 0
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for row in rows:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    count += 1
-        else:
-            count = _write_parquet(rows, tmp, meta)
+    if out.suffix.lower() == ".arrow":
+        with output_dir(out, force) as stage:
+            count = _write_dataset(rows, stage, meta)
+    else:
+        with output_file(out, force) as tmp:
+            count = _write_file(rows, tmp, fmt, meta)
     side = out.with_name(out.name + ".short.txt")
     if selection.short:
         write_text_atomic(side, "".join(q + "\n" for q in selection.short))
     elif side.exists():
         side.unlink()
+    return count
+
+
+def _write_file(rows: Rows, tmp: Path, fmt: str, meta: dict[str, Any]) -> int:
+    """Rows as JSON lines (flag-jsonl) or Parquet into ``tmp``; returns the row count."""
+    if fmt != "flag-jsonl":
+        return _write_parquet(rows, tmp, meta)
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
     return count

@@ -28,12 +28,31 @@ SUFFIX_FORMATS = {
     ".txt": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".arrow": "arrow",
 }
 FORMATS = sorted(set(SUFFIX_FORMATS.values()))
 
 
+def table_files(folder: Path) -> list[Path]:
+    """The Arrow or Parquet files of a Hugging Face dataset folder (``Dataset.save_to_disk``, or a folder of
+    ``.arrow``/``.parquet`` files, also under ``data/``), in name order; empty for any other folder."""
+    for where in (folder, folder / "data"):
+        files = sorted(where.glob("*.arrow")) or sorted(where.glob("*.parquet"))
+        if files:
+            return files
+    return []
+
+
 def detect_format(path: Path) -> str:
-    """The file format from the suffix (``.gz`` is looked through)."""
+    """The file format from the suffix (``.gz`` is looked through); ``dataset`` for a dataset folder."""
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists():
+            splits = sorted(p.name for p in path.iterdir() if p.is_dir())
+            raise InputError.at(path, None, "holds a DatasetDict", f"name one split's folder: {', '.join(splits)}")
+        if not table_files(path):
+            raise InputError.at(path, None, "is a folder without .arrow or .parquet files",
+                                "give a file, or a folder written by Dataset.save_to_disk")
+        return "dataset"
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
@@ -75,7 +94,7 @@ def _check_readable(path: Path) -> None:
     if not path.exists():
         raise InputError.at(path, None, "no such file", "check the path")
     if path.is_dir():
-        raise InputError.at(path, None, "is a folder, not a file", "name a file inside it")
+        return  # a dataset folder: detect_format says whether it is one
     try:
         size = path.stat().st_size
         with open(path, "rb"):
@@ -106,7 +125,8 @@ class RowReader:
         return self._sha.hexdigest()
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        readers = {"jsonl": self._jsonl, "csv": self._delimited, "tsv": self._delimited, "parquet": self._parquet}
+        readers = {"jsonl": self._jsonl, "csv": self._delimited, "tsv": self._delimited, "parquet": self._tables,
+                   "arrow": self._tables, "dataset": self._tables}
         yielded = False
         for item in readers[self.fmt]():
             yielded = True
@@ -178,21 +198,45 @@ class RowReader:
                                     "(unterminated quote)", 'close it, or double a quote inside a field ("")') from None
             raise InputError.at(self.path, f"line {reader.line_num}", f"malformed ({exc})", "fix the quoting") from None
 
-    # -- parquet ----------------------------------------------------------------------------
-    def _parquet(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    # -- parquet, arrow, dataset folders ----------------------------------------------------
+    def _tables(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Rows of a Parquet or Arrow file (IPC stream, as ``datasets`` writes, or file), or of every file of a
+        dataset folder in name order, a batch at a time."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self._sha = _sha256_of(self.path)
+        files = table_files(self.path) if self.fmt == "dataset" else [self.path]
+        self._sha = hashlib.sha256()
+        row = 0
+        for path in files:
+            self._sha.update(_sha256_of(path).digest())
+            try:
+                if path.suffix.lower() in (".parquet", ".pq"):
+                    batches = pq.ParquetFile(path).iter_batches(batch_size=8192)
+                else:
+                    batches = _ipc_batches(path)
+                for batch in batches:
+                    for item in batch.to_pylist():
+                        row += 1
+                        yield f"row {row}", item
+            except (pa.ArrowException, OSError) as exc:
+                kind = "Parquet" if path.suffix.lower() in (".parquet", ".pq") else "Arrow"
+                raise InputError.at(path, None, f"is not a readable {kind} file ({str(exc).splitlines()[0]})",
+                                    "check the file") from None
+
+
+def _ipc_batches(path: Path):
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
         try:
-            pfile = pq.ParquetFile(self.path)
-            row = 0
-            for batch in pfile.iter_batches(batch_size=8192):
-                for item in batch.to_pylist():
-                    row += 1
-                    yield f"row {row}", item
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError.at(self.path, None, f"is not a readable Parquet file ({exc})", "check the file") from None
+            reader = pa.ipc.open_stream(source)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            reader = pa.ipc.open_file(source)
+            yield from (reader.get_batch(i) for i in range(reader.num_record_batches))
+            return
+        yield from reader
 
 
 def _sha256_of(path: Path) -> Any:

@@ -128,3 +128,20 @@ def test_min_coverage_gives_exit_3_and_keeps_the_output(tmp_path, pool):
     assert lenient.exit_code == 0
     bad = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / "z.parquet"), "--min-coverage", "5"])
     assert bad.exit_code == 2 and not (tmp_path / "z.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt", ["n-tuple", "triplet", "labeled-list"])
+def test_an_arrow_output_is_a_dataset_folder_load_from_disk_opens(tmp_path, pool, fmt):
+    from datasets import load_from_disk
+
+    for name in ("n.parquet", "n.arrow"):
+        result = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / name), "--format", fmt,
+                                          "--scores", "--num-negatives", "3", "-q"])
+        assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # no progress bar of datasets' own
+    opened = load_from_disk(str(tmp_path / "n.arrow"))
+    assert opened.to_list() == rows(tmp_path / "n.parquet")
+    assert json.loads(opened.info.description)["minenegs"]["format"] == fmt
+    again = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / "n.arrow"), "--format", fmt, "-q"])
+    assert again.exit_code == 2 and "already exists" in again.stderr  # kept, not half-replaced
+    assert load_from_disk(str(tmp_path / "n.arrow")).to_list() == opened.to_list()

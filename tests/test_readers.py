@@ -193,3 +193,37 @@ def test_pairs_with_extra_corpus_reuse_corpus_ids(tmp_path, samples):
     ds = load_dataset(path, corpus=samples / "corpus.jsonl")
     assert len(ds.corpus) == 104
     assert list(ds.positives().values()) == [[load_beir(samples).corpus.ids[0]]]
+
+
+@pytest.fixture
+def hf_pairs(tmp_path):
+    """The same three pairs as a JSONL file and as Hugging Face dataset folders and files."""
+    from datasets import Dataset as HFDataset, DatasetDict
+
+    rows = [{"anchor": "what is a cell", "positive": "A cell is the unit of life."},
+            {"anchor": "what is a cell", "positive": "Cells divide by mitosis."},
+            {"anchor": "why is the sky blue", "positive": "Rayleigh scattering favours blue light."}]
+    ds = HFDataset.from_list(rows)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    DatasetDict({"train": ds, "test": ds.select([2])}).save_to_disk(str(tmp_path / "dict"))
+    (tmp_path / "parquet" / "data").mkdir(parents=True)
+    ds.to_parquet(str(tmp_path / "parquet" / "data" / "train-00000.parquet"))
+    return write_jsonl(tmp_path / "pairs.jsonl", rows), tmp_path
+
+
+@pytest.mark.parametrize("source", ["saved", "dict", "parquet", "saved/data-00000-of-00001.arrow"])
+def test_hugging_face_datasets_are_read_wherever_a_pair_file_is(hf_pairs, source):
+    jsonl, root = hf_pairs
+    expected = load_dataset(jsonl)
+    got = load_dataset(root / source)
+    assert (got.queries, got.corpus, got.qrels) == (expected.queries, expected.corpus, expected.qrels)
+    assert len(got.queries) == 2 and len(got.qrels) == 3
+
+
+def test_a_dataset_dict_split_is_chosen_and_a_missing_one_named(hf_pairs):
+    _, root = hf_pairs
+    assert len(load_dataset(root / "dict", split="test").qrels) == 1
+    with pytest.raises(InputError, match="has no split 'dev'; choose --split from test, train"):
+        load_dataset(root / "dict", split="dev")
+    with pytest.raises(InputError, match="without .arrow or .parquet files"):
+        load_pairs(root)  # a folder of other things is not a dataset
