@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-scale bench-ray bench-finetune clean
+.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ bench-scale: $(STAMP)
 # SciFact encoded locally, then on a local Ray cluster with 1 and 2 model actors, in rounds (about 15 minutes)
 bench-ray: $(STAMP)
 	$(BIN)/python benchmarks/ray_encode.py --data $(SHARED)/scifact --rounds 2
+
+# minenegs.mine_hard_negatives against sentence-transformers' own in one process (about 8 minutes)
+bench-dropin: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/dropin_vs_st.py --data $(SHARED)/scifact --rounds 5
 
 # every recipe not yet in benchmarks/results/finetune.json (about 5-15 minutes per recipe and seed)
 bench-finetune: $(BENCH_STAMP)

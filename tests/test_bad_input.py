@@ -79,7 +79,7 @@ CASES = {
     "header-only file": (one_file("corpus.csv", "_id,text\n"), r"corpus.csv: has no data rows"),
     "ragged CSV": (one_file("corpus.csv", "_id,text\nd1,hello\nd2,hello,again\n"), r"corpus.csv line 3: has 3 fields but the header has 2"),
     "missing file": (lambda t: {"corpus": t / "nope.jsonl"}, r"nope.jsonl: no such file"),
-    "folder instead of file": (folder_as_file, r"corpus.jsonl: is a folder, not a file"),
+    "folder instead of file": (folder_as_file, r"corpus.jsonl: is a folder without .arrow or .parquet files; give a file"),
     "corrupt gzip": (one_file("corpus.jsonl.gz", gzip.compress(CORPUS.encode())[:20]), r"corpus.jsonl.gz: cannot be read"),
     "not parquet": (one_file("corpus.parquet", b"PAR1 this is not parquet"), r"corpus.parquet: is not a readable Parquet file"),
     "unknown suffix": (one_file("corpus.xml", "<doc/>"), r"corpus.xml: unknown file type"),

@@ -151,3 +151,14 @@ def test_the_returned_dataset_trains_with_the_sentence_transformers_trainer(st_m
     result = trainer.train()
     assert np.isfinite(result.training_loss)
     assert not torch.equal(before, next(model.parameters()).detach())
+
+
+def test_prompts_are_applied_as_sentence_transformers_applies_them(st_model, pairs, cache, tmp_path_factory):
+    from sentence_transformers.util import mine_hard_negatives
+
+    dataset, corpus = pairs
+    prompts = {"query_prompt": "query: ", "corpus_prompt": "passage: ", "output_format": "n-tuple"}
+    theirs = mine_hard_negatives(dataset, st_model, corpus=corpus, use_faiss=True, verbose=False, **prompts)
+    ours = _ours(pairs, st_model, cache, **prompts)
+    assert ours.to_dict() == theirs.to_dict()
+    assert ours.to_dict() != _ours(pairs, st_model, cache, output_format="n-tuple").to_dict()  # they mattered
