@@ -309,7 +309,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
                     progress(done, len(query_ids))
 
             retrieve_batches(ray, emb.folder, params, batches, stage / "parts", tick)
-            rows = (pq.read_table(_part_path(stage / "parts", b)) for b, _ in batches)
+            rows = (read_parquet(_part_path(stage / "parts", b)) for b, _ in batches)
         else:
             rows = (pa.Table.from_batches([retrieval.batch(b, e)]) for b, e in batches)
         writer = pq.ParquetWriter(stage / "candidates.parquet", _schema())
