@@ -173,6 +173,8 @@ ScoresOpt = Annotated[bool, typer.Option("--scores", help="Add the positives' an
 PreviewOpt = Annotated[int, typer.Option("--preview", help="Show this many output rows when done.", min=0)]
 MinCoverageOpt = Annotated[Optional[float], typer.Option("--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95).", show_default=False)]
 CrossEncoderOpt = Annotated[Optional[str], typer.Option("--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool).", show_default=False)]
+BatchOrderOpt = Annotated[str, typer.Option("--batch-order", help="pool (the pool's query order) or clusters: blocks of --batch-size rows from one query cluster (pool mined with --query-clusters), blocks shuffled with --seed, no anchor or positive text twice in a block. Train without reshuffling (README).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Rows per block with --batch-order clusters: the trainer's batch size.", min=1)]
 CeBatchOpt = Annotated[int, typer.Option("--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", min=1)]
 
 # name -> (flag, type, default, help); `strategy` and `range_min` can also be grids in sweep and calibrate.
@@ -319,10 +321,12 @@ def mine(
     pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
     ray: RayOpt = None, ray_workers: RayWorkersOpt = 0, ray_cpus: RayCpusOpt = 1.0,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
+    batch_order: BatchOrderOpt = "pool", batch_size: BatchSizeOpt = 32,
     min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
     from .artifacts import check_output
+    from .batching import check_order
     from .embeddings import Embeddings
     from .index import IndexParams
     from .pool import PoolParams, build_pool
@@ -333,6 +337,7 @@ def mine(
     validate_coverage(min_coverage)
     check_bounds(max_leak, max_short)
     check_output(output, force)
+    check_order(batch_order, batch_size, fmt, query_clusters > 0)
     settings = _ray_settings(ray, ray_workers, ray_cpus)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search,
                                                              refine=refine),
@@ -346,7 +351,8 @@ def mine(
                                                ce_batch_size=ce_batch_size)
     with progress_bar("cross-encoder", quiet or json_) as progress:
         summary = negatives_from_pool(pool_dir, output, params, fmt=fmt, scores=scores, force=force,
-                                      cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
+                                      cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress,
+                                      batch_order=batch_order, batch_size=batch_size)
     if calibrated is not None:
         summary["calibrated"] = calibrated
     _finish(summary, output, fmt, preview, quiet, json_, min_coverage)
@@ -360,6 +366,7 @@ def filter_(
     params=None,
     cross_encoder: CrossEncoderOpt = None, ce_batch_size: CeBatchOpt = 64,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
+    batch_order: BatchOrderOpt = "pool", batch_size: BatchSizeOpt = 32,
     min_coverage: MinCoverageOpt = None, force: ForceOpt = False, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Remove likely false negatives from a candidate pool and write training rows."""
@@ -369,7 +376,8 @@ def filter_(
     validate_coverage(min_coverage)
     with progress_bar("cross-encoder", quiet or json_) as progress:
         summary = negatives_from_pool(pool, output, params, fmt=fmt, scores=scores, force=force,
-                                      cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress)
+                                      cross_encoder=cross_encoder, ce_batch_size=ce_batch_size, progress=progress,
+                                      batch_order=batch_order, batch_size=batch_size)
     _finish(summary, output, fmt, preview, quiet, json_, min_coverage)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import is_stdout, output_dir, output_file, read_parquet, write_text_atomic
+from .batching import in_batches
 from .mine import Selection
 
 ROW_BATCH = 4096
@@ -204,10 +205,12 @@ def _write_dataset(rows: Rows, folder: Path, metadata: dict[str, Any]) -> int:
 
 def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tuple", num_negatives: int,
                  scores: bool = False, metadata: dict[str, Any] | None = None, force: bool = False,
-                 clusters: dict[int, int] | None = None, corpus_texts=None) -> int:
+                 clusters: dict[int, int] | None = None, corpus_texts=None,
+                 batches: tuple[int, int] | None = None) -> int:
     """Write the selection as ``fmt`` to ``out`` (all or nothing); return the number of rows.
 
-    Short queries (fewer than ``num_negatives`` negatives) are listed in ``<out>.short.txt``.
+    Short queries (fewer than ``num_negatives`` negatives) are listed in ``<out>.short.txt``. ``batches``
+    (batch size, seed) writes the rows in topic-homogeneous blocks (:func:`~minenegs.batching.in_batches`).
     """
     to_stdout = is_stdout(out)
     out = Path(out)
@@ -217,6 +220,8 @@ def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tu
     tx = _Texts(emb, selection, corpus_texts)
     kwargs = {"doc_ids": emb.ids("corpus")} if fmt == "ids" else {}
     rows = FORMATS[fmt](selection, tx, num_negatives, scores, clusters, **kwargs)
+    if batches is not None:
+        rows = in_batches(rows, *batches)
     meta = {**(metadata or {}), "format": fmt, "short_queries": len(selection.short)}
     if to_stdout:  # JSON lines, for jq and friends
         count = 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import check_output, read_manifest, read_parquet
+from .batching import check_order
 from .embeddings import Embeddings
 from .errors import AcceptanceError, InputError
 from .mine import MineParams, Pool, Selection, corpus_view, cross_encoder_pairs, pool_chunks, read_pool_arrays
@@ -81,8 +82,12 @@ def select_from_pool(pool: Path, params: MineParams, cross_encoder: str | None =
 
 def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams, *, fmt: str = "n-tuple",
                         scores: bool = False, force: bool = False, cross_encoder: str | None = None,
-                        ce_batch_size: int = 64, progress: Any = None) -> dict[str, Any]:
+                        ce_batch_size: int = 64, progress: Any = None, batch_order: str = "pool",
+                        batch_size: int = 32) -> dict[str, Any]:
     """Select negatives from a pool folder and write them; returns the summary.
+
+    ``batch_order="clusters"`` writes the rows in blocks of ``batch_size`` from one query cluster each, shuffled
+    with ``params.seed`` (:mod:`minenegs.batching`); ``"pool"`` keeps the pool's query order.
 
     The selection is :func:`select_from_pool`'s. With ``cross_encoder`` (a CrossEncoder name or folder),
     candidates up to ``params.ce_depth`` and the positives are scored (cached in the pool) for the ``ce_max`` and ``promote`` thresholds and ``--scores``.
@@ -92,22 +97,25 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     check_output(Path(output), force)
+    clusters = _clusters(pool)
+    check_order(batch_order, batch_size, fmt, clusters is not None)
     opened, selection = select_from_pool(pool, params, cross_encoder, ce_batch_size, progress)
     manifest, emb = opened.manifest, opened.emb
-    clusters = _clusters(pool)
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
     used = manifest.get("index_used") or {}  # what was searched, without timings: the output's bytes stay the same
     index = {k: v for k, v in used.items() if k not in ("reused", "build_seconds") and v is not None}
     metadata = {
-        "params": {**asdict(params), "format": fmt, "scores": scores},
+        "params": {**asdict(params), "format": fmt, "scores": scores,
+                   **({"batch_order": batch_order, "batch_size": batch_size} if batch_order != "pool" else {})},
         "pool": {k: manifest.get(k) for k in ("retriever", "depth", "index", "rrf_k", "query_clusters")},
         "index_used": index,
         "model": emb.manifest["model"], "fingerprint": emb.manifest["fingerprint"],
         "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
     }
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
-                        metadata=metadata, force=force, clusters=by_position, corpus_texts=opened.corpus.texts)
+                        metadata=metadata, force=force, clusters=by_position, corpus_texts=opened.corpus.texts,
+                        batches=(batch_size, params.seed) if batch_order == "clusters" else None)
     return {"pool": str(pool), **({"index": index} if index else {}), **summary, "rows": rows,
             "seconds": round(time.perf_counter() - started, 3)}
 
