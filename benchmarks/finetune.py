@@ -35,6 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # its threads fight torch's on two cores
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench" / "finetune"
+BATCH = 32
 
 # name -> how its training rows are made. "mn" recipes: minenegs options; "st": mine_hard_negatives options.
 RECIPES: dict[str, dict] = {  # in the order a full run measures them
@@ -53,13 +54,34 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     "mn-top5-margin": {"kind": "mn", "strategy": "top", "n": 5, "relative_margin": 0.05},
     "mn-top5-guard0.7": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95,
                          "max_positive_similarity": 0.7},
+    # the levers of issue 14, each on mn-top3 (sentence-transformers' count: the direct comparison with st-top3)
+    "mn-mpnet-top3": {"kind": "mn", "strategy": "top", "n": 3, "model": "all-mpnet-base-v2"},
+    "mn-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "query_clusters": 10, "order": "clusters"},
 }
+TEACHERS = {"all-mpnet-base-v2": ROOT / "build" / "models" / "all-mpnet-base-v2"}  # made by setup_teacher.py
 
 
-def training_file(name: str, data: Path) -> Path:
-    """The recipe's training rows as Parquet (anchor, positive[, negative_1..n]), made once and cached."""
+def train_embeddings(ds, model: str | None) -> Path:
+    """SciFact train encoded with the bundled model or a teacher (bf16 autocast), made once."""
+    from minenegs.embeddings import encode_dataset
+    from minenegs.models import SentenceTransformerEncoder
+
+    emb_dir = ROOT / "build" / "bench" / "scifact-train" / ("emb" if model is None else f"emb-{model}")
+    if not (emb_dir / "manifest.json").exists():
+        if model is not None:
+            from setup_teacher import assemble
+
+            assemble(TEACHERS[model])
+        encoder = SentenceTransformerEncoder(None if model is None else str(TEACHERS[model]))
+        encode_dataset(ds, emb_dir, encoder, cache_dir=ROOT / "build" / "bench-cache", force=True)
+    return emb_dir
+
+
+def training_file(name: str, data: Path, seed: int) -> Path:
+    """The recipe's training rows as Parquet (anchor, positive[, negative_1..n]), made once and cached; a recipe
+    with ``order: clusters`` has one file per seed (the seed shuffles its blocks)."""
     recipe = RECIPES[name]
-    out = WORK / f"{name}.parquet"
+    out = WORK / (f"{name}-s{seed}.parquet" if recipe.get("order") else f"{name}.parquet")
     if out.exists():
         return out
     WORK.mkdir(parents=True, exist_ok=True)
@@ -87,20 +109,20 @@ def training_file(name: str, data: Path) -> Path:
                                     output_format="n-tuple", verbose=False, cache_folder=str(WORK / "st-cache"))
         mined.to_parquet(str(out))
         return out
-    from minenegs.embeddings import Embeddings, encode_dataset
+    from minenegs.embeddings import Embeddings
     from minenegs.mine import MineParams
-    from minenegs.models import SentenceTransformerEncoder
     from minenegs.pool import PoolParams, build_pool
     from minenegs.stages import negatives_from_pool
 
-    emb_dir = ROOT / "build" / "bench" / "scifact-train" / "emb"
-    if not (emb_dir / "manifest.json").exists():
-        encode_dataset(ds, emb_dir, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)
-    pool = build_pool(Embeddings(emb_dir), PoolParams(depth=100, retriever=recipe.get("retriever", "dense")))
+    emb_dir = train_embeddings(ds, recipe.get("model"))
+    pool = build_pool(Embeddings(emb_dir), PoolParams(depth=100, retriever=recipe.get("retriever", "dense"),
+                                                      query_clusters=recipe.get("query_clusters", 0)))
     thresholds = {"relative_margin": recipe.get("relative_margin"), "dup_threshold": recipe.get("dup_threshold"),
                   "max_positive_similarity": recipe.get("max_positive_similarity"), "duplicate_text": 1.0}
+    ordered = recipe.get("order") == "clusters"
     negatives_from_pool(pool, out, MineParams(recipe["strategy"], recipe["n"], range_min=recipe.get("range_min", 0),
-                                              seed=0, thresholds=thresholds), fmt="n-tuple")
+                                              seed=seed if ordered else 0, thresholds=thresholds), fmt="n-tuple",
+                        batch_order=recipe.get("order", "pool"), batch_size=BATCH)
     return out
 
 
@@ -126,17 +148,18 @@ def evaluate(model, data: Path) -> dict[str, float]:
     return {"ndcg@10": round(float(agg[nDCG @ 10]), 4), "recall@100": round(float(agg[R @ 100]), 4)}
 
 
-def train(model, rows: list[dict], seed: int, max_steps: int | None) -> int:
+def train(model, rows: list[dict], seed: int, max_steps: int | None, in_order: bool = False) -> int:
     """One epoch of sentence-transformers' MultipleNegativesRankingLoss: batches of 32 rows in a seeded random
-    order, AdamW at 2e-5 with 10 % linear warm-up then linear decay, under bf16 autocast. Returns the steps."""
+    order (``in_order``: consecutive rows, as the file has them), AdamW at 2e-5 with 10 % linear warm-up then
+    linear decay, under bf16 autocast. Returns the steps."""
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
     loss_fn = MultipleNegativesRankingLoss(model)
     columns = list(rows[0])
-    order = np.random.default_rng(seed).permutation(len(rows))
-    batches = [order[i:i + 32] for i in range(0, len(order), 32)][: max_steps or None]
+    order = np.arange(len(rows)) if in_order else np.random.default_rng(seed).permutation(len(rows))
+    batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)][: max_steps or None]
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * len(batches)), len(batches))
     model.train()
@@ -170,10 +193,10 @@ def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) 
     started = time.perf_counter()
     rows, steps = [], 0
     if name != "zero-shot":
-        table = pq.read_table(training_file(name, data))
+        table = pq.read_table(training_file(name, data, seed))
         rows = table.select([c for c in table.column_names if c == "anchor" or c == "positive"
                              or c.startswith("negative")]).to_pylist()
-        steps = train(model, rows, seed, max_steps)
+        steps = train(model, rows, seed, max_steps, in_order=RECIPES[name].get("order") == "clusters")
     train_seconds = time.perf_counter() - started
     return {"recipe": name, "seed": seed, "rows": len(rows), "steps": steps, "train_seconds": round(train_seconds, 1),
             **evaluate(model, data)}

@@ -319,6 +319,7 @@ def mine(
     ef_search: Annotated[int, typer.Option(help="HNSW search breadth.", min=1)] = 128,
     query_clusters: Annotated[int, typer.Option(help="k-means clusters of queries, written as cluster_id (0: off).", min=0)] = 0,
     pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
+    previous_pool: Annotated[Optional[list[Path]], typer.Option("--previous-pool", help="A pool of an earlier round (e.g. mined before fine-tuning; repeatable): its candidates join this round's, all scored and ranked by these embeddings.", show_default=False)] = None,
     ray: RayOpt = None, ray_workers: RayWorkersOpt = 0, ray_cpus: RayCpusOpt = 1.0,
     fmt: FormatOpt = "n-tuple", scores: ScoresOpt = False, preview: PreviewOpt = 3,
     batch_order: BatchOrderOpt = "pool", batch_size: BatchSizeOpt = 32,
@@ -341,7 +342,7 @@ def mine(
     settings = _ray_settings(ray, ray_workers, ray_cpus)
     pool_params = PoolParams(depth, retriever, IndexParams(index, nlist, nprobe, pq_m, hnsw_m, ef_search=ef_search,
                                                              refine=refine),
-                             query_clusters=query_clusters)
+                             query_clusters=query_clusters, previous=tuple(map(str, previous_pool or ())))
     with progress_bar("retrieving", quiet or json_) as progress:
         pool_dir = build_pool(Embeddings(embeddings), pool_params, progress=progress, out=pool, force=force,
                               ray=settings)

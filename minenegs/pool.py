@@ -9,6 +9,10 @@ and the retrieval parameters, so re-mining with other strategies or thresholds r
                          is_positive, source (dense | bm25 | both | qrels), bm25 (BM25 score or null)
     queries.parquet      query_idx, query_id, n_positives, min_positive_score, cluster_id (or null)
 
+A later round (``PoolParams.previous``: the pool folders of earlier rounds, e.g. mined with the model before
+fine-tuning) adds the earlier pools' candidates to what this round retrieves: the union, every candidate scored
+by this round's embeddings and ranked by that score (source ``previous`` where only an earlier pool had it).
+
 Rows are grouped by query and ordered by rank; the file is written one query batch at a time, as columns
 (retrieval, positive lookup and exact scores are array operations on the batch), so memory is bounded by a
 batch, not by the corpus or the pool.
@@ -48,6 +52,7 @@ class PoolParams:
     index: IndexParams = field(default_factory=IndexParams)
     rrf_k: int = 60
     query_clusters: int = 0
+    previous: tuple[str, ...] = ()  # pool folders of earlier rounds whose candidates join this one's
 
     def __post_init__(self) -> None:
         if self.depth < 1:
@@ -56,10 +61,19 @@ class PoolParams:
             raise InputError(f"--retriever {self.retriever}: choose one of {', '.join(RETRIEVERS)}")
         if self.query_clusters < 0:
             raise InputError("--query-clusters must be 0 (off) or more")
+        if self.previous and self.retriever == "bm25":
+            raise InputError("--previous-pool rescores candidates with the new model: use --retriever dense or hybrid")
+        for folder in self.previous:
+            if not (Path(folder) / "candidates.parquet").exists():
+                raise InputError(f"--previous-pool {folder}: not a candidate pool folder (no candidates.parquet)")
+        object.__setattr__(self, "previous", tuple(str(Path(f).resolve()) for f in self.previous))
 
     def key_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["index"] = asdict(self.index) if self.retriever != "bm25" else None
+        d["previous"] = [read_manifest(Path(f), KIND).get("key") for f in self.previous]
+        if not self.previous:
+            del d["previous"]  # pools made before rounds existed keep their keys
         return d
 
 
@@ -105,7 +119,8 @@ def _cluster(queries: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return km.index.search(data, 1)[1][:, 0].astype(np.int32)
 
 
-SOURCES = ("dense", "bm25", "both", "qrels")  # source codes 0..3; a fused candidate's bits: 1 dense, 2 bm25
+# source codes 0..4; a fused candidate's bits: 1 dense, 2 bm25; "previous": only an earlier round's pool had it
+SOURCES = ("dense", "bm25", "both", "qrels", "previous")
 
 
 @dataclass
@@ -199,6 +214,41 @@ def _add_positives(rows: _Rows, ptr: np.ndarray, docs: np.ndarray, start: int, s
     return out, np.isin((out.q << 32) | out.doc, pos_keys)
 
 
+def _previous_candidates(folders: tuple[str, ...], query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates (retrieved rows, not positives added from the qrels) of earlier rounds' pools as
+    ``(ptr, docs)`` over this round's query and document rows, like :func:`_positives`; ids this round does not
+    have are dropped."""
+    import pyarrow.compute as pc
+
+    qs, ds = [], []
+    for folder in folders:
+        t = read_parquet(Path(folder) / "candidates.parquet", columns=["query_id", "doc_id", "rank"])
+        t = t.filter(pc.is_valid(t["rank"]))
+        qs.append(pc.index_in(t["query_id"], value_set=query_ids).fill_null(-1).to_numpy().astype(np.int64))
+        ds.append(pc.index_in(t["doc_id"], value_set=doc_ids).fill_null(-1).to_numpy().astype(np.int64))
+    q, d = np.concatenate(qs), np.concatenate(ds)
+    keep = (q >= 0) & (d >= 0)
+    keys = np.unique((q[keep] << 32) | d[keep])  # sorted by query, then document; each pair once
+    q, d = keys >> 32, keys & 0xFFFFFFFF
+    return np.concatenate([[0], np.cumsum(np.bincount(q, minlength=len(query_ids)))]), d
+
+
+def _union(rows: _Rows, earlier: _Rows) -> _Rows:
+    """``rows`` plus the ``earlier`` candidates they lack, grouped by query (``rows``' entry kept on a tie)."""
+    both = rows + earlier
+    order = np.lexsort((np.arange(len(both.q)), both.doc, both.q))
+    both = both.take(order)
+    first = np.r_[True, (np.diff(both.q) != 0) | (np.diff(both.doc) != 0)]
+    return both.take(np.flatnonzero(first))
+
+
+def _by_score(rows: _Rows) -> _Rows:
+    """Rows re-ranked within each query by score (best first, then by document)."""
+    out = rows.take(np.lexsort((rows.doc, -rows.score, rows.q)))
+    out.rank = (np.arange(len(out.q)) - np.searchsorted(out.q, out.q) + 1).astype(np.int32)
+    return out
+
+
 class Retrieval:
     """What query batches are retrieved against, opened once per process (the driver, or each Ray worker):
     the index or BM25, each query's positives, the ids. :meth:`batch` gives one batch's pool rows."""
@@ -217,6 +267,25 @@ class Retrieval:
         use_bm25 = searchers and params.retriever != "dense"
         self.bm25 = _Bm25(emb.table("corpus").texts) if use_bm25 else None
         self.query_texts = emb.table("queries").texts if use_bm25 else None
+        self.previous = _previous_candidates(params.previous, self.query_ids, self.doc_ids) if params.previous else None
+
+    def _exact(self, rows: _Rows, qv: np.ndarray) -> None:
+        """Fill the scores not known yet with exact dense ones: one scale for all filters."""
+        unknown = np.flatnonzero(np.isnan(rows.score))
+        if len(unknown):
+            rows.score[unknown] = np.einsum("ij,ij->i", self.corpus[rows.doc[unknown]], qv[rows.q[unknown]])
+
+    def _with_previous(self, rows: _Rows, start: int, stop: int, qv: np.ndarray) -> _Rows:
+        """The union with earlier rounds' candidates, all scored by this model and ranked by that score."""
+        ptr, docs = self.previous
+        counts = np.diff(ptr[start:stop + 1])
+        n = int(counts.sum())
+        nan = np.full(n, np.nan, np.float32)
+        earlier = _Rows(np.repeat(np.arange(stop - start), counts), docs[ptr[start]:ptr[stop]],
+                        np.zeros(n, np.int32), np.full(n, SOURCES.index("previous"), np.int8), nan, nan.copy())
+        rows = _union(rows, earlier)
+        self._exact(rows, qv)
+        return _by_score(rows)
 
     def batch(self, start: int, stop: int):
         """The pool rows of queries ``start:stop`` as one record batch, grouped by query, ordered by rank."""
@@ -231,10 +300,10 @@ class Retrieval:
             bdocs, bscores = self.bm25.search(self.query_texts[start:stop], self.depth)
             found.append(_ranked(bdocs, bscores > 0, 1, bm25=bscores))
         rows = found[0] if len(found) == 1 else _fuse(*found, self.rrf_k)
+        if self.previous is not None:
+            rows = self._with_previous(rows, start, stop, qv)
         rows, positive = _add_positives(rows, self.ptr, self.pos_docs, start, stop)
-        unknown = np.flatnonzero(np.isnan(rows.score))  # positives not retrieved, bm25-only candidates
-        if len(unknown):  # exact dense scores for every row: one scale for all filters
-            rows.score[unknown] = np.einsum("ij,ij->i", self.corpus[rows.doc[unknown]], qv[rows.q[unknown]])
+        self._exact(rows, qv)  # positives not retrieved, bm25-only candidates
         qi = rows.q + start
         return pa.RecordBatch.from_arrays([
             pa.array(qi.astype(np.int32)), pa.array(rows.doc.astype(np.int32)),
@@ -293,7 +362,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
     clusters = _cluster(retrieval.queries[:], params.query_clusters) if params.query_clusters else None
     batches = [(b, min(b + query_batch, len(query_ids))) for b in range(0, len(query_ids), query_batch)]
 
-    n_rows = 0
+    n_rows = n_previous = 0
     min_pos = np.full(len(query_ids), np.nan, dtype=np.float32)
     with output_dir(folder, force=True) as stage:
         if ray is not None:
@@ -319,6 +388,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
                 qi, positive = table["query_idx"].to_numpy(), table["is_positive"].to_numpy()
                 np.fmin.at(min_pos, qi[positive], table["score"].to_numpy()[positive])
                 n_rows += table.num_rows
+                n_previous += int(np.count_nonzero(table["source"].to_numpy(zero_copy_only=False) == "previous"))
                 if progress is not None and ray is None:
                     progress(e, len(query_ids))
         finally:
@@ -337,5 +407,6 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
             "fingerprint": emb.manifest["fingerprint"], **params.key_dict(), "rows": n_rows,
             "queries": len(query_ids), "seconds": round(time.perf_counter() - started, 3),
             "index_path": index_path, "index_used": index_used,
+            **({"previous_pools": list(params.previous), "previous_only_rows": n_previous} if params.previous else {}),
         })
     return folder
