@@ -55,7 +55,7 @@ bench-dropin: $(BENCH_STAMP)
 # every recipe not yet in benchmarks/results/finetune.json (about 5-15 minutes per recipe and seed)
 bench-finetune: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/finetune.py --data $(SHARED)/scifact --skip-done
-	$(BIN)/python benchmarks/finetune.py --report
+	$(BIN)/python benchmarks/finetune.py --report --plot benchmarks/results/finetune.png
 
 clean:
 	rm -rf build .pytest_cache

@@ -57,24 +57,41 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     # the levers of issue 14, each on mn-top3 (sentence-transformers' count: the direct comparison with st-top3)
     "mn-mpnet-top3": {"kind": "mn", "strategy": "top", "n": 3, "model": "all-mpnet-base-v2"},
     "mn-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "query_clusters": 10, "order": "clusters"},
+    # round 2: SciFact train re-encoded by the mn-top3 model trained with seed 42, its pool combined with the
+    # bundled model's; the student trains from the bundled model again (one epoch, as every recipe)
+    "mn-r2-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3"},
 }
 TEACHERS = {"all-mpnet-base-v2": ROOT / "build" / "models" / "all-mpnet-base-v2"}  # made by setup_teacher.py
 
 
-def train_embeddings(ds, model: str | None) -> Path:
-    """SciFact train encoded with the bundled model or a teacher (bf16 autocast), made once."""
+def train_embeddings(ds, model: str | None = None, path: Path | None = None) -> Path:
+    """SciFact train encoded (bf16 autocast) with the bundled model, a teacher by name, or the model folder
+    ``path`` (under the name ``model``), made once. The encode summary is kept beside it (``texts_encoded``)."""
     from minenegs.embeddings import encode_dataset
     from minenegs.models import SentenceTransformerEncoder
 
     emb_dir = ROOT / "build" / "bench" / "scifact-train" / ("emb" if model is None else f"emb-{model}")
     if not (emb_dir / "manifest.json").exists():
-        if model is not None:
+        if model in TEACHERS:
             from setup_teacher import assemble
 
-            assemble(TEACHERS[model])
-        encoder = SentenceTransformerEncoder(None if model is None else str(TEACHERS[model]))
-        encode_dataset(ds, emb_dir, encoder, cache_dir=ROOT / "build" / "bench-cache", force=True)
+            path = assemble(TEACHERS[model])
+        encoder = SentenceTransformerEncoder(None if path is None else str(path))
+        summary = encode_dataset(ds, emb_dir, encoder, cache_dir=ROOT / "build" / "bench-cache", force=True)
+        (WORK / f"encode-{emb_dir.name}.json").write_text(json.dumps(summary.to_dict(), indent=1))
     return emb_dir
+
+
+def round1_checkpoint(name: str, data: Path, seed: int = 42) -> Path:
+    """The model recipe ``name`` trains with ``seed``, saved once: the round-1 model of a round-2 recipe."""
+    folder = WORK / "checkpoints" / f"{name}-s{seed}"
+    if not (folder / "modules.json").exists():
+        model = fresh_model(seed)
+        train(model, training_rows(name, data, seed), seed, None)
+        staged = folder.with_name(folder.name + ".partial")
+        model.save(str(staged))
+        staged.rename(folder)
+    return folder
 
 
 def training_file(name: str, data: Path, seed: int) -> Path:
@@ -114,9 +131,15 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     from minenegs.pool import PoolParams, build_pool
     from minenegs.stages import negatives_from_pool
 
-    emb_dir = train_embeddings(ds, recipe.get("model"))
+    previous: tuple[str, ...] = ()
+    if "round1" in recipe:  # this round's embeddings from the round-1 model; the bundled model's pool joins
+        previous = (str(build_pool(Embeddings(train_embeddings(ds)), PoolParams(depth=100))),)
+        emb_dir = train_embeddings(ds, f"r1-{recipe['round1']}", round1_checkpoint(recipe["round1"], data))
+    else:
+        emb_dir = train_embeddings(ds, recipe.get("model"))
     pool = build_pool(Embeddings(emb_dir), PoolParams(depth=100, retriever=recipe.get("retriever", "dense"),
-                                                      query_clusters=recipe.get("query_clusters", 0)))
+                                                      query_clusters=recipe.get("query_clusters", 0),
+                                                      previous=previous))
     thresholds = {"relative_margin": recipe.get("relative_margin"), "dup_threshold": recipe.get("dup_threshold"),
                   "max_positive_similarity": recipe.get("max_positive_similarity"), "duplicate_text": 1.0}
     ordered = recipe.get("order") == "clusters"
@@ -178,8 +201,8 @@ def train(model, rows: list[dict], seed: int, max_steps: int | None, in_order: b
     return len(batches)
 
 
-def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) -> dict:
-    import pyarrow.parquet as pq
+def fresh_model(seed: int):
+    """The bundled model, seeded, as every recipe starts from it."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -188,14 +211,24 @@ def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) 
     torch.manual_seed(seed)
     # attention-probability dropout off: on CPU it forces SDPA's unfused path (30 s a step instead of 10 s);
     # hidden-layer dropout stays on. Every recipe is trained the same way.
-    model = SentenceTransformer(str(bundled_model_path()), device="cpu",
-                                config_kwargs={"attention_probs_dropout_prob": 0.0})
+    return SentenceTransformer(str(bundled_model_path()), device="cpu",
+                               config_kwargs={"attention_probs_dropout_prob": 0.0})
+
+
+def training_rows(name: str, data: Path, seed: int) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(training_file(name, data, seed))
+    return table.select([c for c in table.column_names if c == "anchor" or c == "positive"
+                         or c.startswith("negative")]).to_pylist()
+
+
+def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) -> dict:
+    rows = training_rows(name, data, seed) if name != "zero-shot" else []  # mined before the clock starts
+    model = fresh_model(seed)
     started = time.perf_counter()
-    rows, steps = [], 0
-    if name != "zero-shot":
-        table = pq.read_table(training_file(name, data, seed))
-        rows = table.select([c for c in table.column_names if c == "anchor" or c == "positive"
-                             or c.startswith("negative")]).to_pylist()
+    steps = 0
+    if rows:
         steps = train(model, rows, seed, max_steps, in_order=RECIPES[name].get("order") == "clusters")
     train_seconds = time.perf_counter() - started
     return {"recipe": name, "seed": seed, "rows": len(rows), "steps": steps, "train_seconds": round(train_seconds, 1),
@@ -225,6 +258,39 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(results: dict, out: Path) -> None:
+    """nDCG@10 per recipe (sorted by mean): each seed as a dot, the mean as a bar, sentence-transformers' top-3
+    mean and that mean + 1 point (the target) as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by: dict[str, list[float]] = {}
+    for r in results["runs"]:
+        by.setdefault(r["recipe"], []).append(r["ndcg@10"])
+    names = sorted(by, key=lambda n: np.mean(by[n]))
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(names) + 1.2))
+    for y, name in enumerate(names):
+        kind = RECIPES.get(name, {}).get("kind", "pairs")  # zero-shot: gray, as in-batch
+        color = {"st": "tab:orange", "pairs": "tab:gray"}.get(kind, "tab:blue")
+        ax.barh(y, np.mean(by[name]), color=color, alpha=0.35)
+        ax.plot([min(by[name]), max(by[name])], [y, y], color=color)
+        ax.scatter(by[name], [y] * len(by[name]), color=color, s=12, zorder=3)
+    if "st-top3" in by:
+        base = float(np.mean(by["st-top3"]))
+        ax.axvline(base, color="tab:orange", ls="--", lw=1, label=f"st-top3 mean {base:.4f}")
+        ax.axvline(base + 0.01, color="tab:red", ls=":", lw=1, label="st-top3 + 1 point")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(names)), [f"{n} ({len(by[n])})" for n in names], fontsize=8)
+    top = max([max(v) for v in by.values()] + ([float(np.mean(by["st-top3"])) + 0.01] if "st-top3" in by else []))
+    ax.set_xlim(min(min(v) for v in by.values()) - 0.005, top + 0.005)
+    ax.set_xlabel("nDCG@10 on SciFact test (dots: seeds; bar: mean; (n): seeds)")
+    ax.set_title("all-MiniLM-L6-v2 fine-tuned on SciFact train, one epoch of MNRL", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
@@ -234,6 +300,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "finetune.json")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--report", action="store_true", help="print the table of what the results file holds")
+    parser.add_argument("--plot", type=Path, help="with --report: also draw nDCG@10 per recipe to this PNG")
     parser.add_argument("--skip-done", action="store_true", help="skip (recipe, seed) pairs already in the file")
     args = parser.parse_args()
     if args.list:
@@ -242,6 +309,8 @@ def main() -> None:
     results = json.loads(args.output.read_text()) if args.output.exists() and not args.max_steps else {"runs": []}
     if args.report:
         print(report(results))
+        if args.plot:
+            plot(results, args.plot)
         return
     for name in args.recipe or ["zero-shot", *RECIPES]:
         if name != "zero-shot" and name not in RECIPES:
