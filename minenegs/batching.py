@@ -45,10 +45,11 @@ def in_batches(rows: Iterator[dict[str, Any]], size: int, seed: int) -> Iterator
     return (rows[i] for i in order)
 
 
-def _place(rows: list[int], keys: list[tuple[str, str]], size: int, blocks: list[list[int]],
-           taken: list[set[str]]) -> None:
-    """Put each row in the first block with room and none of its texts, opening blocks as needed; rows whose
-    texts recur most go first, so they spread over the blocks before the others fill them."""
+def _place(rows: list[int], keys: list[tuple[str, str]], size: int) -> list[list[int]]:
+    """Blocks of the rows: each row in the first block with room and none of its texts, a block opened when
+    none fits; rows whose texts recur most go first, so they spread over the blocks before the others fill them."""
+    blocks: list[list[int]] = []
+    taken: list[set[str]] = []
     counts = Counter(t for r in rows for t in set(keys[r]))
     for r in sorted(rows, key=lambda r: -max(counts[t] for t in keys[r])):
         anchor, positive = keys[r]
@@ -61,6 +62,7 @@ def _place(rows: list[int], keys: list[tuple[str, str]], size: int, blocks: list
             taken.append(texts)
         block.append(r)
         texts.update((anchor, positive))
+    return blocks
 
 
 def _deal(rows: list[int], keys: list[tuple[str, str]], size: int) -> list[list[int]] | None:
@@ -92,12 +94,10 @@ def cluster_order(clusters: list[Any], keys: list[tuple[str, str]], size: int, s
     full: list[list[int]] = []
     leftover: list[int] = []
     for c in sorted(by_cluster, key=lambda c: (c is None, c)):
-        blocks: list[list[int]] = []
-        _place(by_cluster[c], keys, size, blocks, [])
+        blocks = _place(by_cluster[c], keys, size)
         full += [b for b in blocks if len(b) == size]
         leftover += [r for b in blocks if len(b) < size for r in b]
-    mixed: list[list[int]] = []
-    _place(leftover, keys, size, mixed, [])
+    mixed = _place(leftover, keys, size)
     if sum(len(b) < size for b in mixed) > 1:
         mixed = _deal(leftover, keys, size) or mixed
     full += [b for b in mixed if len(b) == size]

@@ -179,15 +179,14 @@ def _fuse(dense: _Rows, bm25: _Rows, rrf_k: int) -> _Rows:
     return out
 
 
-def _positives(emb: Embeddings, query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
-    """Each query's positive corpus rows, as ``(ptr, docs)``: query ``i``'s are ``docs[ptr[i]:ptr[i+1]]``, in
-    qrels order, each once."""
+def _by_query(tables: list, query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
+    """The (query_id, doc_id) pairs of ``tables`` as ``(ptr, docs)`` over this folder's query and document rows:
+    query ``i``'s documents are ``docs[ptr[i]:ptr[i+1]]``, in table order, each once; unknown ids dropped."""
     import pyarrow.compute as pc
 
-    t = read_parquet(emb.folder / "qrels.parquet")
-    t = t.filter(pc.greater(t["score"], 0))
-    q = pc.index_in(t["query_id"], value_set=query_ids).fill_null(-1).to_numpy().astype(np.int64)
-    d = pc.index_in(t["doc_id"], value_set=doc_ids).fill_null(-1).to_numpy().astype(np.int64)
+    q = np.concatenate([pc.index_in(t["query_id"], value_set=query_ids).fill_null(-1).to_numpy() for t in tables])
+    d = np.concatenate([pc.index_in(t["doc_id"], value_set=doc_ids).fill_null(-1).to_numpy() for t in tables])
+    q, d = q.astype(np.int64), d.astype(np.int64)
     keep = (q >= 0) & (d >= 0)
     q, d = q[keep], d[keep]
     _, first = np.unique((q << 32) | d, return_index=True)
@@ -196,6 +195,23 @@ def _positives(emb: Embeddings, query_ids, doc_ids) -> tuple[np.ndarray, np.ndar
     order = np.argsort(q, kind="stable")
     ptr = np.concatenate([[0], np.cumsum(np.bincount(q, minlength=len(query_ids)))])
     return ptr, d[order]
+
+
+def _positives(emb: Embeddings, query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's positive corpus rows (qrels with a score above 0), as :func:`_by_query` gives them."""
+    import pyarrow.compute as pc
+
+    t = read_parquet(emb.folder / "qrels.parquet")
+    return _by_query([t.filter(pc.greater(t["score"], 0))], query_ids, doc_ids)
+
+
+def _previous_candidates(folders: tuple[str, ...], query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates (retrieved rows, not positives added from the qrels) of earlier rounds' pools, as
+    :func:`_by_query` gives them."""
+    import pyarrow.compute as pc
+
+    tables = [read_parquet(Path(f) / "candidates.parquet", columns=["query_id", "doc_id", "rank"]) for f in folders]
+    return _by_query([t.filter(pc.is_valid(t["rank"])) for t in tables], query_ids, doc_ids)
 
 
 def _add_positives(rows: _Rows, ptr: np.ndarray, docs: np.ndarray, start: int, stop: int) -> tuple[_Rows, np.ndarray]:
@@ -212,25 +228,6 @@ def _add_positives(rows: _Rows, ptr: np.ndarray, docs: np.ndarray, start: int, s
     both = rows + extra
     out = both.take(np.argsort(both.q, kind="stable"))
     return out, np.isin((out.q << 32) | out.doc, pos_keys)
-
-
-def _previous_candidates(folders: tuple[str, ...], query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
-    """The candidates (retrieved rows, not positives added from the qrels) of earlier rounds' pools as
-    ``(ptr, docs)`` over this round's query and document rows, like :func:`_positives`; ids this round does not
-    have are dropped."""
-    import pyarrow.compute as pc
-
-    qs, ds = [], []
-    for folder in folders:
-        t = read_parquet(Path(folder) / "candidates.parquet", columns=["query_id", "doc_id", "rank"])
-        t = t.filter(pc.is_valid(t["rank"]))
-        qs.append(pc.index_in(t["query_id"], value_set=query_ids).fill_null(-1).to_numpy().astype(np.int64))
-        ds.append(pc.index_in(t["doc_id"], value_set=doc_ids).fill_null(-1).to_numpy().astype(np.int64))
-    q, d = np.concatenate(qs), np.concatenate(ds)
-    keep = (q >= 0) & (d >= 0)
-    keys = np.unique((q[keep] << 32) | d[keep])  # sorted by query, then document; each pair once
-    q, d = keys >> 32, keys & 0xFFFFFFFF
-    return np.concatenate([[0], np.cumsum(np.bincount(q, minlength=len(query_ids)))]), d
 
 
 def _union(rows: _Rows, earlier: _Rows) -> _Rows:
