@@ -60,6 +60,14 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     # round 2: SciFact train re-encoded by the mn-top3 model trained with seed 42, its pool combined with the
     # bundled model's; the student trains from the bundled model again (one epoch, as every recipe)
     "mn-r2-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3"},
+    # ANCE as published: the round-1 model itself trains a second epoch, on the round-2 negatives (two epochs in
+    # all, so compare it with its round-1 model, mn-top3 seed 42, as well as with the one-epoch recipes)
+    "mn-r2-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "continue": True},
+    # combinations: a teacher or the second round, with cluster-ordered batches
+    "mn-mpnet-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "model": "all-mpnet-base-v2",
+                            "query_clusters": 10, "order": "clusters"},
+    "mn-r2-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "query_clusters": 10,
+                         "order": "clusters"},
 }
 TEACHERS = {"all-mpnet-base-v2": ROOT / "build" / "models" / "all-mpnet-base-v2"}  # made by setup_teacher.py
 
@@ -201,8 +209,8 @@ def train(model, rows: list[dict], seed: int, max_steps: int | None, in_order: b
     return len(batches)
 
 
-def fresh_model(seed: int):
-    """The bundled model, seeded, as every recipe starts from it."""
+def fresh_model(seed: int, path: Path | None = None):
+    """The bundled model (or the model folder ``path``), seeded, as every recipe starts from it."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -211,7 +219,7 @@ def fresh_model(seed: int):
     torch.manual_seed(seed)
     # attention-probability dropout off: on CPU it forces SDPA's unfused path (30 s a step instead of 10 s);
     # hidden-layer dropout stays on. Every recipe is trained the same way.
-    return SentenceTransformer(str(bundled_model_path()), device="cpu",
+    return SentenceTransformer(str(path or bundled_model_path()), device="cpu",
                                config_kwargs={"attention_probs_dropout_prob": 0.0})
 
 
@@ -225,11 +233,12 @@ def training_rows(name: str, data: Path, seed: int) -> list[dict]:
 
 def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) -> dict:
     rows = training_rows(name, data, seed) if name != "zero-shot" else []  # mined before the clock starts
-    model = fresh_model(seed)
+    recipe = RECIPES.get(name, {})
+    model = fresh_model(seed, round1_checkpoint(recipe["round1"], data) if recipe.get("continue") else None)
     started = time.perf_counter()
     steps = 0
     if rows:
-        steps = train(model, rows, seed, max_steps, in_order=RECIPES[name].get("order") == "clusters")
+        steps = train(model, rows, seed, max_steps, in_order=recipe.get("order") == "clusters")
     train_seconds = time.perf_counter() - started
     return {"recipe": name, "seed": seed, "rows": len(rows), "steps": steps, "train_seconds": round(train_seconds, 1),
             **evaluate(model, data)}
