@@ -97,6 +97,7 @@ def negatives_from_pool(pool: Path | str, output: Path | str, params: MineParams
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     check_output(Path(output), force)
+    read_manifest(pool, POOL_KIND)  # a folder that is not a pool: one line, before anything reads it
     clusters = _clusters(pool)
     check_order(batch_order, batch_size, fmt, clusters is not None)
     opened, selection = select_from_pool(pool, params, cross_encoder, ce_batch_size, progress)

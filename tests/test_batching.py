@@ -128,6 +128,7 @@ def test_cli_errors_are_one_line(tmp_path, pools):
          "choose one of pool, clusters"),
         (["mine", str(pools["plain"].parents[1]), "-o", str(tmp_path / "d.parquet"), "--batch-order", "clusters"],
          "mine with --query-clusters"),
+        (["filter", str(tmp_path), "-o", str(tmp_path / "e.parquet")], "not a minenegs pool folder"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
