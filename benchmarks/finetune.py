@@ -63,11 +63,9 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     # ANCE as published: the round-1 model itself trains a second epoch, on the round-2 negatives (two epochs in
     # all, so compare it with its round-1 model, mn-top3 seed 42, as well as with the one-epoch recipes)
     "mn-r2-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "continue": True},
-    # combinations: a teacher or the second round, with cluster-ordered batches
+    # the combination: the teacher with cluster-ordered batches
     "mn-mpnet-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "model": "all-mpnet-base-v2",
                             "query_clusters": 10, "order": "clusters"},
-    "mn-r2-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "query_clusters": 10,
-                         "order": "clusters"},
 }
 TEACHERS = {"all-mpnet-base-v2": ROOT / "build" / "models" / "all-mpnet-base-v2"}  # made by setup_teacher.py
 
@@ -157,11 +155,24 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     return out
 
 
-def evaluate(model, data: Path) -> dict[str, float]:
+def measure(test, query_ids: list[str], doc_ids: list[str], queries: np.ndarray, docs: np.ndarray) -> dict[str, float]:
+    """nDCG@10 and Recall@100 (ir-measures, binary relevance) of an exact search of ``docs`` for ``queries``."""
     import faiss
     import ir_measures
-    import torch
     from ir_measures import R, nDCG
+
+    index = faiss.IndexFlatIP(docs.shape[1])
+    index.add(np.ascontiguousarray(docs, dtype=np.float32))
+    scores, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), 100)
+    run = [ir_measures.ScoredDoc(qid, doc_ids[d], float(s))
+           for qid, row_s, row_d in zip(query_ids, scores, idx) for s, d in zip(row_s, row_d)]
+    qrels = [ir_measures.Qrel(r.query_id, r.doc_id, 1 if r.is_positive else 0) for r in test.qrels]
+    agg = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], qrels, run)
+    return {"ndcg@10": round(float(agg[nDCG @ 10]), 4), "recall@100": round(float(agg[R @ 100]), 4)}
+
+
+def evaluate(model, data: Path) -> dict[str, float]:
+    import torch
 
     from minenegs.dataset import load_beir
 
@@ -169,14 +180,7 @@ def evaluate(model, data: Path) -> dict[str, float]:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         docs = model.encode(test.corpus.texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
         queries = model.encode(test.queries.texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-    index = faiss.IndexFlatIP(docs.shape[1])
-    index.add(np.ascontiguousarray(docs, dtype=np.float32))
-    scores, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), 100)
-    run = [ir_measures.ScoredDoc(qid, test.corpus.ids[d], float(s))
-           for qid, row_s, row_d in zip(test.queries.ids, scores, idx) for s, d in zip(row_s, row_d)]
-    qrels = [ir_measures.Qrel(r.query_id, r.doc_id, 1 if r.is_positive else 0) for r in test.qrels]
-    agg = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], qrels, run)
-    return {"ndcg@10": round(float(agg[nDCG @ 10]), 4), "recall@100": round(float(agg[R @ 100]), 4)}
+    return measure(test, test.queries.ids, test.corpus.ids, queries, docs)
 
 
 def train(model, rows: list[dict], seed: int, max_steps: int | None, in_order: bool = False) -> int:
@@ -247,9 +251,6 @@ def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) 
 def teacher_zero_shot(model: str, data: Path) -> dict:
     """A teacher's own nDCG@10 and Recall@100 on SciFact test, without training: the test set encoded through
     minenegs' cache, so the corpus (the same documents as train's) is not encoded again, only the test queries."""
-    import ir_measures
-    from ir_measures import R, nDCG
-
     from minenegs.dataset import load_beir
     from minenegs.embeddings import Embeddings, encode_dataset
     from minenegs.models import SentenceTransformerEncoder
@@ -261,15 +262,8 @@ def teacher_zero_shot(model: str, data: Path) -> dict:
     summary = encode_dataset(test, folder, SentenceTransformerEncoder(str(assemble(TEACHERS[model]))),
                              cache_dir=ROOT / "build" / "bench-cache", force=True)
     emb = Embeddings(folder)
-    scores = emb.vectors("queries") @ emb.vectors("corpus").T
-    top = np.argsort(-scores, axis=1)[:, :100]
-    doc_ids, query_ids = emb.ids("corpus"), emb.ids("queries")
-    run = [ir_measures.ScoredDoc(query_ids[q], doc_ids[d], float(scores[q, d])) for q in range(len(query_ids))
-           for d in top[q]]
-    qrels = [ir_measures.Qrel(r.query_id, r.doc_id, 1 if r.is_positive else 0) for r in test.qrels]
-    agg = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], qrels, run)
-    return {"model": model, "ndcg@10": round(float(agg[nDCG @ 10]), 4), "recall@100": round(float(agg[R @ 100]), 4),
-            "texts_encoded": summary.texts_encoded, "unique_texts": summary.unique_texts}
+    found = measure(test, emb.ids("queries"), emb.ids("corpus"), emb.vectors("queries"), emb.vectors("corpus"))
+    return {"model": model, **found, "texts_encoded": summary.texts_encoded, "unique_texts": summary.unique_texts}
 
 
 def report(results: dict) -> str:
