@@ -62,7 +62,9 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     "mn-r2-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3"},
     # ANCE as published: the round-1 model itself trains a second epoch, on the round-2 negatives (two epochs in
     # all, so compare it with its round-1 model, mn-top3 seed 42, as well as with the one-epoch recipes)
-    "mn-r2-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "continue": True},
+    "mn-r2-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "continue_from": "mn-top3"},
+    # its control: the same second epoch on the round-1 model, on round 1's negatives (no re-mining)
+    "mn-r1-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "continue_from": "mn-top3"},
     # the combination: the teacher with cluster-ordered batches
     "mn-mpnet-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "model": "all-mpnet-base-v2",
                             "query_clusters": 10, "order": "clusters"},
@@ -238,7 +240,8 @@ def training_rows(name: str, data: Path, seed: int) -> list[dict]:
 def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) -> dict:
     rows = training_rows(name, data, seed) if name != "zero-shot" else []  # mined before the clock starts
     recipe = RECIPES.get(name, {})
-    model = fresh_model(seed, round1_checkpoint(recipe["round1"], data) if recipe.get("continue") else None)
+    start = recipe.get("continue_from")
+    model = fresh_model(seed, round1_checkpoint(start, data) if start else None)
     started = time.perf_counter()
     steps = 0
     if rows:
