@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -39,3 +41,13 @@ def write_results(path, results: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {path}")
+
+
+def data_parser(doc: str, results: str) -> argparse.ArgumentParser:
+    """A real-data benchmark's common options: ``--data`` (a BEIR folder, SciFact by default), ``--split`` and
+    ``--output`` (``benchmarks/results/<results>``); the benchmark adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / results)
+    return parser

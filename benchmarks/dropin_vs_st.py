@@ -14,7 +14,6 @@ Prints the times and the ratio of the medians of the second calls; writes
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -24,17 +23,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _proc import write_results  # noqa: E402
+from _proc import data_parser, write_results  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
-    parser.add_argument("--split", default="train")
+    parser = data_parser(__doc__, "dropin_vs_st.json")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "dropin_vs_st.json")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     from datasets import Dataset

@@ -9,7 +9,6 @@ flat top-k each one finds. Writes ``benchmarks/results/index_recall.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,17 +21,14 @@ from minenegs.index import IndexParams, open_index, recall_at
 from minenegs.models import SentenceTransformerEncoder
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _proc import write_results  # noqa: E402
+from _proc import data_parser, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
-    parser.add_argument("--split", default="train")
+    parser = data_parser(__doc__, "index_recall.json")
     parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "index_recall.json")
     args = parser.parse_args()
     work = ROOT / "build" / "bench" / f"{args.data.name}-{args.split}"
     summary = encode_dataset(load_beir(args.data, args.split), work / "emb", SentenceTransformerEncoder(),

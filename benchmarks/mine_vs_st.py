@@ -14,7 +14,6 @@ Prints wall times, peak memory and the ratios; writes ``benchmarks/results/mine_
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -22,9 +21,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _proc import measure, write_results  # noqa: E402
+from _proc import data_parser, measure, write_results  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 
 ST = """
 import json, os, sys
@@ -55,10 +53,7 @@ def rows_of(path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "mine_vs_st.json")
+    parser = data_parser(__doc__, "mine_vs_st.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="minenegs-vs-st-"))
     py = sys.executable

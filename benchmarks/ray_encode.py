@@ -16,7 +16,6 @@ The vectors of each Ray run are compared with the local run's. Prints the table 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -27,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _proc import measure, write_results  # noqa: E402
+from _proc import data_parser, measure, write_results  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
     "local": [],
     "ray-1": ["--ray", "local", "--ray-workers", "1", "--ray-cpus", "2"],
@@ -38,11 +36,8 @@ RUNS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
-    parser.add_argument("--split", default="train")
+    parser = data_parser(__doc__, "ray_encode.json")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "ray_encode.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="minenegs-ray-"))
     py = sys.executable
