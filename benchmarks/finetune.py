@@ -65,6 +65,8 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     "mn-r2-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "continue_from": "mn-top3"},
     # its control: the same second epoch on the round-1 model, on round 1's negatives (no re-mining)
     "mn-r1-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "continue_from": "mn-top3"},
+    # the same two-epoch budget for sentence-transformers: st-top3's seed-42 model, a second epoch on its negatives
+    "st-top3-continue": {"kind": "st", "num_negatives": 3, "continue_from": "st-top3", "rows_of": "st-top3"},
     # the combination: the teacher with cluster-ordered batches
     "mn-mpnet-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "model": "all-mpnet-base-v2",
                             "query_clusters": 10, "order": "clusters"},
@@ -139,15 +141,12 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     from minenegs.pool import PoolParams, build_pool
     from minenegs.stages import negatives_from_pool
 
-    previous: tuple[str, ...] = ()
-    if "round1" in recipe:  # this round's embeddings from the round-1 model; the bundled model's pool joins
-        previous = (str(build_pool(Embeddings(train_embeddings(ds)), PoolParams(depth=100))),)
-        emb_dir = train_embeddings(ds, f"r1-{recipe['round1']}", round1_checkpoint(recipe["round1"], data))
+    if "round1" in recipe:
+        pool = round2_pool(ds, recipe["round1"], data)
     else:
-        emb_dir = train_embeddings(ds, recipe.get("model"))
-    pool = build_pool(Embeddings(emb_dir), PoolParams(depth=100, retriever=recipe.get("retriever", "dense"),
-                                                      query_clusters=recipe.get("query_clusters", 0),
-                                                      previous=previous))
+        pool = build_pool(Embeddings(train_embeddings(ds, recipe.get("model"))),
+                          PoolParams(depth=100, retriever=recipe.get("retriever", "dense"),
+                                     query_clusters=recipe.get("query_clusters", 0)))
     thresholds = {"relative_margin": recipe.get("relative_margin"), "dup_threshold": recipe.get("dup_threshold"),
                   "max_positive_similarity": recipe.get("max_positive_similarity"), "duplicate_text": 1.0}
     ordered = recipe.get("order") == "clusters"
@@ -155,6 +154,45 @@ def training_file(name: str, data: Path, seed: int) -> Path:
                                               seed=seed if ordered else 0, thresholds=thresholds), fmt="n-tuple",
                         batch_order=recipe.get("order", "pool"), batch_size=BATCH)
     return out
+
+
+def round2_pool(ds, round1: str, data: Path) -> Path:
+    """Round 2's pool: SciFact train encoded by recipe ``round1``'s seed-42 model, its top 100 combined with the
+    bundled model's pool (``--previous-pool``)."""
+    from minenegs.embeddings import Embeddings
+    from minenegs.pool import PoolParams, build_pool
+
+    previous = (str(build_pool(Embeddings(train_embeddings(ds)), PoolParams(depth=100))),)
+    emb_dir = train_embeddings(ds, f"r1-{round1}", round1_checkpoint(round1, data))
+    return build_pool(Embeddings(emb_dir), PoolParams(depth=100, previous=previous))
+
+
+# strategies that draw deeper than `top`, for the share of round 2's negatives only round 1's pool had
+UNION_STRATEGIES = {"top 3": ("top", 3, {}), "random 3": ("random", 3, {}), "simans 3": ("simans", 3, {}),
+                    "random 3, ranks 30-100": ("random", 3, {"range_min": 30, "range_max": 100}),
+                    "random 5, ranks 50-150": ("random", 5, {"range_min": 50, "range_max": 150})}
+
+
+def union_share(data: Path, round1: str = "mn-top3") -> dict:
+    """Per strategy, how many of round 2's negatives come from candidates only round 1's pool had (source
+    ``previous``): what the union of pools adds, without training."""
+    import pyarrow.parquet as pq
+
+    from minenegs.dataset import load_beir
+    from minenegs.embeddings import Embeddings
+    from minenegs.mine import MineParams, Pool, corpus_view, read_pool_arrays
+    ds = load_beir(data, "train")
+    pool = round2_pool(ds, round1, data)
+    table = pq.read_table(pool / "candidates.parquet", columns=["query_idx", "doc_idx", "source"])
+    previous = {(q, d) for q, d, s in zip(*(table.column(c).to_pylist() for c in table.column_names)) if s == "previous"}
+    engine = Pool(read_pool_arrays(pool), corpus_view(Embeddings(train_embeddings(ds, f"r1-{round1}"))))
+    out = {}
+    for name, (strategy, n, window) in UNION_STRATEGIES.items():
+        sel = engine.selection(MineParams(strategy, n, thresholds={"duplicate_text": 1.0}, **window))
+        picked = [(int(q), int(d)) in previous for q, negs in zip(sel.query_idx, sel.negatives) for d in negs]
+        out[name] = {"negatives": len(picked), "previous_only": int(sum(picked)),
+                     "share": round(float(np.mean(picked)), 4) if picked else None}
+    return {"round1": round1, "strategies": out}
 
 
 def measure(test, query_ids: list[str], doc_ids: list[str], queries: np.ndarray, docs: np.ndarray) -> dict[str, float]:
@@ -232,7 +270,7 @@ def fresh_model(seed: int, path: Path | None = None):
 def training_rows(name: str, data: Path, seed: int) -> list[dict]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(training_file(name, data, seed))
+    table = pq.read_table(training_file(RECIPES[name].get("rows_of", name), data, seed))
     return table.select([c for c in table.column_names if c == "anchor" or c == "positive"
                          or c.startswith("negative")]).to_pylist()
 
@@ -269,6 +307,11 @@ def teacher_zero_shot(model: str, data: Path) -> dict:
     return {"model": model, **found, "texts_encoded": summary.texts_encoded, "unique_texts": summary.unique_texts}
 
 
+def epochs(name: str) -> int:
+    """Epochs of training a recipe's model has had: a second one for a recipe that continues a trained model."""
+    return 2 if RECIPES.get(name, {}).get("continue_from") else 1
+
+
 def report(results: dict) -> str:
     """A Markdown table: per recipe, mean and spread (min-max) over its seeds of nDCG@10 and Recall@100; the mean
     over the seeds every recipe has (the fair comparison, where some recipes have more seeds); and that mean's
@@ -279,7 +322,8 @@ def report(results: dict) -> str:
     order = [n for n in ["zero-shot", *RECIPES] if n in by]
     common = set.intersection(*({r["seed"] for r in by[n]} for n in order)) if order else set()
     fair = {n: float(np.mean([r["ndcg@10"] for r in by[n] if r["seed"] in common] or [np.nan])) for n in order}
-    best_st = max((n for n in order if RECIPES.get(n, {}).get("kind") == "st"), key=fair.get, default=None)
+    best_st = max((n for n in order if RECIPES.get(n, {}).get("kind") == "st" and not epochs(n) > 1),
+                  key=fair.get, default=None)  # the one-epoch baseline
     seeds = ",".join(map(str, sorted(common)))
     st = {r["seed"]: r["ndcg@10"] for r in by.get(best_st, [])}
     lines = [f"| recipe | seeds | rows | nDCG@10 mean | nDCG@10 min-max | nDCG@10 mean, seeds {seeds} "
@@ -320,11 +364,12 @@ def plot(results: dict, out: Path) -> None:
         ax.axvline(base, color="tab:orange", ls="--", lw=1, label=f"st-top3 mean {base:.4f}")
         ax.axvline(base + 0.01, color="tab:red", ls=":", lw=1, label="st-top3 + 1 point")
         ax.legend(loc="lower right", fontsize=8)
-    ax.set_yticks(range(len(names)), [f"{n} ({len(by[n])})" for n in names], fontsize=8)
+    ax.set_yticks(range(len(names)), [f"{n} ({len(by[n])}{', 2 epochs' if epochs(n) > 1 else ''})" for n in names],
+                  fontsize=8)
     top = max([max(v) for v in by.values()] + ([float(np.mean(by["st-top3"])) + 0.01] if "st-top3" in by else []))
     ax.set_xlim(min(min(v) for v in by.values()) - 0.005, top + 0.005)
     ax.set_xlabel("nDCG@10 on SciFact test (dots: seeds; bar: mean; (n): seeds)")
-    ax.set_title("all-MiniLM-L6-v2 fine-tuned on SciFact train, one epoch of MNRL", fontsize=9)
+    ax.set_title("all-MiniLM-L6-v2 fine-tuned on SciFact train, one epoch of MNRL unless marked", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
@@ -340,6 +385,8 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="print the table of what the results file holds")
     parser.add_argument("--teacher-zero-shot", metavar="MODEL", help="evaluate a teacher untrained (see TEACHERS)")
     parser.add_argument("--plot", type=Path, help="with --report: also draw nDCG@10 per recipe to this PNG")
+    parser.add_argument("--union-share", action="store_true", help="per strategy, the share of round 2's "
+                        "negatives that only round 1's pool had (no training)")
     parser.add_argument("--skip-done", action="store_true", help="skip (recipe, seed) pairs already in the file")
     args = parser.parse_args()
     if args.list:
@@ -350,6 +397,11 @@ def main() -> None:
         entry = teacher_zero_shot(args.teacher_zero_shot, args.data)
         print(json.dumps(entry))
         write_results(args.output.with_name("teacher_zero_shot.json"), entry)
+        return
+    if args.union_share:
+        entry = union_share(args.data)
+        print(json.dumps(entry))
+        write_results(args.output.with_name("union_share.json"), entry)
         return
     if args.report:
         print(report(results))
