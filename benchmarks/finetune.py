@@ -64,7 +64,7 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     # all, so compare it with its round-1 model, mn-top3 seed 42, as well as with the one-epoch recipes)
     "mn-r2-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "round1": "mn-top3", "continue_from": "mn-top3"},
     # its control: the same second epoch on the round-1 model, on round 1's negatives (no re-mining)
-    "mn-r1-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "continue_from": "mn-top3"},
+    "mn-r1-continue-top3": {"kind": "mn", "strategy": "top", "n": 3, "continue_from": "mn-top3", "rows_of": "mn-top3"},
     # the same two-epoch budget for sentence-transformers: st-top3's seed-42 model, a second epoch on its negatives
     "st-top3-continue": {"kind": "st", "num_negatives": 3, "continue_from": "st-top3", "rows_of": "st-top3"},
     # the combination: the teacher with cluster-ordered batches
@@ -181,6 +181,7 @@ def union_share(data: Path, round1: str = "mn-top3") -> dict:
     from minenegs.dataset import load_beir
     from minenegs.embeddings import Embeddings
     from minenegs.mine import MineParams, Pool, corpus_view, read_pool_arrays
+
     ds = load_beir(data, "train")
     pool = round2_pool(ds, round1, data)
     table = pq.read_table(pool / "candidates.parquet", columns=["query_idx", "doc_idx", "source"])
@@ -322,7 +323,7 @@ def report(results: dict) -> str:
     order = [n for n in ["zero-shot", *RECIPES] if n in by]
     common = set.intersection(*({r["seed"] for r in by[n]} for n in order)) if order else set()
     fair = {n: float(np.mean([r["ndcg@10"] for r in by[n] if r["seed"] in common] or [np.nan])) for n in order}
-    best_st = max((n for n in order if RECIPES.get(n, {}).get("kind") == "st" and not epochs(n) > 1),
+    best_st = max((n for n in order if RECIPES.get(n, {}).get("kind") == "st" and epochs(n) == 1),
                   key=fair.get, default=None)  # the one-epoch baseline
     seeds = ",".join(map(str, sorted(common)))
     st = {r["seed"]: r["ndcg@10"] for r in by.get(best_st, [])}
