@@ -185,7 +185,8 @@ def union_share(data: Path, round1: str = "mn-top3") -> dict:
     ds = load_beir(data, "train")
     pool = round2_pool(ds, round1, data)
     table = pq.read_table(pool / "candidates.parquet", columns=["query_idx", "doc_idx", "source"])
-    previous = {(q, d) for q, d, s in zip(*(table.column(c).to_pylist() for c in table.column_names)) if s == "previous"}
+    columns = (table.column(c).to_pylist() for c in table.column_names)
+    previous = {(q, d) for q, d, s in zip(*columns) if s == "previous"}
     engine = Pool(read_pool_arrays(pool), corpus_view(Embeddings(train_embeddings(ds, f"r1-{round1}"))))
     out = {}
     for name, (strategy, n, window) in UNION_STRATEGIES.items():
