@@ -12,6 +12,10 @@ top-100 pool, 5 negatives a query. For each recipe:
   (what ``calibrate`` estimates with held-out visible positives), and for minenegs recipes ``calibrate``'s
   estimate ``leak`` with its 95 % interval.
 
+Also ``rank_bands``: where the visible positives (what ``calibrate`` holds out) and the hidden relevant documents
+sit in the exact ranking, within the depth; where the two differ, calibrate's estimate differs from the
+hidden-label leak.
+
 Recipes: sentence-transformers' ``mine_hard_negatives`` (top, relative margin 0.05, random in ranks 10-50; its two
 rows per query merged), minenegs' default, every setting of a calibration grid (strategies, the positive-similarity
 guard, rank windows, a margin), and the settings ``--max-leak`` picks for a few bounds. Writes
@@ -54,6 +58,7 @@ GRID = {
     "relative_margin": [None, 0.05],
 }
 MAX_LEAKS = (0.2, 0.3, 0.4, 0.5)
+RANK_BANDS = ((1, 5), (6, 10), (11, 20), (21, 50), (51, DEPTH))
 
 
 def two_visible(full: Dataset) -> tuple[Dataset, set[tuple[str, str]]]:
@@ -93,6 +98,20 @@ class Judge:
         ok = arrays["retrieved"]
         reached[arrays["query_idx"][ok], arrays["doc_idx"][ok]] = True
         self.hidden_reached = int((self.hidden & reached).sum())
+
+    def rank_bands(self, visible: list) -> dict:
+        """Where the labelled positives (what ``calibrate`` holds out) and the hidden relevant documents sit in the
+        exact ranking, within the depth: share per rank band and the median."""
+        q_of, d_of = {q: i for i, q in enumerate(self.qids)}, {d: i for i, d in enumerate(self.dids)}
+        ranks = {"visible": self.rank[[q_of[r.query_id] for r in visible], [d_of[r.doc_id] for r in visible]],
+                 "hidden": self.rank[self.hidden]}
+        out = {}
+        for name, r in ranks.items():
+            r = r[r <= DEPTH]
+            out[name] = {"reached": int(len(r)), "median": float(np.median(r)) if len(r) else None,
+                         **{f"{lo}-{hi}": round(float(((r >= lo) & (r <= hi)).mean()), 4) if len(r) else None
+                            for lo, hi in RANK_BANDS}}
+        return out
 
     def score(self, negatives: list[tuple[int, np.ndarray]], n_queries: int, short: int) -> dict:
         """``negatives``: (query row, corpus rows) per query."""
@@ -149,7 +168,8 @@ def run(data: Path, with_st: bool, st_from: dict | None = None) -> tuple[dict, d
     engine = Pool(arrays, corpus_view(emb))
     judge = Judge(emb, arrays, hidden)
     result: dict = {"queries": len(ds.queries), "hidden": len(hidden), "hidden_reached": judge.hidden_reached,
-                    "recipes": {}, "grid": [], "picked": {}}
+                    "recipes": {}, "grid": [], "picked": {},
+                    "rank_bands": judge.rank_bands(ds.qrels)}
     if st_from is not None:
         result["recipes"].update({k: v for k, v in st_from[data.name]["recipes"].items() if k.startswith("st ")})
     elif with_st:
@@ -210,6 +230,9 @@ def main() -> None:
             print(f"{name[:58]:<58}{r['hidden_share']:>8.3f}{r['mean_rank']:>8.1f}{r['queries_empty']:>7}"
                   f"{r['hidden_leak']:>8.3f}{est}")
         print(f"calibrate vs hidden leak over {len(res['grid'])} settings: {res['leak_error']}")
+        print("ranks within the depth (share per band, median): " + "; ".join(
+            f"{who} {b['reached']}: " + ", ".join(f"{k} {v:.0%}" for k, v in b.items() if "-" in k)
+            + f", median {b['median']}" for who, b in res["rank_bands"].items()))
         series[f"{data.name}: grid"] = [(g["mean_rank"], g["hidden_share"], "") for g in res["grid"]]
         series[f"{data.name}: sentence-transformers"] = [(r["mean_rank"], r["hidden_share"], k.removeprefix("st "))
                                                          for k, r in res["recipes"].items() if k.startswith("st ")]
