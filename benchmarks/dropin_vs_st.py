@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _proc import data_parser, write_results  # noqa: E402
 
 
-
 def main() -> None:
     parser = data_parser(__doc__, "dropin_vs_st.json")
     parser.add_argument("--rounds", type=int, default=5)

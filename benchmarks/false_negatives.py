@@ -85,7 +85,8 @@ class Judge:
 
     def __init__(self, emb: Embeddings, arrays: dict, hidden: set[tuple[str, str]]) -> None:
         self.qids, self.dids = emb.ids("queries"), emb.ids("corpus")
-        q_of, d_of = {q: i for i, q in enumerate(self.qids)}, {d: i for i, d in enumerate(self.dids)}
+        self.q_of, self.d_of = {q: i for i, q in enumerate(self.qids)}, {d: i for i, d in enumerate(self.dids)}
+        q_of, d_of = self.q_of, self.d_of
         scores = np.asarray(emb.vectors("queries"), np.float32) @ np.asarray(emb.vectors("corpus"), np.float32).T
         self.rank = np.empty(scores.shape, dtype=np.int32)  # exact position of every document, per query
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -102,8 +103,7 @@ class Judge:
     def rank_bands(self, visible: list) -> dict:
         """Where the labelled positives (what ``calibrate`` holds out) and the hidden relevant documents sit in the
         exact ranking, within the depth: share per rank band and the median."""
-        q_of, d_of = {q: i for i, q in enumerate(self.qids)}, {d: i for i, d in enumerate(self.dids)}
-        ranks = {"visible": self.rank[[q_of[r.query_id] for r in visible], [d_of[r.doc_id] for r in visible]],
+        ranks = {"visible": self.rank[[self.q_of[r.query_id] for r in visible], [self.d_of[r.doc_id] for r in visible]],
                  "hidden": self.rank[self.hidden]}
         out = {}
         for name, r in ranks.items():

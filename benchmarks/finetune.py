@@ -142,7 +142,7 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     from minenegs.stages import negatives_from_pool
 
     if "round1" in recipe:
-        pool = round2_pool(ds, recipe["round1"], data)
+        pool, _ = round2_pool(ds, recipe["round1"], data)
     else:
         pool = build_pool(Embeddings(train_embeddings(ds, recipe.get("model"))),
                           PoolParams(depth=100, retriever=recipe.get("retriever", "dense"),
@@ -156,15 +156,15 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     return out
 
 
-def round2_pool(ds, round1: str, data: Path) -> Path:
-    """Round 2's pool: SciFact train encoded by recipe ``round1``'s seed-42 model, its top 100 combined with the
-    bundled model's pool (``--previous-pool``)."""
+def round2_pool(ds, round1: str, data: Path) -> tuple[Path, Path]:
+    """Round 2's pool and embeddings: SciFact train encoded by recipe ``round1``'s seed-42 model, its top 100
+    combined with the bundled model's pool (``--previous-pool``)."""
     from minenegs.embeddings import Embeddings
     from minenegs.pool import PoolParams, build_pool
 
     previous = (str(build_pool(Embeddings(train_embeddings(ds)), PoolParams(depth=100))),)
     emb_dir = train_embeddings(ds, f"r1-{round1}", round1_checkpoint(round1, data))
-    return build_pool(Embeddings(emb_dir), PoolParams(depth=100, previous=previous))
+    return build_pool(Embeddings(emb_dir), PoolParams(depth=100, previous=previous)), emb_dir
 
 
 # strategies that draw deeper than `top`, for the share of round 2's negatives only round 1's pool had
@@ -176,18 +176,17 @@ UNION_STRATEGIES = {"top 3": ("top", 3, {}), "random 3": ("random", 3, {}), "sim
 def union_share(data: Path, round1: str = "mn-top3") -> dict:
     """Per strategy, how many of round 2's negatives come from candidates only round 1's pool had (source
     ``previous``): what the union of pools adds, without training."""
-    import pyarrow.parquet as pq
-
+    from minenegs.artifacts import read_parquet
     from minenegs.dataset import load_beir
     from minenegs.embeddings import Embeddings
     from minenegs.mine import MineParams, Pool, corpus_view, read_pool_arrays
 
     ds = load_beir(data, "train")
-    pool = round2_pool(ds, round1, data)
-    table = pq.read_table(pool / "candidates.parquet", columns=["query_idx", "doc_idx", "source"])
+    pool, emb_dir = round2_pool(ds, round1, data)
+    table = read_parquet(pool / "candidates.parquet", columns=["query_idx", "doc_idx", "source"])
     columns = (table.column(c).to_pylist() for c in table.column_names)
     previous = {(q, d) for q, d, s in zip(*columns) if s == "previous"}
-    engine = Pool(read_pool_arrays(pool), corpus_view(Embeddings(train_embeddings(ds, f"r1-{round1}"))))
+    engine = Pool(read_pool_arrays(pool), corpus_view(Embeddings(emb_dir)))
     out = {}
     for name, (strategy, n, window) in UNION_STRATEGIES.items():
         sel = engine.selection(MineParams(strategy, n, thresholds={"duplicate_text": 1.0}, **window))
