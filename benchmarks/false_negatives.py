@@ -10,11 +10,17 @@ top-100 pool, 5 negatives a query. For each recipe:
 - ``queries_short`` / ``queries_empty``;
 - ``hidden_leak``: share of the hidden relevant documents reached within the depth that were handed out
   (what ``calibrate`` estimates with held-out visible positives), and for minenegs recipes ``calibrate``'s
-  estimate ``leak`` with its 95 % interval.
+  estimate ``leak`` with its 95 % interval;
+- ``hidden_leak_query_mean``: the same leak per query, averaged over the queries with a hidden relevant document
+  within the depth (``calibrate`` weighs queries by their held-out positives, not by their hidden ones).
 
 Also ``rank_bands``: where the visible positives (what ``calibrate`` holds out) and the hidden relevant documents
 sit in the exact ranking, within the depth; where the two differ, calibrate's estimate differs from the
 hidden-label leak.
+
+With ``--random-draws K``, the grid runs again on K protocols whose two visible positives per query are drawn at
+random among its relevant documents (seeded, not the highest-graded): where held-out and hidden documents are
+alike, what is left of the difference between estimate and hidden-label leak is how the two are weighted.
 
 Recipes: sentence-transformers' ``mine_hard_negatives`` (top, relative margin 0.05, random in ranks 10-50; its two
 rows per query merged), minenegs' default, every setting of a calibration grid (strategies, the positive-similarity
@@ -22,6 +28,7 @@ guard, rank windows, a margin), and the settings ``--max-leak`` picks for a few 
 ``benchmarks/results/false_negatives.json`` and ``false_negatives.png`` (hidden share against mean rank).
 
     python benchmarks/false_negatives.py            # both dense sets from ../shared/data
+    python benchmarks/false_negatives.py --st-from benchmarks/results/false_negatives.json --random-draws 5
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -61,17 +69,21 @@ MAX_LEAKS = (0.2, 0.3, 0.4, 0.5)
 RANK_BANDS = ((1, 5), (6, 10), (11, 20), (21, 50), (51, DEPTH))
 
 
-def two_visible(full: Dataset) -> tuple[Dataset, set[tuple[str, str]]]:
-    """Queries with more than two relevant documents, each given its two highest-graded ones (ties by id)."""
+def two_visible(full: Dataset, draw: int | None = None) -> tuple[Dataset, set[tuple[str, str]]]:
+    """Queries with more than two relevant documents, each given its two highest-graded ones (ties by id), or with
+    ``draw`` two drawn at random (seeded by ``draw``)."""
     by_query: dict[str, list] = {}
     for r in full.qrels:
         if r.is_positive:
             by_query.setdefault(r.query_id, []).append(r)
     visible, hidden = [], set()
-    for qid, rels in by_query.items():
+    rng = random.Random(draw)
+    for qid, rels in sorted(by_query.items()):
         if len(rels) <= 2:
             continue
         rels = sorted(rels, key=lambda r: (-r.score, r.doc_id))
+        if draw is not None:
+            rng.shuffle(rels)
         visible += rels[:2]
         hidden |= {(qid, r.doc_id) for r in rels[2:]}
     keep = {r.query_id for r in visible}
@@ -98,7 +110,8 @@ class Judge:
         reached = np.zeros(scores.shape, dtype=bool)
         ok = arrays["retrieved"]
         reached[arrays["query_idx"][ok], arrays["doc_idx"][ok]] = True
-        self.hidden_reached = int((self.hidden & reached).sum())
+        self.hidden_reached_q = (self.hidden & reached).sum(axis=1)
+        self.hidden_reached = int(self.hidden_reached_q.sum())
 
     def rank_bands(self, visible: list) -> dict:
         """Where the labelled positives (what ``calibrate`` holds out) and the hidden relevant documents sit in the
@@ -119,9 +132,12 @@ class Judge:
         d = np.concatenate([np.asarray(d, int) for _, d in negatives]) if negatives else np.zeros(0, int)
         hid = self.hidden[q, d]
         empty = n_queries - sum(1 for _, x in negatives if len(x))
+        has = self.hidden_reached_q > 0
+        per_query = np.bincount(q[hid], minlength=len(has))[has] / self.hidden_reached_q[has]
         return {"negatives": int(len(d)), "hidden_share": round(float(hid.mean()), 4) if len(d) else None,
                 "mean_rank": round(float(self.rank[q, d].mean()), 2) if len(d) else None,
                 "hidden_leak": round(float(hid.sum()) / max(1, self.hidden_reached), 4),
+                "hidden_leak_query_mean": round(float(per_query.mean()), 4) if has.any() else None,
                 "queries_short": short, "queries_empty": empty, "queries": n_queries}
 
 
@@ -159,17 +175,41 @@ def label(setting: dict) -> str:
     return " ".join(f"{k}={'off' if v is None else v}" for k, v in setting.items())
 
 
-def run(data: Path, with_st: bool, st_from: dict | None = None) -> tuple[dict, dict]:
-    ds, hidden = two_visible(load_beir(data, "test"))
-    out = ROOT / "build" / "bench" / f"{data.name}-two" / "emb"
-    encode_dataset(ds, out, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)  # chunks cached
+BASE = MineParams(defaults.STRATEGY, N, thresholds={"duplicate_text": 1.0, "dup_threshold": defaults.DUP_THRESHOLD,
+                                                    "max_positive_similarity": defaults.MAX_POSITIVE_SIMILARITY})
+HARDEST = {"strategy": "top", "max_positive_similarity": None, "range_min": 0, "relative_margin": None}
+
+
+def prepare(ds: Dataset, hidden: set[tuple[str, str]], name: str) -> tuple[Pool, Judge]:
+    """The dense top-``DEPTH`` pool of a protocol and its judge (embeddings from the chunk cache after the first)."""
+    out = ROOT / "build" / "bench" / name / "emb"
+    encode_dataset(ds, out, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)
     emb = Embeddings(out)
     arrays = read_pool_arrays(build_pool(emb, PoolParams(depth=DEPTH)))
-    engine = Pool(arrays, corpus_view(emb))
-    judge = Judge(emb, arrays, hidden)
+    return Pool(arrays, corpus_view(emb)), Judge(emb, arrays, hidden)
+
+
+def grid_vs_hidden(engine: Pool, judge: Judge) -> tuple[list, list[dict], dict]:
+    """``calibrate`` over ``GRID`` and every setting mined and judged: the rows, the grid entries, and how far the
+    estimate is from the hidden-label leak, pooled over hidden documents and averaged over queries."""
+    rows = calibrate(engine, BASE, GRID)
+    grid = [{"setting": row.setting, **mined(engine, judge, row.params), "leak": round(row.estimate.rate, 4),
+             "leak_low": round(row.estimate.low, 4), "leak_high": round(row.estimate.high, 4)} for row in rows]
+    error = {}
+    for key, name in (("hidden_leak", "leak_error"), ("hidden_leak_query_mean", "leak_error_query_mean")):
+        signed = np.array([g["leak"] - g[key] for g in grid])
+        error[name] = {"mean_signed": round(float(signed.mean()), 4), "mean_abs": round(float(np.abs(signed).mean()), 4),
+                       "max_abs": round(float(np.abs(signed).max()), 4),
+                       "within_5_points": round(float(np.mean(np.abs(signed) <= 0.05)), 4)}
+    return rows, grid, error
+
+
+def run(data: Path, with_st: bool, st_from: dict | None = None, draws: int = 0) -> dict:
+    full = load_beir(data, "test")
+    ds, hidden = two_visible(full)
+    engine, judge = prepare(ds, hidden, f"{data.name}-two")
     result: dict = {"queries": len(ds.queries), "hidden": len(hidden), "hidden_reached": judge.hidden_reached,
-                    "recipes": {}, "grid": [], "picked": {},
-                    "rank_bands": judge.rank_bands(ds.qrels)}
+                    "recipes": {}, "picked": {}, "rank_bands": judge.rank_bands(ds.qrels)}
     if st_from is not None:
         result["recipes"].update({k: v for k, v in st_from[data.name]["recipes"].items() if k.startswith("st ")})
     elif with_st:
@@ -177,20 +217,12 @@ def run(data: Path, with_st: bool, st_from: dict | None = None) -> tuple[dict, d
         result["recipes"]["st relative-margin 0.05"] = st_recipe(ds, judge, relative_margin=0.05)
         result["recipes"]["st random ranks 10-50"] = st_recipe(ds, judge, range_min=10, range_max=50,
                                                                sampling_strategy="random")
-    base = MineParams(defaults.STRATEGY, N, thresholds={"duplicate_text": 1.0, "dup_threshold": defaults.DUP_THRESHOLD,
-                                                        "max_positive_similarity": defaults.MAX_POSITIVE_SIMILARITY})
-    result["recipes"]["minenegs default"] = mined(engine, judge, base)
+    result["recipes"]["minenegs default"] = mined(engine, judge, BASE)
     result["recipes"]["minenegs default without the guard"] = mined(
-        engine, judge, MineParams(defaults.STRATEGY, N, thresholds={**base.thresholds, "max_positive_similarity": None}))
-    rows = calibrate(engine, base, GRID)
+        engine, judge, MineParams(defaults.STRATEGY, N, thresholds={**BASE.thresholds, "max_positive_similarity": None}))
+    rows, result["grid"], errors = grid_vs_hidden(engine, judge)
+    result.update(errors)
     result["holdouts"] = rows[0].estimate.holdouts
-    for row in rows:
-        measured = mined(engine, judge, row.params)
-        result["grid"].append({"setting": row.setting, **measured, "leak": round(row.estimate.rate, 4),
-                               "leak_low": round(row.estimate.low, 4), "leak_high": round(row.estimate.high, 4)})
-    errors = [abs(g["leak"] - g["hidden_leak"]) for g in result["grid"]]
-    result["leak_error"] = {"mean_abs": round(float(np.mean(errors)), 4), "max_abs": round(float(np.max(errors)), 4),
-                            "within_5_points": round(float(np.mean(np.array(errors) <= 0.05)), 4)}
     for bound in MAX_LEAKS:
         try:
             chosen = pick(rows, bound, 0.0)
@@ -202,7 +234,18 @@ def run(data: Path, with_st: bool, st_from: dict | None = None) -> tuple[dict, d
     # the hardest grid settings at a mean rank of 10 or less with no query empty, by hidden share
     fit = [g for g in result["grid"] if g["mean_rank"] is not None and g["mean_rank"] <= 10 and not g["queries_empty"]]
     result["best_rank_10"] = min(fit, key=lambda g: g["hidden_share"]) if fit else None
-    return result, {"series": rows}
+    if draws:
+        result["random_visible"] = []
+        for draw in range(draws):
+            ds_r, hidden_r = two_visible(full, draw)
+            engine_r, judge_r = prepare(ds_r, hidden_r, f"{data.name}-random{draw}")
+            rows_r, grid_r, errors_r = grid_vs_hidden(engine_r, judge_r)
+            hardest = next(g for g in grid_r if g["setting"] == HARDEST)
+            result["random_visible"].append({"draw": draw, "holdouts": rows_r[0].estimate.holdouts, **errors_r,
+                                             "hardest": {k: hardest[k] for k in ("leak", "leak_low", "leak_high",
+                                                         "hidden_leak", "hidden_leak_query_mean", "mean_rank")},
+                                             "rank_bands": judge_r.rank_bands(ds_r.qrels)})
+    return result
 
 
 def main() -> None:
@@ -212,11 +255,14 @@ def main() -> None:
     parser.add_argument("--no-st", action="store_true", help="Skip the sentence-transformers recipes.")
     parser.add_argument("--st-from", type=Path, help="Take the sentence-transformers figures from an earlier results "
                         "file (they depend only on the data and the model) instead of mining again.")
+    parser.add_argument("--random-draws", type=int, default=0, metavar="K",
+                        help="Also run the grid on K protocols with the two visible positives drawn at random.")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "false_negatives.json")
     args = parser.parse_args()
     results, series = {}, {}
     for data in args.data:
-        res, _ = run(data, not args.no_st, json.loads(args.st_from.read_text()) if args.st_from else None)
+        res = run(data, not args.no_st, json.loads(args.st_from.read_text()) if args.st_from else None,
+                  args.random_draws)
         results[data.name] = res
         print(f"\n{data.name}: {res['queries']} queries, two visible positives each, {res['hidden']} hidden relevant "
               f"({res['hidden_reached']} within depth {DEPTH}), {N} negatives a query, {res['holdouts']} held-out positives")
@@ -229,10 +275,19 @@ def main() -> None:
             est = f"{r['leak']:>8.3f}" if "leak" in r else f"{'':>8}"
             print(f"{name[:58]:<58}{r['hidden_share']:>8.3f}{r['mean_rank']:>8.1f}{r['queries_empty']:>7}"
                   f"{r['hidden_leak']:>8.3f}{est}")
-        print(f"calibrate vs hidden leak over {len(res['grid'])} settings: {res['leak_error']}")
+        print(f"calibrate vs hidden leak over {len(res['grid'])} settings: {res['leak_error']}; "
+              f"vs its mean over queries: {res['leak_error_query_mean']}")
         print("ranks within the depth (share per band, median): " + "; ".join(
             f"{who} {b['reached']}: " + ", ".join(f"{k} {v:.0%}" for k, v in b.items() if "-" in k)
             + f", median {b['median']}" for who, b in res["rank_bands"].items()))
+        for r in res.get("random_visible", []):
+            h = r["hardest"]
+            print(f"visible positives drawn at random (draw {r['draw']}, {r['holdouts']} held out): estimate within 5 "
+                  f"points of the hidden leak on {r['leak_error']['within_5_points']:.0%} of the settings (mean signed "
+                  f"{r['leak_error']['mean_signed']:+.3f}), of its mean over queries on "
+                  f"{r['leak_error_query_mean']['within_5_points']:.0%} ({r['leak_error_query_mean']['mean_signed']:+.3f}); "
+                  f"top 5 from rank 1: estimate {h['leak']:.3f}, hidden {h['hidden_leak']:.3f}, "
+                  f"over queries {h['hidden_leak_query_mean']:.3f}")
         series[f"{data.name}: grid"] = [(g["mean_rank"], g["hidden_share"], "") for g in res["grid"]]
         series[f"{data.name}: sentence-transformers"] = [(r["mean_rank"], r["hidden_share"], k.removeprefix("st "))
                                                          for k, r in res["recipes"].items() if k.startswith("st ")]
