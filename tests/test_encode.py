@@ -152,15 +152,13 @@ def test_ctrl_c_leaves_no_output_and_no_partial_file(tmp_path, samples, cache_di
     assert (out / "corpus.npy").read_bytes() == (tmp_path / "clean" / "corpus.npy").read_bytes()
 
 
-# 15 chunks, a quarter second each: seconds of margin between the fourth chunk and the end of the run, so a busy
-# machine cannot let the run finish before the signal lands
 KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from fakes import FakeEncoder
 from minenegs.dataset import load_beir
 from minenegs.embeddings import encode_dataset
-encode_dataset(load_beir({samples!r}), {out!r}, FakeEncoder(delay=0.25), cache_dir={cache!r}, chunk_size=8)
+encode_dataset(load_beir({samples!r}), {out!r}, FakeEncoder(delay=0.05), cache_dir={cache!r}, chunk_size=8)
 """
 
 
