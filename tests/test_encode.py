@@ -152,8 +152,12 @@ def test_ctrl_c_leaves_no_output_and_no_partial_file(tmp_path, samples, cache_di
     assert (out / "corpus.npy").read_bytes() == (tmp_path / "clean" / "corpus.npy").read_bytes()
 
 
+# The child takes Ctrl-C as a terminal delivers it even where the suite runs in the background, whose commands
+# inherit SIGINT ignored from a non-interactive shell.
 KILL_SCRIPT = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from fakes import FakeEncoder
 from minenegs.dataset import load_beir
