@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune clean
+.PHONY: install demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# flake check, not in CI: `make test` three times in a fresh clone (committed HEAD, no .venv), one core kept busy
+test-repeat:
+	bash .ci/repeat
 
 BENCH_STAMP := $(VENV)/.minenegs-bench-installed
 $(BENCH_STAMP): $(STAMP)

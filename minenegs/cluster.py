@@ -24,7 +24,6 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +76,18 @@ def _endpoint(address: str) -> tuple[str, int] | None:
     if address == "local":
         return None
     if address == "auto":  # where Ray will look: RAY_ADDRESS, else the last cluster `ray start` made here
-        known = os.environ.get("RAY_ADDRESS") or _read(Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster")
+        known = os.environ.get("RAY_ADDRESS") or _read(_ray_temp() / "ray_current_cluster")
         return _endpoint(known) if known and known not in ("auto", "local") else None
     rest = address.removeprefix("ray://")
     host, sep, port = rest.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def _ray_temp() -> Path:
+    """Ray's own temp folder, by Ray's rule."""
+    return Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / "ray"
 
 
 def _read(path: Path) -> str | None:
@@ -109,7 +113,13 @@ def probe(address: str) -> None:
 
 @contextlib.contextmanager
 def connect(settings: RaySettings) -> Iterator[Any]:
-    """Ray, joined to the cluster for the duration (an existing ``ray.init`` of the caller is reused)."""
+    """Ray, joined to the cluster for the duration (an existing ``ray.init`` of the caller is reused).
+
+    ``local`` starts a head node of this run's own (loopback, free ports, its own temp folder; see
+    ``ray_head``), never the instance Ray itself would start or find; a cluster on the loopback is joined with
+    this process's Ray on the loopback too."""
+    from .ray_head import is_loopback, local_head, on_loopback
+
     probe(settings.address)
     try:
         import ray
@@ -118,25 +128,31 @@ def connect(settings: RaySettings) -> Iterator[Any]:
         raise InputError("--ray needs Ray: pip install 'minenegs[ray]'") from None
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    joined = not ray.is_initialized()
-    if joined:
-        kwargs: dict[str, Any] = {"include_dashboard": False} if settings.address == "local" else {}
-        try:  # "local" always starts a new instance, even where another cluster runs or a dead one left its address
-            ray.init(address=settings.address, logging_level=logging.ERROR, log_to_driver=False, **kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            hint = "" if os.environ.get("RAY_AUTH_MODE") else (
-                "; a cluster with token authentication (Ray's default) needs RAY_AUTH_MODE=token here too")
-            raise InputError(f"--ray {settings.address}: cannot join the cluster: {message}{hint}") from None
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    context.raise_original_map_exception = True  # a worker's MinenegsError reaches the caller as itself
-    try:
+    endpoint = _endpoint(settings.address)
+    with contextlib.ExitStack() as stack:
+        if ray.is_initialized():
+            joined = False
+        else:
+            head = stack.enter_context(local_head()) if settings.address == "local" else None
+            if head or (endpoint and is_loopback(endpoint[0])):
+                stack.enter_context(on_loopback(head))
+            _join(ray, settings.address, head.address if head else settings.address)
+            stack.callback(ray.shutdown)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        context.raise_original_map_exception = True  # a worker's MinenegsError reaches the caller as itself
         yield ray
-    finally:
-        if joined:
-            ray.shutdown()
+
+
+def _join(ray: Any, given: str, address: str) -> None:
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = "" if os.environ.get("RAY_AUTH_MODE") or given == "local" else (
+            "; a cluster with token authentication (Ray's default) needs RAY_AUTH_MODE=token here too")
+        raise InputError(f"--ray {given}: cannot join the cluster: {message}{hint}") from None
 
 
 def _kill_point() -> None:

@@ -18,7 +18,8 @@ class FakeEncoder:
     """Encodes ``prompt + text`` as the sum of its words' seeded random vectors.
 
     Counts what it encodes (``encoded``, ``calls``) so tests can check what was (not) encoded again;
-    ``delay`` seconds per call slows it down for interruption tests; ``fail_after`` raises
+    ``delay`` seconds per call slows it down; ``stall_after`` calls, it sleeps for good (until killed), so an
+    interruption test knows how far it got whatever the machine's speed; ``fail_after`` raises
     KeyboardInterrupt once that many texts have been encoded.
     """
 
@@ -26,8 +27,9 @@ class FakeEncoder:
     batch_size = 8
 
     def __init__(self, dim: int = 32, version: str = "1", delay: float = 0.0, fail_after: int | None = None,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, stall_after: int | None = None) -> None:
         self.dim, self.version, self.delay, self.fail_after, self.scale = dim, version, delay, fail_after, scale
+        self.stall_after = stall_after
         self.encoded = 0
         self.calls: list[list[str]] = []
 
@@ -42,6 +44,8 @@ class FakeEncoder:
             raise KeyboardInterrupt
         if self.delay:
             time.sleep(self.delay)
+        if self.stall_after is not None and len(self.calls) >= self.stall_after:
+            time.sleep(3600)
         self.calls.append(list(texts))
         self.encoded += len(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
