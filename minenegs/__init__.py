@@ -1,16 +1,25 @@
 """minenegs: mine hard negatives for training retrieval and embedding models.
 
-The pipeline, one module per stage: :mod:`~minenegs.dataset` (inputs) ->
-:mod:`~minenegs.embeddings` (encode, cached by :mod:`~minenegs.cache`) -> later stages.
+The library's main calls are importable from here (each on first use, so ``import minenegs`` stays light):
+``load_dataset``/``load_beir`` (inputs), ``encode_dataset`` and ``Embeddings`` (the embeddings folder),
+``build_pool`` and ``PoolParams`` (the candidate pool), ``MineParams`` and ``negatives_from_pool`` (selection and
+output), and ``mine_hard_negatives`` (the drop-in for sentence-transformers' function).
 """
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "load_dataset": "dataset", "load_beir": "dataset",
+    "encode_dataset": "embeddings", "Embeddings": "embeddings",
+    "build_pool": "pool", "PoolParams": "pool",
+    "MineParams": "mine", "negatives_from_pool": "stages", "bundled_model_path": "models",
+    "mine_hard_negatives": "compat",
+}
+
 
 def __getattr__(name: str):
-    """``minenegs.mine_hard_negatives``, imported on first use so ``import minenegs`` stays light."""
-    if name == "mine_hard_negatives":
-        from .compat import mine_hard_negatives
+    if name in _EXPORTS:
+        import importlib
 
-        return mine_hard_negatives
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'minenegs' has no attribute {name!r}")

@@ -81,3 +81,19 @@ class BrokenEncoder(FakeEncoder):
         from minenegs.errors import ModelError
 
         raise ModelError("cannot load model 'fake-bow': no such folder on this node")
+
+
+class DyadicEncoder(FakeEncoder):
+    """:class:`FakeEncoder`'s unit vectors rounded to multiples of 1/256 (store them with ``normalize=False``):
+    every inner product of two is then exact in float32 whatever the summation order, so scores, and the files
+    written from them, are the same bytes on every CPU."""
+
+    name = "fake-dyadic"
+
+    def fingerprint(self) -> str:
+        return f"fake-dyadic-{self.version}-{self.dim}"
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        raw = super().encode(texts, prompt).astype(np.float64)
+        unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+        return (np.round(unit * 256) / 256).astype(np.float32)
