@@ -36,8 +36,8 @@ def main() -> None:
     from sentence_transformers.util import mine_hard_negatives as st_mine
 
     import minenegs
-    from minenegs.dataset import load_beir
-    from minenegs.models import bundled_model_path
+    from minenegs.inputs.dataset import load_beir
+    from minenegs.encode.models import bundled_model_path
 
     ds = load_beir(args.data, args.split)
     q = dict(zip(ds.queries.ids, ds.queries.texts))

@@ -42,16 +42,18 @@ from pathlib import Path
 
 import numpy as np
 
-from minenegs import defaults
-from minenegs.calibrate import calibrate, pick
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs import recipe
+from minenegs.select.calibrate import calibrate, pick
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
 from minenegs.errors import AcceptanceError
-from minenegs.mine import MineParams, Pool, corpus_view, read_pool_arrays
-from minenegs.models import SentenceTransformerEncoder, bundled_model_path
-from minenegs.pool import PoolParams, build_pool
+from minenegs.select.candidates import corpus_view, read_pool_arrays
+from minenegs.select.engine import Selector
+from minenegs.select.params import MineParams
+from minenegs.encode.models import SentenceTransformerEncoder, bundled_model_path
+from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.records import Dataset, TextTable
-from minenegs.stats import plot_frontier
+from minenegs.report.stats import plot_frontier
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _proc import write_results  # noqa: E402
@@ -141,7 +143,7 @@ class Judge:
                 "queries_short": short, "queries_empty": empty, "queries": n_queries}
 
 
-def mined(engine: Pool, judge: Judge, params: MineParams) -> dict:
+def mined(engine: Selector, judge: Judge, params: MineParams) -> dict:
     sel = engine.selection(params)
     return judge.score(list(zip(sel.query_idx.tolist(), sel.negatives)), len(sel.query_ids), len(sel.short))
 
@@ -175,21 +177,21 @@ def label(setting: dict) -> str:
     return " ".join(f"{k}={'off' if v is None else v}" for k, v in setting.items())
 
 
-BASE = MineParams(defaults.STRATEGY, N, thresholds={"duplicate_text": 1.0, "dup_threshold": defaults.DUP_THRESHOLD,
-                                                    "max_positive_similarity": defaults.MAX_POSITIVE_SIMILARITY})
+BASE = MineParams(recipe.STRATEGY, N, thresholds={"duplicate_text": 1.0, "dup_threshold": recipe.DUP_THRESHOLD,
+                                                    "max_positive_similarity": recipe.MAX_POSITIVE_SIMILARITY})
 HARDEST = {"strategy": "top", "max_positive_similarity": None, "range_min": 0, "relative_margin": None}
 
 
-def prepare(ds: Dataset, hidden: set[tuple[str, str]], name: str) -> tuple[Pool, Judge]:
+def prepare(ds: Dataset, hidden: set[tuple[str, str]], name: str) -> tuple[Selector, Judge]:
     """The dense top-``DEPTH`` pool of a protocol and its judge (embeddings from the chunk cache after the first)."""
     out = ROOT / "build" / "bench" / name / "emb"
     encode_dataset(ds, out, SentenceTransformerEncoder(), cache_dir=ROOT / "build" / "bench-cache", force=True)
     emb = Embeddings(out)
     arrays = read_pool_arrays(build_pool(emb, PoolParams(depth=DEPTH)))
-    return Pool(arrays, corpus_view(emb)), Judge(emb, arrays, hidden)
+    return Selector(arrays, corpus_view(emb)), Judge(emb, arrays, hidden)
 
 
-def grid_vs_hidden(engine: Pool, judge: Judge) -> tuple[list, list[dict], dict]:
+def grid_vs_hidden(engine: Selector, judge: Judge) -> tuple[list, list[dict], dict]:
     """``calibrate`` over ``GRID`` and every setting mined and judged: the rows, the grid entries, and how far the
     estimate is from the hidden-label leak, pooled over hidden documents and averaged over queries."""
     rows = calibrate(engine, BASE, GRID)
@@ -219,7 +221,7 @@ def run(data: Path, with_st: bool, st_from: dict | None = None, draws: int = 0) 
                                                                sampling_strategy="random")
     result["recipes"]["minenegs default"] = mined(engine, judge, BASE)
     result["recipes"]["minenegs default without the guard"] = mined(
-        engine, judge, MineParams(defaults.STRATEGY, N, thresholds={**BASE.thresholds, "max_positive_similarity": None}))
+        engine, judge, MineParams(recipe.STRATEGY, N, thresholds={**BASE.thresholds, "max_positive_similarity": None}))
     rows, result["grid"], errors = grid_vs_hidden(engine, judge)
     result.update(errors)
     result["holdouts"] = rows[0].estimate.holdouts

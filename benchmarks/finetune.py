@@ -77,8 +77,8 @@ TEACHERS = {"all-mpnet-base-v2": ROOT / "build" / "models" / "all-mpnet-base-v2"
 def train_embeddings(ds, model: str | None = None, path: Path | None = None) -> Path:
     """SciFact train encoded (bf16 autocast) with the bundled model, a teacher by name, or the model folder
     ``path`` (under the name ``model``), made once. The encode summary is kept beside it (``texts_encoded``)."""
-    from minenegs.embeddings import encode_dataset
-    from minenegs.models import SentenceTransformerEncoder
+    from minenegs.encode.embeddings import encode_dataset
+    from minenegs.encode.models import SentenceTransformerEncoder
 
     emb_dir = ROOT / "build" / "bench" / "scifact-train" / ("emb" if model is None else f"emb-{model}")
     if not (emb_dir / "manifest.json").exists():
@@ -112,7 +112,7 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     if out.exists():
         return out
     WORK.mkdir(parents=True, exist_ok=True)
-    from minenegs.dataset import load_beir
+    from minenegs.inputs.dataset import load_beir
 
     ds = load_beir(data, "train")
     if recipe["kind"] in ("pairs", "st"):
@@ -128,7 +128,7 @@ def training_file(name: str, data: Path, seed: int) -> Path:
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.util import mine_hard_negatives
 
-        from minenegs.models import bundled_model_path
+        from minenegs.encode.models import bundled_model_path
 
         model = SentenceTransformer(str(bundled_model_path()), device="cpu")
         mined = mine_hard_negatives(pairs, model, corpus=ds.corpus.texts, num_negatives=recipe["num_negatives"],
@@ -136,10 +136,10 @@ def training_file(name: str, data: Path, seed: int) -> Path:
                                     output_format="n-tuple", verbose=False, cache_folder=str(WORK / "st-cache"))
         mined.to_parquet(str(out))
         return out
-    from minenegs.embeddings import Embeddings
-    from minenegs.mine import MineParams
-    from minenegs.pool import PoolParams, build_pool
-    from minenegs.stages import negatives_from_pool
+    from minenegs.encode.embeddings import Embeddings
+    from minenegs.select.params import MineParams
+    from minenegs.retrieve.pool import PoolParams, build_pool
+    from minenegs.api import negatives_from_pool
 
     if "round1" in recipe:
         pool, _ = round2_pool(ds, recipe["round1"], data)
@@ -159,8 +159,8 @@ def training_file(name: str, data: Path, seed: int) -> Path:
 def round2_pool(ds, round1: str, data: Path) -> tuple[Path, Path]:
     """Round 2's pool and embeddings: SciFact train encoded by recipe ``round1``'s seed-42 model, its top 100
     combined with the bundled model's pool (``--previous-pool``)."""
-    from minenegs.embeddings import Embeddings
-    from minenegs.pool import PoolParams, build_pool
+    from minenegs.encode.embeddings import Embeddings
+    from minenegs.retrieve.pool import PoolParams, build_pool
 
     previous = (str(build_pool(Embeddings(train_embeddings(ds)), PoolParams(depth=100))),)
     emb_dir = train_embeddings(ds, f"r1-{round1}", round1_checkpoint(round1, data))
@@ -177,16 +177,18 @@ def union_share(data: Path, round1: str = "mn-top3") -> dict:
     """Per strategy, how many of round 2's negatives come from candidates only round 1's pool had (source
     ``previous``): what the union of pools adds, without training."""
     from minenegs.artifacts import read_parquet
-    from minenegs.dataset import load_beir
-    from minenegs.embeddings import Embeddings
-    from minenegs.mine import MineParams, Pool, corpus_view, read_pool_arrays
+    from minenegs.inputs.dataset import load_beir
+    from minenegs.encode.embeddings import Embeddings
+    from minenegs.select.candidates import corpus_view, read_pool_arrays
+    from minenegs.select.engine import Selector
+    from minenegs.select.params import MineParams
 
     ds = load_beir(data, "train")
     pool, emb_dir = round2_pool(ds, round1, data)
     table = read_parquet(pool / "candidates.parquet", columns=["query_idx", "doc_idx", "source"])
     columns = (table.column(c).to_pylist() for c in table.column_names)
     previous = {(q, d) for q, d, s in zip(*columns) if s == "previous"}
-    engine = Pool(read_pool_arrays(pool), corpus_view(Embeddings(emb_dir)))
+    engine = Selector(read_pool_arrays(pool), corpus_view(Embeddings(emb_dir)))
     out = {}
     for name, (strategy, n, window) in UNION_STRATEGIES.items():
         sel = engine.selection(MineParams(strategy, n, thresholds={"duplicate_text": 1.0}, **window))
@@ -215,7 +217,7 @@ def measure(test, query_ids: list[str], doc_ids: list[str], queries: np.ndarray,
 def evaluate(model, data: Path) -> dict[str, float]:
     import torch
 
-    from minenegs.dataset import load_beir
+    from minenegs.inputs.dataset import load_beir
 
     test = load_beir(data, "test")
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -259,7 +261,7 @@ def fresh_model(seed: int, path: Path | None = None):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from minenegs.models import bundled_model_path
+    from minenegs.encode.models import bundled_model_path
 
     torch.manual_seed(seed)
     # attention-probability dropout off: on CPU it forces SDPA's unfused path (30 s a step instead of 10 s);
@@ -293,9 +295,9 @@ def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) 
 def teacher_zero_shot(model: str, data: Path) -> dict:
     """A teacher's own nDCG@10 and Recall@100 on SciFact test, without training: the test set encoded through
     minenegs' cache, so the corpus (the same documents as train's) is not encoded again, only the test queries."""
-    from minenegs.dataset import load_beir
-    from minenegs.embeddings import Embeddings, encode_dataset
-    from minenegs.models import SentenceTransformerEncoder
+    from minenegs.inputs.dataset import load_beir
+    from minenegs.encode.embeddings import Embeddings, encode_dataset
+    from minenegs.encode.models import SentenceTransformerEncoder
 
     from setup_teacher import assemble
 

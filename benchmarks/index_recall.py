@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.index import IndexParams, open_index, recall_at
-from minenegs.models import SentenceTransformerEncoder
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.retrieve.index import IndexParams, open_index, recall_at
+from minenegs.encode.models import SentenceTransformerEncoder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _proc import data_parser, write_results  # noqa: E402

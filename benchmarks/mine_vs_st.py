@@ -30,8 +30,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
-from minenegs.dataset import load_beir
-from minenegs.models import bundled_model_path
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.models import bundled_model_path
 data, split, margin, cache, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
 ds = load_beir(data, split)
 q = dict(zip(ds.queries.ids, ds.queries.texts))

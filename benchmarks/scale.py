@@ -37,8 +37,8 @@ ENCODE = """
 import json, sys
 sys.path.insert(0, sys.argv[5])
 from _synthetic import ClusteredEncoder
-from minenegs.dataset import load_beir
-from minenegs.embeddings import encode_dataset
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import encode_dataset
 data, out, cache, dtype = sys.argv[1:5]
 summary = encode_dataset(load_beir(data, "train"), out, ClusteredEncoder(), cache_dir=cache, chunk_size=16384,
                          force=True, dtype=dtype)
@@ -51,8 +51,8 @@ def recall_check(emb_dir: Path, pool: Path, n: int, k: int = 100) -> dict:
     import pyarrow.compute as pc
 
     from minenegs.artifacts import read_parquet
-    from minenegs.embeddings import Embeddings
-    from minenegs.index import exact_top, recall_at
+    from minenegs.encode.embeddings import Embeddings
+    from minenegs.retrieve.index import exact_top, recall_at
 
     emb = Embeddings(emb_dir)
     queries = emb.reader("queries")

@@ -21,14 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.mine import MineParams, read_pool_arrays, select
-from minenegs.models import SentenceTransformerEncoder
-from minenegs.pool import PoolParams, build_pool
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.select.candidates import read_pool_arrays
+from minenegs.select.engine import Selector
+from minenegs.select.params import MineParams
+from minenegs.encode.models import SentenceTransformerEncoder
+from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.records import Dataset
-from minenegs.strategies import StrategyParams
-from minenegs.strategies.simans import weights
+from minenegs.select.strategies import StrategyParams
+from minenegs.select.strategies.simans import weights
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _proc import write_results  # noqa: E402
@@ -81,7 +83,7 @@ def main() -> None:
     qpos = {q: i for i, q in enumerate(emb.ids("queries"))}
 
     def measure(strategy: str, a: float = 0.0, b: float = 0.0) -> dict:
-        sel = select(pool, MineParams(strategy, 5, seed=0, strategy_params=StrategyParams(a, b)))
+        sel = Selector(read_pool_arrays(pool)).selection(MineParams(strategy, 5, seed=0, strategy_params=StrategyParams(a, b)))
         pairs = [(qid, doc_ids[d]) for qid, negs in zip(sel.query_ids, sel.negatives) for d in negs]
         ranks = [rank_of[(qpos[q], doc_ids.index(d))] for q, d in pairs]
         fn = sum((q, d) in hidden for q, d in pairs) / len(pairs)

@@ -9,10 +9,10 @@ output), and ``mine_hard_negatives`` (the drop-in for sentence-transformers' fun
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_dataset": "dataset", "load_beir": "dataset",
-    "encode_dataset": "embeddings", "Embeddings": "embeddings",
-    "build_pool": "pool", "PoolParams": "pool",
-    "MineParams": "mine", "negatives_from_pool": "stages", "bundled_model_path": "models",
+    "load_dataset": "inputs.dataset", "load_beir": "inputs.dataset",
+    "encode_dataset": "encode.embeddings", "Embeddings": "encode.embeddings", "bundled_model_path": "encode.models",
+    "build_pool": "retrieve.pool", "PoolParams": "retrieve.pool",
+    "MineParams": "select.engine", "negatives_from_pool": "api",
     "mine_hard_negatives": "compat",
 }
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .cache import default_cache_dir, text_hash
+from .encode.cache import default_cache_dir, text_hash
 from .errors import InputError
 from .records import Dataset, Qrel, TextTable
 
@@ -50,7 +50,7 @@ def _columns(dataset: Any) -> tuple[list[str], dict[str, list]]:
 
 
 def _encoder(model: Any, precision: str, batch_size: int):
-    from .models import LoadedEncoder, SentenceTransformerEncoder
+    from .encode.models import LoadedEncoder, SentenceTransformerEncoder
 
     if model is None or isinstance(model, (str, Path)):
         return SentenceTransformerEncoder(None if model is None else str(model), precision=precision,
@@ -128,12 +128,13 @@ def mine_hard_negatives(
     sentence-transformers encodes, or ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias).
     Returns a ``datasets.Dataset`` in ``output_format``.
     """
-    from .embeddings import Embeddings, encode_dataset
-    from .index import IndexParams
-    from .mine import MineParams
-    from .pool import PoolParams, build_pool
-    from .stages import select_from_pool
-    from .strategies import StrategyParams
+    from .encode.embeddings import Embeddings, encode_dataset
+    from .retrieve.index import IndexParams
+    from .select.params import MineParams
+    from .retrieve.pool import PoolParams, build_pool
+    from .select.from_pool import OpenedPool
+    from .select.judges import CrossEncoderJudge
+    from .select.strategies import StrategyParams
 
     if include_positives:
         raise _no_equivalent("include_positives", "positives are never candidates; rank them with a retrieval "
@@ -213,8 +214,8 @@ def mine_hard_negatives(
                                     "ce_max": ce_max, "promote": promote}.items() if v is not None}
     sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
     params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
-    _, sel = select_from_pool(pool, params, str(cross_encoder) if cross_encoder else None, ce_batch_size,
-                              arrays=_pool_arrays(pool))
+    judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
+    sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool))
 
     negs = {int(q): (n, s) for q, n, s in zip(sel.query_idx, sel.negatives, sel.negative_scores)}
     pos_score = {(int(q), int(d)): float(s) for q, ds, ss in zip(sel.query_idx, sel.positives, sel.positive_scores)
@@ -257,7 +258,7 @@ def _folder_key(model_key: str, queries: list[str], docs: list[str], pos_of: lis
 
 
 def _pool_arrays(pool: Path) -> dict[str, Any]:
-    from .mine import read_pool_arrays
+    from .select.candidates import read_pool_arrays
 
     st = (pool / "candidates.parquet").stat()
     stamp = (st.st_mtime_ns, st.st_size, st.st_ino)

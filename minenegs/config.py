@@ -86,3 +86,22 @@ def section_args(command: Any, section: dict[str, Any], where: str) -> list[str]
 def section_defaults(command: Any, section: dict[str, Any], where: str) -> dict[str, Any]:
     """``section`` as click defaults (``default_map``), so flags given on the command line win."""
     return {_param(command, key, where).name: value for key, value in section.items()}
+
+
+def recipe_commands(group: Any, ctx: Any, path: Path | str, overrides: list[str], force: bool, quiet: bool,
+                    as_json: bool) -> list[tuple[Any, list[str]]]:
+    """``minenegs run``: each section of the recipe at ``path`` (with ``--set`` overrides) as the command of
+    ``group`` it names and that command's arguments, every section checked before any runs; mine reads what
+    encode writes unless told otherwise."""
+    recipe = apply_overrides(load_config(path), overrides)
+    if "mine" in recipe and "encode" in recipe and "embeddings" not in recipe["mine"]:
+        recipe["mine"]["embeddings"] = recipe["encode"].get("output", "")
+    stages = []
+    for name in (n for n in SECTIONS if n in recipe):
+        section = {**recipe[name], **({"force": True} if force else {}), **({"quiet": True} if quiet else {}),
+                   **({"json": True} if as_json else {})}
+        command = group.get_command(ctx, name)
+        stages.append((command, section_args(command, section, f"{path} [{name}]")))
+    if not stages:
+        raise InputError(f"{path}: has neither an [encode] nor a [mine] section")
+    return stages

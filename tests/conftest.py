@@ -13,6 +13,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeEncoder  # noqa: E402
 
 
+def select_negatives(pool: Path, params, corpus=None, ce_logits=None, arrays=None):
+    """Each query's negatives from the pool folder ``pool`` under ``params``, all of it at once."""
+    from minenegs.select.candidates import read_pool_arrays
+    from minenegs.select.engine import Selector
+
+    return Selector(arrays if arrays is not None else read_pool_arrays(pool), corpus, ce_logits).selection(params)
+
+
 @pytest.fixture
 def samples() -> Path:
     return SAMPLES

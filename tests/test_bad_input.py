@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from minenegs.cli import app
-from minenegs.dataset import load_dataset
+from minenegs.inputs.dataset import load_dataset
 from minenegs.errors import InputError
 
 CORPUS = '{"_id": "d1", "title": "", "text": "first doc"}\n{"_id": "d2", "title": "T", "text": "second doc"}\n'

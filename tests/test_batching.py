@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from fakes import FakeEncoder
-from minenegs.batching import cluster_order, in_order
+from minenegs.write.batching import cluster_order, in_order
 from minenegs.cli import app
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
 from minenegs.errors import InputError
-from minenegs.mine import MineParams
-from minenegs.pool import PoolParams, build_pool
-from minenegs.stages import negatives_from_pool
+from minenegs.select.params import MineParams
+from minenegs.retrieve.pool import PoolParams, build_pool
+from minenegs.api import negatives_from_pool
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 

@@ -11,13 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 from fakes import FakeEncoder
-from minenegs.calibrate import calibrate, leak_interval, pick
+from conftest import select_negatives
+from minenegs.select.calibrate import calibrate, leak_interval, pick
 from minenegs.cli import app
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
 from minenegs.errors import AcceptanceError, InputError
-from minenegs.mine import MineParams, Pool, corpus_view, read_pool_arrays, select
-from minenegs.pool import PoolParams, build_pool
+from minenegs.select.candidates import corpus_view, read_pool_arrays
+from minenegs.select.engine import Selector
+from minenegs.select.params import MineParams
+from minenegs.retrieve.pool import PoolParams, build_pool
 from test_mine import write_pool
 
 
@@ -48,7 +51,7 @@ def test_interval_is_wilson_without_clustering_and_wider_with_it():
 def test_leaks_counted_by_hand(tmp_path):
     # every query: positives at ranks 1 and 2, then six candidates
     queries = [[(0.9, True), (0.85, True)] + [(0.8 - 0.01 * i, False) for i in range(6)] for _ in range(4)]
-    engine = Pool(read_pool_arrays(write_pool(tmp_path / "p", queries)))
+    engine = Selector(read_pool_arrays(write_pool(tmp_path / "p", queries)))
     rows = calibrate(engine, MineParams("top", 1), {"range_min": [0, 1, 2]}, min_queries=4)
     by_window = {r.setting["range_min"]: r for r in rows}
     # window from rank 1: holding out either positive hands it out (the other positive is skipped)
@@ -64,7 +67,7 @@ def test_unreached_positives_are_not_held_out(tmp_path):
     arrays = read_pool_arrays(write_pool(tmp_path / "p", queries))
     arrays["is_positive"][1::3] = True  # a second positive per query, but never retrieved
     arrays["retrieved"][1::3] = False
-    inst = Pool(arrays).holdouts()
+    inst = Selector(arrays).holdouts()
     assert sorted(inst.held_out.tolist()) == [0, 3, 6]
 
 
@@ -74,32 +77,32 @@ def test_holdouts_agree_with_mining_the_pool_relabelled(sample_pool):
     emb = Embeddings(json.loads((sample_pool / "manifest.json").read_text())["embeddings"])
     corpus = corpus_view(emb)
     arrays = read_pool_arrays(sample_pool)
-    engine = Pool(arrays, corpus)
+    engine = Selector(arrays, corpus)
     params = MineParams("simans", 3, seed=1, thresholds={"duplicate_text": 1.0, "dup_threshold": 0.95,
                                                          "max_positive_similarity": 0.6, "relative_margin": 0.02})
     inst = engine.holdouts()
     assert len(inst.held_out) >= 8
-    from minenegs.mine import RowsView
+    from minenegs.select.engine import RowsView
 
     got = engine.pick(RowsView(engine, inst), params)
     chosen = got.split(arrays["doc_idx"][inst.rows])
     for k, held in enumerate(inst.held_out):
         relabelled = {**arrays, "is_positive": arrays["is_positive"].copy()}
         relabelled["is_positive"][held] = False
-        ref = select(sample_pool, params, corpus, arrays=relabelled)
+        ref = select_negatives(sample_pool, params, corpus, arrays=relabelled)
         q = int(inst.segment[k])
         assert chosen[k].tolist() == ref.negatives[q].tolist()
 
 
 def test_too_few_queries_is_an_error_not_an_estimate(sample_pool):
-    engine = Pool(read_pool_arrays(sample_pool))
+    engine = Selector(read_pool_arrays(sample_pool))
     with pytest.raises(InputError, match="at least 20 queries with two or more positives"):
         calibrate(engine, MineParams("top", 3), {"relative_margin": [0.0]})
 
 
 def test_pick_takes_the_hardest_setting_under_the_bound(tmp_path):
     queries = [[(0.9, True), (0.85, True)] + [(0.8 - 0.01 * i, False) for i in range(6)] for _ in range(30)]
-    rows = calibrate(Pool(read_pool_arrays(write_pool(tmp_path / "p", queries))), MineParams("top", 1),
+    rows = calibrate(Selector(read_pool_arrays(write_pool(tmp_path / "p", queries))), MineParams("top", 1),
                      {"range_min": [0, 1, 2, 3]}, min_queries=30)
     chosen = pick(rows, 0.2)
     assert chosen.setting == {"range_min": 2}  # 3 is cleaner too, but less hard

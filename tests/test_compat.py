@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLES
-from minenegs.dataset import load_beir
+from minenegs.inputs.dataset import load_beir
 
 pytestmark = pytest.mark.slow  # the bundled model, and sentence-transformers' own function beside ours
 
@@ -22,7 +22,7 @@ def st_model():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from minenegs.models import bundled_model_path
+    from minenegs.encode.models import bundled_model_path
 
     return SentenceTransformer(str(bundled_model_path()), device="cpu")
 
@@ -76,14 +76,14 @@ def test_rows_match_sentence_transformers(st_model, pairs, cache, tmp_path_facto
 
 
 def test_a_second_call_selects_again_without_encoding(st_model, pairs, cache, monkeypatch):
-    import minenegs.embeddings
+    import minenegs.encode.embeddings
 
     first = _ours(pairs, st_model, cache, relative_margin=0.05, num_negatives=2, output_format="n-tuple")
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("encoded again")
 
-    monkeypatch.setattr(minenegs.embeddings, "encode_dataset", no_encoding)
+    monkeypatch.setattr(minenegs.encode.embeddings, "encode_dataset", no_encoding)
     second = _ours(pairs, st_model, cache, relative_margin=0.2, num_negatives=2, output_format="n-tuple")
     changed = sum(a != b for a, b in zip(first["negative_1"], second["negative_1"]))
     assert len(second) == len(first) and changed > 0  # the wider margin skipped some of the hardest
@@ -121,7 +121,7 @@ def test_a_model_changed_in_place_is_encoded_again(pairs, tmp_path):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from minenegs.models import LoadedEncoder, bundled_model_path
+    from minenegs.encode.models import LoadedEncoder, bundled_model_path
 
     model = SentenceTransformer(str(bundled_model_path()), device="cpu")
     encoder = LoadedEncoder(model)

@@ -12,12 +12,12 @@ import typer.main
 from fakes import FakeEncoder
 from typer.testing import CliRunner
 
-from minenegs import defaults
+from minenegs import recipe
 from minenegs.cli import app
 from minenegs.config import _param, load_config
-from minenegs.dataset import load_beir
-from minenegs.embeddings import encode_dataset
-from minenegs.mine import MineParams
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.select.params import MineParams
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = load_config(ROOT / "configs" / "default.toml")["mine"]
@@ -36,9 +36,9 @@ def test_command_defaults_are_the_recipe(command):
         if key not in WHERE and not (command == "filter" and key in RETRIEVAL):
             default = _param(cmd, key, "default.toml").default
             if key == "dup-threshold":  # None on the command line: 0.95 unless --keep-duplicates
-                default = defaults.DUP_THRESHOLD
+                default = recipe.DUP_THRESHOLD
             if key == "max-positive-similarity":  # None on the command line: 0.7 unless --keep-duplicates
-                default = defaults.MAX_POSITIVE_SIMILARITY
+                default = recipe.MAX_POSITIVE_SIMILARITY
             assert default == value, key
 
 

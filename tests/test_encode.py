@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from fakes import FakeEncoder
-from minenegs.cache import ChunkCache
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.encode.cache import ChunkCache
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
 from minenegs.errors import OutputExistsError
-from minenegs import models
-from minenegs.models import fingerprint_dir, resolve_precision
+from minenegs.encode import models
+from minenegs.encode.models import fingerprint_dir, resolve_precision
 from minenegs.records import Dataset, Qrel, TextTable
 
 
@@ -161,8 +161,8 @@ import sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from fakes import FakeEncoder
-from minenegs.dataset import load_beir
-from minenegs.embeddings import encode_dataset
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import encode_dataset
 encode_dataset(load_beir({samples!r}), {out!r}, FakeEncoder(stall_after=4), cache_dir={cache!r}, chunk_size=8)
 """
 

@@ -18,12 +18,12 @@ from fakes import RandomEncoder
 from typer.testing import CliRunner
 
 from minenegs.cli import app
-from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import Embeddings, encode_dataset
 from minenegs.errors import MinenegsError
-from minenegs.mine import MineParams
-from minenegs.pool import PoolParams, build_pool
+from minenegs.select.params import MineParams
+from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.records import Dataset, Qrel, TextTable
-from minenegs.stages import negatives_from_pool
+from minenegs.api import negatives_from_pool
 
 MINENEGS = [sys.executable, "-m", "minenegs"]
 
@@ -182,7 +182,7 @@ def test_a_previous_output_moved_aside_by_a_killed_writer_is_put_back(tmp_path, 
 
 
 def test_cache_chunk_left_half_written_is_cleared(tmp_path, dead_pid):
-    from minenegs.cache import ChunkCache
+    from minenegs.encode.cache import ChunkCache
 
     cache = ChunkCache(tmp_path)
     path = cache.path("ab" * 32)

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from fakes import FakeEncoder
-from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.filters.corpus import normalise
-from minenegs.mine import MineParams, corpus_view, select
-from minenegs.pool import PoolParams, build_pool
-from minenegs.dataset import load_beir
+from conftest import select_negatives
+from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.select.filters.corpus import normalise
+from minenegs.select.candidates import corpus_view
+
+from minenegs.select.params import MineParams
+from minenegs.retrieve.pool import PoolParams, build_pool
+from minenegs.inputs.dataset import load_beir
 from minenegs.records import Dataset, Qrel, TextTable
 
 
@@ -32,8 +35,8 @@ def dup_emb(tmp_path) -> Embeddings:
 
 def test_text_duplicate_of_a_positive_is_never_a_negative(dup_emb):
     pool = build_pool(dup_emb, PoolParams(depth=5))
-    on = select(pool, MineParams("top", 4, thresholds={"duplicate_text": 1.0}), corpus_view(dup_emb))
-    off = select(pool, MineParams("top", 4), corpus_view(dup_emb))
+    on = select_negatives(pool, MineParams("top", 4, thresholds={"duplicate_text": 1.0}), corpus_view(dup_emb))
+    off = select_negatives(pool, MineParams("top", 4), corpus_view(dup_emb))
     assert 1 not in on.negatives[0].tolist() and on.removed["duplicate_text"] == 1
     assert 1 in off.negatives[0].tolist()
 
@@ -44,14 +47,14 @@ def test_similarity_guards_use_cosine_to_any_positive(dup_emb, name):
     vectors = dup_emb.vectors("corpus")
     cos = vectors[[1, 2, 3, 4]] @ vectors[0]
     t = float(np.sort(cos)[-2]) + 1e-6  # between the two most similar
-    sel = select(pool, MineParams("top", 4, thresholds={name: t}), corpus_view(dup_emb))
+    sel = select_negatives(pool, MineParams("top", 4, thresholds={name: t}), corpus_view(dup_emb))
     assert sorted(sel.negatives[0].tolist()) == sorted(np.array([1, 2, 3, 4])[cos < t].tolist())
     assert sel.removed == {name: 1} and sel.short == ["q"]
 
 
 def test_guard_is_counted_apart_from_the_duplicate_filter(dup_emb):
     pool = build_pool(dup_emb, PoolParams(depth=5))
-    sel = select(pool, MineParams("top", 4, thresholds={"dup_threshold": 0.999, "max_positive_similarity": -1.0}),
+    sel = select_negatives(pool, MineParams("top", 4, thresholds={"dup_threshold": 0.999, "max_positive_similarity": -1.0}),
                  corpus_view(dup_emb))
     assert sel.removed["max_positive_similarity"] == 4 - sel.removed["dup_threshold"]  # what dup left, it takes
     assert len(sel.negatives[0]) == 0
@@ -68,9 +71,9 @@ def test_planted_near_duplicates_are_caught(tmp_path, samples):
     def handed_out(sel):
         return {q for q, negs in zip(sel.query_ids, sel.negatives) if q in plants and plants[q] in negs.tolist()}
 
-    plain = select(pool, MineParams("top", 3), corpus_view(emb))
+    plain = select_negatives(pool, MineParams("top", 3), corpus_view(emb))
     assert handed_out(plain) == set(plants)  # top mining hands every plant to its own query
-    filtered = select(pool, MineParams("top", 3, thresholds={"dup_threshold": 0.9}), corpus_view(emb))
+    filtered = select_negatives(pool, MineParams("top", 3, thresholds={"dup_threshold": 0.9}), corpus_view(emb))
     assert handed_out(filtered) == set()
     assert filtered.removed["dup_threshold"] >= 3
     assert filtered.short == []  # nobody is left short: the next candidates take their place
@@ -88,7 +91,7 @@ def test_kept_sets_match_sentence_transformers(tmp_path_factory, samples, settin
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    from minenegs.models import SentenceTransformerEncoder, bundled_model_path
+    from minenegs.encode.models import SentenceTransformerEncoder, bundled_model_path
 
     root = tmp_path_factory.getbasetemp() / "parity"
     ds = load_beir(samples)
@@ -110,7 +113,7 @@ def test_kept_sets_match_sentence_transformers(tmp_path_factory, samples, settin
         encode_dataset(ds, root / "emb", SentenceTransformerEncoder(precision="fp32"), cache_dir=root / "cache")
     emb = Embeddings(root / "emb")
     pool = build_pool(emb, PoolParams(depth=range_max + max_pos))
-    sel = select(pool, MineParams("top", range_max, thresholds=dict(setting)))
+    sel = select_negatives(pool, MineParams("top", range_max, thresholds=dict(setting)))
     texts = emb.table("corpus").texts
     queries = dict(zip(emb.ids("queries"), emb.table("queries").texts))
     ours = {queries[q]: {texts[d] for d in negs} for q, negs in zip(sel.query_ids, sel.negatives) if len(negs)}

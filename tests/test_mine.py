@@ -14,13 +14,16 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fakes import FakeEncoder
+from conftest import select_negatives
 from minenegs.cli import app
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.index import IndexParams
-from minenegs.mine import MineParams, Pool, RowsView, read_pool_arrays, select
-from minenegs.pool import PoolParams, _schema, build_pool
-from minenegs.strategies import STRATEGIES
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.retrieve.index import IndexParams
+from minenegs.select.candidates import read_pool_arrays
+from minenegs.select.engine import RowsView, Selector
+from minenegs.select.params import MineParams
+from minenegs.retrieve.pool import PoolParams, _schema, build_pool
+from minenegs.select.strategies import STRATEGIES
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +119,8 @@ def test_selection_invariants(tmp_path_factory, queries, strategy, n, range_min,
     pool = write_pool(tmp_path_factory.mktemp("pool"), queries)
     range_max = None if width is None else range_min + width
     params = MineParams(strategy, n, range_min, range_max, seed, thresholds={"relative_margin": margin})
-    sel = select(pool, params)
-    again = select(pool, params)
+    sel = select_negatives(pool, params)
+    again = select_negatives(pool, params)
     for qi, negs in enumerate(sel.negatives):
         cands = queries[qi]
         ranks = negs % 1000
@@ -146,7 +149,7 @@ def test_held_out_selection_is_the_selection_with_that_positive_unlabelled(tmp_p
     is simply not labelled."""
     pool = write_pool(tmp_path_factory.mktemp("pool"), queries)
     params = MineParams(strategy, n, seed=seed, thresholds={"relative_margin": margin, "absolute_margin": absolute})
-    engine = Pool(read_pool_arrays(pool))
+    engine = Selector(read_pool_arrays(pool))
     inst = engine.holdouts()
     got = engine.pick(RowsView(engine, inst), params)
     chosen = got.split(engine.arrays["doc_idx"][inst.rows])
@@ -157,7 +160,7 @@ def test_held_out_selection_is_the_selection_with_that_positive_unlabelled(tmp_p
         relabelled = [list(c) for c in queries]
         relabelled[qi][r - 1] = (relabelled[qi][r - 1][0], False)
         arrays = read_pool_arrays(write_pool(tmp_path_factory.mktemp("ref"), relabelled))
-        ref = select(pool, params, arrays=arrays).negatives[qi]
+        ref = select_negatives(pool, params, arrays=arrays).negatives[qi]
         assert negs.tolist() == ref.tolist()
 
 
@@ -165,7 +168,7 @@ def test_range_min_skips_original_ranks_not_survivors(tmp_path):
     # ranks 1-2 are dropped by the margin; range_min=2 must not skip ranks 3-4 as well (it does in ST)
     pool = write_pool(tmp_path / "p", [[(0.9, True), (0.89, False), (0.88, False), (0.5, False), (0.4, False),
                                         (0.3, False)]])
-    sel = select(pool, MineParams("top", 2, range_min=2, thresholds={"relative_margin": 0.05}))
+    sel = select_negatives(pool, MineParams("top", 2, range_min=2, thresholds={"relative_margin": 0.05}))
     assert (sel.negatives[0] % 1000).tolist() == [4, 5]
 
 
@@ -174,7 +177,7 @@ def test_simans_draws_in_proportion_to_its_weights(tmp_path):
     pool = write_pool(tmp_path / "p", [cands])
     arrays = read_pool_arrays(pool)
     scores = np.array([s for s, _ in cands[1:]])
-    picks = [select(pool, MineParams("simans", 1, seed=seed), arrays=arrays).negatives[0][0] for seed in range(400)]
+    picks = [select_negatives(pool, MineParams("simans", 1, seed=seed), arrays=arrays).negatives[0][0] for seed in range(400)]
     drawn = scores[np.array(picks) % 1000 - 2]  # document r sits at rank r; rank 1 is the positive
     w = np.exp(-100 * (scores - 0.75) ** 2)  # centred on p + b = 0.8 - 0.05
     expected = float((w * (0.75 - scores)).sum() / w.sum())
@@ -226,7 +229,7 @@ def test_mine_cli_refuses_to_overwrite(tmp_path, emb):
 
 
 def test_index_is_saved_and_reused(emb):
-    from minenegs.index import open_index
+    from minenegs.retrieve.index import open_index
 
     first = open_index(emb, IndexParams("hnsw", hnsw_m=8))
     again = open_index(emb, IndexParams("hnsw", hnsw_m=8, ef_search=64))  # search-time setting: same index

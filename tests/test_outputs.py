@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from fakes import FakeEncoder
 from minenegs.cli import app
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.mine import MineParams
-from minenegs.pool import PoolParams, build_pool
-from minenegs.stages import negatives_from_pool
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.select.params import MineParams
+from minenegs.retrieve.pool import PoolParams, build_pool
+from minenegs.api import negatives_from_pool
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_output_trains_with_sentence_transformers_without_reshaping(tmp_path, po
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-    from minenegs.models import bundled_model_path
+    from minenegs.encode.models import bundled_model_path
 
     out = tmp_path / "train.parquet"
     plain = build_pool(Embeddings(json.loads((pool / "manifest.json").read_text())["embeddings"]), PoolParams(depth=10))

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +16,12 @@ from typer.testing import CliRunner
 import fakes
 from conftest import SAMPLES
 from minenegs.cli import app
-from minenegs.cluster import KILL_ENV, RaySettings
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.distributed.runner import KILL_ENV, RaySettings
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
 from minenegs.errors import InputError
-from minenegs.pool import PoolParams, build_pool
-from minenegs.ray_head import LOOPBACK, SINGLE_MACHINE_ENV, Head, start_head
+from minenegs.retrieve.pool import PoolParams, build_pool
+from minenegs.distributed.head import LOOPBACK, SINGLE_MACHINE_ENV, Head, start_head
 
 CLIENT = """
 import json, logging, ray
@@ -42,7 +41,7 @@ def _resources(head: Head, timeout: float = 60) -> dict:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """``(address, kill_file)``: a head node with 2 CPUs on the loopback, on free ports, in a temp folder of its
-    own; creating ``kill_file`` makes the next task's worker kill itself (see minenegs.cluster)."""
+    own; creating ``kill_file`` makes the next task's worker kill itself (see minenegs.distributed.runner)."""
     root = tmp_path_factory.mktemp("ray")
     kill = root / "kill"
     mp = pytest.MonkeyPatch()
@@ -198,9 +197,9 @@ def test_without_ray_nothing_of_ray_is_imported(tmp_path):
     code = (
         "import sys; sys.path.insert(0, 'tests')\n"
         "from fakes import FakeEncoder\n"
-        "from minenegs.dataset import load_beir\n"
-        "from minenegs.embeddings import Embeddings, encode_dataset\n"
-        "from minenegs.pool import build_pool\n"
+        "from minenegs.inputs.dataset import load_beir\n"
+        "from minenegs.encode.embeddings import Embeddings, encode_dataset\n"
+        "from minenegs.retrieve.pool import build_pool\n"
         f"encode_dataset(load_beir('data_samples'), {str(tmp_path / 'e')!r}, FakeEncoder(), cache_dir={str(tmp_path / 'c')!r})\n"
         f"build_pool(Embeddings({str(tmp_path / 'e')!r}))\n"
         "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'\n"

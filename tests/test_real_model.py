@@ -9,11 +9,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings
-from minenegs.models import SentenceTransformerEncoder, bundled_model_path, fingerprint_dir
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings
+from minenegs.encode.models import SentenceTransformerEncoder, bundled_model_path, fingerprint_dir
 
 MINENEGS = [sys.executable, "-m", "minenegs"]
 

@@ -9,13 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from fakes import FakeEncoder
+from conftest import select_negatives
 from minenegs.cli import app
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
-from minenegs.mine import MineParams, score_stats, select
-from minenegs.pool import PoolParams, build_pool
-from minenegs.stages import negatives_from_pool, sweep_pool
-from minenegs.stats import inspect_path
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
+
+from minenegs.select.params import MineParams
+from minenegs.select.selection import score_stats
+from minenegs.retrieve.pool import PoolParams, build_pool
+from minenegs.api import negatives_from_pool, sweep
+from minenegs.report.stats import inspect_path
 
 
 
@@ -33,7 +36,7 @@ def test_score_stats_by_hand():
 
 
 def test_summary_has_statistics_of_kept_and_dropped(pool):
-    sel = select(pool, MineParams("top", 3, thresholds={"relative_margin": 0.0}))
+    sel = select_negatives(pool, MineParams("top", 3, thresholds={"relative_margin": 0.0}))
     s = sel.summary(3)["scores"]
     assert s["positives"]["n"] == 22 and s["negatives"]["n"] == sum(len(n) for n in sel.negatives)
     assert s["dropped"]["n"] == sel.removed["relative_margin"] > 0
@@ -43,11 +46,11 @@ def test_summary_has_statistics_of_kept_and_dropped(pool):
 
 
 def test_sweep_matches_select_and_grows_with_the_margin(pool):
-    rows = sweep_pool(pool, MineParams("top", 5), {"relative_margin": [0.0, 0.05, 0.2, 0.5]})
+    rows = sweep(pool, MineParams("top", 5), {"relative_margin": [0.0, 0.05, 0.2, 0.5]})
     assert [r["relative_margin"] for r in rows] == [0.0, 0.05, 0.2, 0.5]
     removed = [r["removed"] for r in rows]
     assert removed == sorted(removed) and removed[-1] > removed[0]
-    direct = select(pool, MineParams("top", 5, thresholds={"relative_margin": 0.5}))
+    direct = select_negatives(pool, MineParams("top", 5, thresholds={"relative_margin": 0.5}))
     assert rows[-1]["queries_short"] == len(direct.short)
     assert rows[-1]["removed"] == sum(direct.removed.values())
 
@@ -129,7 +132,7 @@ def test_quiet_prints_nothing(tmp_path, pool):
 
 @pytest.mark.parametrize("width, shown", [(80, 3), (200, 7)])
 def test_preview_shows_the_columns_that_fit_and_names_the_rest(pool, tmp_path, capsys, monkeypatch, width, shown):
-    from minenegs.report import show_rows
+    from minenegs.report.console import show_rows
 
     out = tmp_path / "n.parquet"
     negatives_from_pool(pool, out, MineParams("top", 5), fmt="n-tuple")

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from fakes import FakeEncoder
 from minenegs.cli import app
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, encode_dataset
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, encode_dataset
 from minenegs.errors import InputError
-from minenegs.pool import PoolParams, build_pool
+from minenegs.retrieve.pool import PoolParams, build_pool
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 

@@ -13,14 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from fakes import FakeEncoder, RandomEncoder
-from minenegs import mine as mine_module
-from minenegs.dataset import load_beir
-from minenegs.embeddings import Embeddings, VectorFile, encode_dataset
-from minenegs.index import FLAT_MAX, IVF_FLAT_MAX, RECALL_TARGET, IndexParams, exact_top, open_index, recall_at
-from minenegs.mine import MineParams, pool_chunks
-from minenegs.pool import PoolParams, build_pool
+from minenegs.select import candidates as candidates_module
+from minenegs.inputs.dataset import load_beir
+from minenegs.encode.embeddings import Embeddings, VectorFile, encode_dataset
+from minenegs.retrieve.index import FLAT_MAX, IVF_FLAT_MAX, RECALL_TARGET, IndexParams, exact_top, open_index, recall_at
+from minenegs.select.candidates import pool_chunks
+from minenegs.select.params import MineParams
+from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.records import Dataset, Qrel, TextTable
-from minenegs.stages import negatives_from_pool
+from minenegs.api import negatives_from_pool
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 
@@ -114,7 +115,7 @@ def reference_fusion(dense: list[int], bm25: list[int], k: int) -> list[tuple[in
 
 
 def test_hybrid_pool_matches_plain_reciprocal_rank_fusion(emb):
-    from minenegs.pool import _Bm25
+    from minenegs.retrieve.search import _Bm25
 
     t = pq.read_table(build_pool(emb, PoolParams(depth=6, retriever="hybrid", index=IndexParams("flat")))
                       / "candidates.parquet").to_pydict()
@@ -240,7 +241,7 @@ def test_pool_chunks_hold_whole_queries_even_when_row_groups_split_them(big_pool
                                     MineParams("simans", 5, seed=9)])
 def test_selection_by_chunks_writes_the_same_bytes_as_all_at_once(big_pool, tmp_path, monkeypatch, params):
     negatives_from_pool(big_pool, tmp_path / "whole.parquet", params, fmt="labeled-list", scores=True)
-    monkeypatch.setattr(mine_module, "CHUNK_ROWS", 600)
+    monkeypatch.setattr(candidates_module, "CHUNK_ROWS", 600)
     summary = negatives_from_pool(big_pool, tmp_path / "chunked.parquet", params, fmt="labeled-list", scores=True)
     assert summary["queries"] == 300
     assert (tmp_path / "chunked.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
@@ -250,7 +251,7 @@ def test_selection_by_chunks_writes_the_same_bytes_as_all_at_once(big_pool, tmp_
 def test_ivf_lists_sized_once_hold_what_faiss_add_gives(clustered, pq_m):
     import faiss
 
-    from minenegs import index as index_module
+    from minenegs.retrieve import index as index_module
 
     params = IndexParams("ivf", nlist=16, pq_m=pq_m).resolved(3000, 32)
     ours = index_module._build(params, clustered.reader("corpus"))

@@ -1,0 +1,236 @@
+"""One library call per command: each checks everything it was given before any work starts, does the work and
+returns the summary the command renders. Python users call the same functions.
+
+``progress``, where taken, is a factory: ``progress(description)`` gives a context manager yielding a
+``callback(done, total)`` or None (``minenegs.report.console.progress_bar`` with ``quiet`` bound is one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import recipe
+from .artifacts import check_output, read_manifest, read_parquet, write_text_atomic
+from .errors import AcceptanceError, InputError
+from .retrieve.search import KIND as POOL_KIND
+from .select.filters import needs_judge
+from .select.calibrate import check_bounds
+from .select.from_pool import OpenedPool
+from .select.params import MineParams
+from .write.batching import check_order
+from .write.outputs import FORMATS, write_output
+
+
+def _bar(progress: Any, description: str):
+    return progress(description) if progress is not None else contextlib.nullcontext()
+
+
+def _probe(ray: Any) -> None:
+    """Fail in seconds when nothing answers at the cluster's address, before any input is read."""
+    if ray is not None:
+        from .distributed.runner import probe
+
+        probe(ray.address)
+
+
+def encode(data: Path | str | None, output: Path | str, *, split: str = "train", corpus: Path | str | None = None,
+           queries: Path | str | None = None, qrels: Path | str | None = None, columns: Any = None,
+           model: str | None = None, precision: str = "auto", batch_size: int = 32, max_seq_length: int | None = None,
+           device: str | None = None, cache_dir: Path | str | None = None, ray: Any = None, progress: Any = None,
+           **options: Any) -> dict[str, Any]:
+    """``minenegs encode``: the dataset (a BEIR folder or pair file ``data``, or separate files; see
+    :func:`~minenegs.inputs.dataset.load_dataset`) encoded by the sentence-transformers ``model`` (default: the
+    bundled one) into the embeddings folder ``output``; ``options`` (prompts, ``normalize``, ``chunk_size``,
+    ``dtype``, ``force``) go to :func:`~minenegs.encode.embeddings.encode_dataset`."""
+    from .encode.cache import default_cache_dir
+    from .encode.embeddings import encode_dataset
+    from .encode.models import SentenceTransformerEncoder
+    from .inputs.dataset import Columns, load_dataset
+
+    _probe(ray)
+    dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns or Columns())
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if device is None and ray is not None and ray.gpus:  # GPU actors: the model goes on their GPU (auto: bf16)
+        device = "cuda"
+    encoder = SentenceTransformerEncoder(model, device=device, precision=precision, max_seq_length=max_seq_length,
+                                         batch_size=batch_size, fingerprint_memo=cache / "fingerprints.json")
+    with _bar(progress, "encoding") as tick:
+        return encode_dataset(dataset, output, encoder, cache_dir=cache, progress=tick, ray=ray, **options).to_dict()
+
+
+def _check_selection(output: Path | str, fmt: str, force: bool, min_coverage: float | None) -> None:
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if min_coverage is not None and not 0 <= min_coverage <= 1:
+        raise InputError(f"--min-coverage {min_coverage:g}: give a share between 0 and 1")
+    check_output(Path(output), force)
+
+
+def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_params: Any = None, *,
+         pool: Path | str | None = None, judge: Any = None, max_leak: float | None = None, max_short: float = 0.0,
+         fmt: str = recipe.FORMAT, scores: bool = False, batch_order: str = "pool", batch_size: int = 32,
+         min_coverage: float | None = None, force: bool = False, ray: Any = None,
+         progress: Any = None) -> dict[str, Any]:
+    """``minenegs mine``: the candidate pool of ``embeddings`` under ``pool_params`` (kept in ``pool``, or under
+    the embeddings folder; reused when it exists), then :func:`filter` from it. With ``max_leak``, the settings are
+    first calibrated on the pool (:func:`calibrate`'s default grid over ``params``) and the hardest whose leak
+    upper bound is at most ``max_leak`` is mined; the summary says what was picked."""
+    from .encode.embeddings import Embeddings
+    from .retrieve.pool import PoolParams, build_pool
+
+    pool_params = pool_params or PoolParams()
+    _check_selection(output, fmt, force, min_coverage)
+    check_bounds(max_leak, max_short)
+    check_order(batch_order, batch_size, fmt, pool_params.query_clusters > 0)
+    if judge is None and needs_judge(params.thresholds):
+        raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
+    _probe(ray)
+    with _bar(progress, "retrieving") as tick:
+        folder = build_pool(Embeddings(embeddings), pool_params, progress=tick, out=pool, force=force, ray=ray)
+    calibrated = None
+    with _bar(progress, "cross-encoder") as tick:
+        if max_leak is not None:
+            from .select.calibrate import DEFAULT_GRID, calibrate as run_calibration, pick
+
+            opened = OpenedPool(folder, params, judge, tick, needs=_grid_needs_judge(params, DEFAULT_GRID))
+            row = pick(run_calibration(opened.whole(), params, DEFAULT_GRID), max_leak, max_short)
+            params, calibrated = row.params, row.to_dict()
+            opened.params = params
+        else:
+            opened = OpenedPool(folder, params, judge, tick)
+        summary = _write(opened, output, fmt, scores, batch_order, batch_size, force)
+    return {**summary, **({"calibrated": calibrated} if calibrated is not None else {})}
+
+
+def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: Any = None, fmt: str = recipe.FORMAT,
+           scores: bool = False, batch_order: str = "pool", batch_size: int = 32, min_coverage: float | None = None,
+           force: bool = False, progress: Any = None) -> dict[str, Any]:
+    """``minenegs filter``: each query's negatives from the pool folder ``pool`` under ``params`` (``judge``
+    scores the pairs its filters read, cached in the pool), written to ``output`` as ``fmt``; the summary.
+
+    ``batch_order="clusters"`` writes the rows in blocks of ``batch_size`` from one query cluster each, shuffled
+    with ``params.seed`` (:mod:`minenegs.write.batching`); ``"pool"`` keeps the pool's query order."""
+    _check_selection(output, fmt, force, min_coverage)
+    read_manifest(Path(pool), POOL_KIND)  # a folder that is not a pool: one line, before anything reads it
+    check_order(batch_order, batch_size, fmt, _clusters(Path(pool)) is not None)
+    with _bar(progress, "cross-encoder") as tick:
+        return _write(OpenedPool(pool, params, judge, tick), output, fmt, scores, batch_order, batch_size, force)
+
+
+negatives_from_pool = filter  # the name Python users know
+
+
+def _clusters(pool: Path) -> dict[int, int] | None:
+    col = read_parquet(pool / "queries.parquet", columns=["cluster_id"]).column("cluster_id")
+    if col.null_count == len(col):
+        return None
+    return dict(enumerate(col.to_pylist()))
+
+
+def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch_order: str, batch_size: int,
+           force: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    params, manifest, emb = opened.params, opened.manifest, opened.emb
+    selection = opened.select()
+    clusters = _clusters(opened.pool)
+    by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
+    summary = selection.summary(params.num_negatives)
+    used = manifest.get("index_used") or {}  # what was searched, without timings: the output's bytes stay the same
+    index = {k: v for k, v in used.items() if k not in ("reused", "build_seconds") and v is not None}
+    metadata = {
+        "params": {**asdict(params), "format": fmt, "scores": scores,
+                   **({"batch_order": batch_order, "batch_size": batch_size} if batch_order != "pool" else {})},
+        "pool": {k: manifest.get(k) for k in ("retriever", "depth", "index", "rrf_k", "query_clusters")},
+        "index_used": index,
+        "model": emb.manifest["model"], "fingerprint": emb.manifest["fingerprint"],
+        "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
+    }
+    rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
+                        metadata=metadata, force=force, clusters=by_position, corpus_texts=opened.corpus.texts,
+                        batches=(batch_size, params.seed) if batch_order == "clusters" else None)
+    return {"pool": str(opened.pool), **({"index": index} if index else {}), **summary, "rows": rows,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def check_coverage(summary: dict[str, Any], min_coverage: float | None) -> None:
+    """Raise :class:`AcceptanceError` when no row was written, or fewer than ``min_coverage`` (checked by
+    :func:`mine` and :func:`filter`) of the queries got all their negatives."""
+    if summary.get("rows") == 0:
+        raise AcceptanceError(f"no rows were written: none of the {summary['queries']} queries kept a negative "
+                              "(loosen the filters or the rank window); the empty output was written")
+    if min_coverage is None:
+        return
+    coverage = 1 - summary["queries_short"] / max(1, summary["queries"])
+    if coverage < min_coverage:
+        raise AcceptanceError(f"only {coverage:.1%} of queries got {summary['num_negatives']} negatives "
+                              f"({summary['queries_short']} short), below --min-coverage {min_coverage:g}; "
+                              "the output was written, short query ids are in OUT.short.txt")
+
+
+def _grid_needs_judge(base: MineParams, grid: dict[str, list]) -> bool:
+    """Whether a grid needs a judge's scores; every setting is checked first, before any work starts."""
+    from .select.sweep import grid_settings
+
+    for _ in grid_settings(base, grid):
+        pass
+    return needs_judge(base.thresholds) or any(needs_judge({k: v}) for k, values in grid.items() for v in values)
+
+
+def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: Any = None,
+          progress: Any = None) -> list[dict[str, Any]]:
+    """``minenegs sweep``: negatives kept and queries short per setting of ``grid`` (setting name -> values)."""
+    from .select.sweep import sweep as run_sweep
+
+    if not grid:
+        raise InputError("give at least one list to sweep, e.g. --relative-margin 0,0.02,0.05,0.1")
+    with _bar(progress, "cross-encoder") as tick:
+        return run_sweep(OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid)).whole(), base, grid)
+
+
+def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: Any = None,
+              max_leak: float | None = None, max_short: float = 0.0, recipe: Path | str = "calibrated.toml",
+              plot: Path | str | None = None, force: bool = False, progress: Any = None,
+              **options: Any) -> dict[str, Any]:
+    """``minenegs calibrate``: the leak estimate, hardness and shortfall of each setting of ``grid``
+    (``calibrate.DEFAULT_GRID`` when None; ``options`` go to :func:`~minenegs.select.calibrate.calibrate`).
+    With ``max_leak``, the hardest setting whose leak upper bound is at most ``max_leak`` is written as a TOML
+    recipe to ``recipe`` (``picked`` in the summary); with ``plot``, leak against hardness as a PNG."""
+    from .report.stats import plot_frontier
+    from .select.calibrate import DEFAULT_GRID, calibrate as run_calibration, pick, recipe_toml, summary
+
+    check_bounds(max_leak, max_short)
+    if max_leak is not None:
+        check_output(Path(recipe), force)
+    grid = DEFAULT_GRID if grid is None else grid
+    with _bar(progress, "cross-encoder") as tick:
+        opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
+        rows = run_calibration(opened.whole(), base, grid, **options)
+    info = summary(rows)
+    if plot is not None:
+        plot_frontier({"settings": [(r.mean_rank, r.estimate.rate, _short(r.setting)) for r in rows]}, plot,
+                      title=f"calibrate {pool}: {info['holdouts']} held-out positives, {info['queries']} queries")
+    if max_leak is not None:
+        chosen = pick(rows, max_leak, max_short)
+        write_text_atomic(Path(recipe), recipe_toml(chosen, str(pool), opened.manifest))
+        info["picked"] = {**chosen.to_dict(), "recipe": str(recipe), "setting": _short(chosen.setting)}
+    return info
+
+
+def _short(setting: dict) -> str:
+    return " ".join(f"{k}={'off' if v is None else v}" for k, v in setting.items())
+
+
+def inspect(path: Path | str, plot: Path | str | None = None) -> dict[str, Any]:
+    """``minenegs inspect``: score statistics of a pool folder or an output file; with ``plot``, a PNG
+    histogram of positive against negative scores."""
+    from .report.stats import inspect_path, plot_histogram
+
+    info, pos, neg = inspect_path(path)
+    if plot is not None:
+        plot_histogram(pos, neg, plot, title=str(path))
+        info["plot"] = str(plot)
+    return info

@@ -1,0 +1,68 @@
+"""The ``minenegs`` application: its root options, and errors turned into one line and an exit status, in one
+place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from .. import __version__
+from ..errors import EXIT_INTERRUPTED, MinenegsError
+
+DEBUG_ENV = "MINENEGS_DEBUG"
+# typer parses with its own copy of click: its usage errors are the bases of typer.BadParameter
+_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError") + (click.UsageError,)
+
+
+class _Group(TyperGroup):
+    """Turns library errors into one line on stderr and their exit status; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except MinenegsError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            click.echo(f"minenegs: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except _USAGE_ERRORS as exc:  # a bad option value or a missing argument: one line too
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            click.echo(f"minenegs: error: {exc.format_message()} (see minenegs {ctx.invoked_subcommand or ''} --help)",
+                       err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("minenegs: interrupted; finished work is cached, outputs are unchanged", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Mine hard negatives for training retrieval and embedding models.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"minenegs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show tracebacks (or set {DEBUG_ENV}=1).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML recipe whose [encode]/[mine] sections set the defaults; flags override it.", show_default=False)] = None,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    if config is not None:
+        from ..config import load_config, section_defaults
+
+        group = ctx.command
+        ctx.default_map = {name: section_defaults(group.get_command(ctx, name), values, str(config))
+                           for name, values in load_config(config).items()}

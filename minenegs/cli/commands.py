@@ -1,0 +1,155 @@
+"""The commands: parse, one library call, render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app
+from .options import (Force, Json, MaxLeak, MaxShort, PoolArg, Quiet, columns_options, grid_options, judge_options,
+                      model_options, output_options, pool_options, ray_gpu_options, ray_options, selection_options)
+
+
+def _bars(quiet: bool):
+    from ..report.console import progress_bar
+
+    return lambda description: progress_bar(description, quiet)
+
+
+def _negatives(summary: dict, out) -> None:
+    from ..api import check_coverage
+    from ..report.console import show_negatives
+
+    show_negatives(summary, out.output, out.fmt, out.preview, quiet=out.quiet, as_json=out.json)
+    check_coverage(summary, out.min_coverage)
+
+
+@app.command()
+@columns_options
+@model_options
+@ray_gpu_options
+def encode(
+    data: Annotated[Optional[Path], typer.Argument(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/), or pairs (query and positive texts): a file, or a Hugging Face dataset (a save_to_disk folder, an .arrow file, a folder of .parquet files).", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The embeddings folder to write.", show_default=False)] = ...,
+    split: Annotated[str, typer.Option(help="Qrels split of a BEIR folder.")] = "train",
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus file (JSONL, CSV, TSV, Parquet).")] = None,
+    queries: Annotated[Optional[Path], typer.Option(help="Queries file.")] = None,
+    qrels: Annotated[Optional[Path], typer.Option(help="Qrels file: BEIR TSV, TREC, or a table.")] = None,
+    query_prompt: Annotated[Optional[str], typer.Option(help="Prefix for queries, e.g. 'query: '.")] = None,
+    corpus_prompt: Annotated[Optional[str], typer.Option(help="Prefix for documents, e.g. 'passage: '.")] = None,
+    normalize: Annotated[bool, typer.Option(help="Store unit-length vectors (cosine scores).")] = True,
+    chunk_size: Annotated[int, typer.Option(help="Texts per cached chunk (the unit of resume).", min=1)] = 1024,
+    dtype: Annotated[str, typer.Option(help="float32, or float16: half the disk and memory, scores within about 1e-3 (see the README's sizing table).")] = "float32",
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].", show_default=False)] = None,
+    columns=None, model_settings=None, ray=None, force: Force = False, quiet: Quiet = False, json_: Json = False,
+) -> None:
+    """Encode a corpus and its queries into an embeddings folder, reusing cached chunks."""
+    from ..api import encode as run
+    from ..report.console import show_summary
+
+    summary = run(data, output, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns,
+                  query_prompt=query_prompt, corpus_prompt=corpus_prompt, normalize=normalize, chunk_size=chunk_size,
+                  dtype=dtype, cache_dir=cache_dir, ray=ray, force=force, progress=_bars(quiet or json_),
+                  **model_settings)
+    show_summary(f"encoded -> {output}", summary, quiet=quiet, as_json=json_)
+
+
+@app.command()
+@selection_options
+@judge_options
+@pool_options
+@ray_options
+@output_options
+def mine(
+    embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
+    params=None, judge=None, pool_params=None, ray=None, out=None,
+    pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
+    max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
+) -> None:
+    """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
+    from ..api import mine as run
+
+    _negatives(run(embeddings, out.output, params, pool_params, pool=pool, judge=judge, max_leak=max_leak,
+                   max_short=max_short, ray=ray, progress=_bars(out.quiet or out.json), **out.writing), out)
+
+
+@app.command("filter")
+@selection_options
+@judge_options
+@output_options
+def filter_(pool: PoolArg, params=None, judge=None, out=None) -> None:
+    """Remove likely false negatives from a candidate pool and write training rows."""
+    from ..api import filter as run
+
+    _negatives(run(pool, out.output, params, judge=judge, progress=_bars(out.quiet or out.json), **out.writing), out)
+
+
+@app.command("inspect")
+def inspect_(
+    path: Annotated[Path, typer.Argument(help="A pool folder or an output file (.parquet, .jsonl).")],
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG histogram of positive vs negative scores.", show_default=False)] = None,
+    quiet: Quiet = False, json_: Json = False,
+) -> None:
+    """Score statistics of a candidate pool or an output file."""
+    from ..api import inspect as run
+    from ..report.console import show_summary
+
+    show_summary(f"inspect {path}", run(path, plot), quiet=quiet, as_json=json_)
+
+
+@app.command("sweep")
+@grid_options
+@judge_options
+def sweep_(pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")], selection=None, judge=None,
+           quiet: Quiet = False, json_: Json = False) -> None:
+    """Negatives kept per query and queries left short for each setting (lists to try), from the pool alone."""
+    from ..api import sweep as run
+    from ..report.console import show_table
+
+    params, grid = selection
+    rows = run(pool, params, grid, judge=judge, progress=_bars(quiet or json_))
+    if json_:
+        typer.echo(json.dumps(rows))
+    elif not quiet:
+        show_table(f"sweep {pool} ({params.num_negatives} negatives)", rows)
+
+
+@app.command("calibrate")
+@grid_options
+@judge_options
+def calibrate_(
+    pool: PoolArg, selection=None, judge=None, max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
+    recipe: Annotated[Path, typer.Option("--recipe", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
+    max_holdouts: Annotated[int, typer.Option("--max-holdouts", help="Held-out positives to use at most (a seeded sample beyond).", min=1)] = 10_000,
+    min_queries: Annotated[int, typer.Option("--min-queries", help="Queries with two or more positives needed for an estimate.", min=1)] = 20,
+    force: Force = False, quiet: Quiet = False, json_: Json = False,
+) -> None:
+    """Estimate each setting's false-negative (leak) rate from your own labels: hold one positive out at a time
+    and count how often it is handed out as a negative. Without lists, tries a default grid."""
+    from ..api import calibrate as run
+    from ..report.console import show_calibration
+
+    params, grid = selection
+    info = run(pool, params, grid or None, judge=judge, max_leak=max_leak, max_short=max_short, recipe=recipe,
+               plot=plot, force=force, progress=_bars(quiet or json_), max_holdouts=max_holdouts,
+               min_queries=min_queries, seed=params.seed)
+    show_calibration(info, pool, quiet=quiet, as_json=json_)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(help="A TOML recipe (see configs/).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a key: section.key=value (repeatable).", show_default=False)] = None,
+    force: Force = False, quiet: Quiet = False, json_: Json = False,
+) -> None:
+    """Run a whole recipe: encode, then mine (with its filters), from one TOML file."""
+    from ..config import recipe_commands
+
+    for command, args in recipe_commands(ctx.parent.command, ctx, config, set_ or [], force, quiet, json_):
+        with command.make_context(command.name, args, parent=ctx) as sub:
+            command.invoke(sub)

@@ -1,0 +1,169 @@
+"""Options, declared once. Most are derived from the library's settings records (``records.setting`` fields:
+``MineParams``, ``StrategyParams``, ``PoolParams``, ``IndexParams``, the encoder, ``Columns``) and from the filter
+registry; a group of options reaches its command as one object (``@group``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .. import recipe
+
+
+def opt(kind: Any, *flags: str, help: str, default: Any = None, **kw: Any) -> tuple[Any, Any]:
+    """An option as (annotation, default)."""
+    return Annotated[kind, typer.Option(*flags, help=help, show_default=default is not None and kind is not bool, **kw)], default
+
+
+def fields(cls: type, grid: bool = False) -> dict[str, tuple[Any, Any]]:
+    """The options of a settings record's ``setting`` fields; with ``grid``, a comma-separated list where a field
+    allows one."""
+    hints, out = typing.get_type_hints(cls), {}
+    for f in (f for f in dataclasses.fields(cls) if "help" in f.metadata):
+        m, kind, default = f.metadata, hints[f.name], None if f.default in (dataclasses.MISSING, ()) else f.default
+        kind = Optional[list[Path]] if m.get("type") == "paths" else Optional[typing.get_args(kind)[0]] if type(None) in typing.get_args(kind) else kind
+        flags = [m.get("flag") or "--" + f.name.replace("_", "-"), *([m["short"]] if "short" in m else [])]
+        if grid and m.get("grid"):
+            out[f.name] = opt(Optional[str], *flags, help=f"{m['help']} A comma-separated list to try.")
+        else:
+            out[f.name] = opt(kind, *flags, help=m["help"], default=default, **({"min": m["min"]} if "min" in m else {}))
+    return out
+
+
+def group(name: str, options: dict[str, tuple[Any, Any]], build: Callable[..., Any]):
+    """Give a command ``options``; it receives ``build(**their values)`` as ``name`` instead."""
+
+    def decorate(func):
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != name]
+        added = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for k, (a, d) in options.items()]
+
+        @functools.wraps(func)
+        def command(**kwargs):
+            built = build(**{k: kwargs.pop(k) for k in options})
+            return func(**kwargs, **{name: built})
+
+        del command.__wrapped__
+        command.__signature__ = signature.replace(parameters=own + added)
+        command.__annotations__ = {p.name: p.annotation for p in own + added}
+        return command
+
+    return decorate
+
+
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output path (a folder for encode, a file for mine and filter; NAME.arrow: a Hugging Face dataset folder).", show_default=False)]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+PoolArg = Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")]
+MaxLeak = Annotated[Optional[float], typer.Option("--max-leak", help="Calibrate (see `calibrate`) and pick the hardest setting whose leak upper bound is at most this share: `mine` mines with it, `calibrate` writes it as a recipe.", show_default=False)]
+MaxShort = Annotated[float, typer.Option("--max-short", help="With --max-leak: the largest share of queries a picked setting may leave short.")]
+
+
+RAY = {"ray": opt(Optional[str], "--ray", help="Run on Ray (pip install 'minenegs[ray]'): local (start Ray on this machine), auto (the cluster this machine is part of), HOST:PORT or ray://HOST:PORT."),
+       "ray_workers": opt(int, "--ray-workers", help="Ray workers [default: one per --ray-gpus GPUs if set, else one per --ray-cpus CPUs of the cluster].", default=0, min=0),
+       "ray_cpus": opt(float, "--ray-cpus", help="CPUs per Ray worker.", default=1.0)}
+
+
+def _ray(ray: str | None, **options: float):
+    from ..distributed.runner import RaySettings
+
+    return RaySettings.of(ray, *options.values())
+
+
+ray_options = group("ray", RAY, _ray)
+ray_gpu_options = group("ray", {**RAY, "ray_gpus": opt(float, "--ray-gpus", help="GPUs per Ray worker (model actors on GPUs).", default=0.0)}, _ray)
+
+
+def _judge(cross_encoder: str | None, ce_batch_size: int):
+    from ..select.judges import CrossEncoderJudge
+
+    return CrossEncoderJudge(cross_encoder, batch_size=ce_batch_size) if cross_encoder else None
+
+
+judge_options = group("judge", {
+    "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool)."),
+    "ce_batch_size": opt(int, "--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", default=64, min=1)}, _judge)
+
+
+def _out(output, fmt, scores, preview, batch_order, batch_size, min_coverage, force, quiet, json):
+    """Where and how the rows are written (``writing``: what the library call takes), and what is shown."""
+    writing = {"fmt": fmt, "scores": scores, "batch_order": batch_order, "batch_size": batch_size,
+               "min_coverage": min_coverage, "force": force}
+    return SimpleNamespace(output=output, fmt=fmt, preview=preview, min_coverage=min_coverage, quiet=quiet,
+                           json=json, writing=writing)
+
+
+output_options = group("out", {
+    "output": (Output, ...),
+    "fmt": opt(str, "--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.", default=recipe.FORMAT),
+    "scores": opt(bool, "--scores", help="Add the positives' and negatives' scores.", default=False),
+    "preview": opt(int, "--preview", help="Show this many output rows when done.", default=3, min=0),
+    "batch_order": opt(str, "--batch-order", help="pool (the pool's query order) or clusters: blocks of --batch-size rows from one query cluster (pool mined with --query-clusters), blocks shuffled with --seed, no anchor or positive text twice in a block. Train without reshuffling (README).", default="pool"),
+    "batch_size": opt(int, "--batch-size", help="Rows per block with --batch-order clusters: the trainer's batch size.", default=32, min=1),
+    "min_coverage": opt(Optional[float], "--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95)."),
+    "force": (Force, False), "quiet": (Quiet, False), "json": (Json, False)}, _out)
+
+
+def _pool_options():
+    from ..retrieve.index import IndexParams
+    from ..retrieve.search import PoolParams
+
+    return group("pool_params", {**fields(PoolParams), **fields(IndexParams)}, PoolParams.flat)
+
+
+pool_options = _pool_options()
+
+
+def _selection(grid: bool) -> dict[str, tuple[Any, Any]]:
+    """``MineParams``' and ``StrategyParams``' fields, ``--keep-duplicates``, and one option per filter of the
+    registry (with its default in the recipe)."""
+    from ..select.filters import REGISTRY
+    from ..select.params import MineParams
+    from ..select.strategies import StrategyParams
+
+    out = {**fields(MineParams, grid), **fields(StrategyParams), "keep_duplicates": opt(bool, "--keep-duplicates", help="Keep candidates similar to positives: no normalised-text and no --dup-threshold filter, and no --max-positive-similarity unless given.", default=False)}
+    for f in (f for f in REGISTRY.values() if f.flag):
+        default = f" [default: {recipe.THRESHOLDS[f.name]}]" if f.name in recipe.THRESHOLDS else ""
+        out[f.name] = opt(Optional[str], f.flag, help=f"Values to try, comma-separated ('off' for none). {f.help}") if grid \
+            else opt(Optional[float], f.flag, help=f"{f.help}{default}")
+    return out
+
+
+def _params(keep_duplicates: bool, simans_a: float, simans_b: float, grid: bool = False, **values: Any):
+    """``MineParams`` (the default recipe under the options given) and, with ``grid``, the lists to try."""
+    from ..select.filters import REGISTRY
+    from ..select.params import MineParams
+    from ..select.strategies import StrategyParams
+    from ..select.sweep import grid_from_text
+
+    thresholds, lists = {k: values.pop(k) for k in list(values) if k in REGISTRY}, {}
+    if grid:
+        lists = grid_from_text({**{k: values.pop(k) for k in ("strategy", "range_min")}, **thresholds})
+        thresholds = {k: (lists.get(k) or [None])[0] for k in ("dup_threshold", "max_positive_similarity")}
+    params = MineParams.default(keep_duplicates=keep_duplicates, thresholds=thresholds,
+                                strategy_params=StrategyParams(simans_a, simans_b), **values)
+    return (params, lists) if grid else params
+
+
+selection_options = group("params", _selection(False), _params)
+grid_options = group("selection", _selection(True), functools.partial(_params, grid=True))
+
+
+def _encode_groups():
+    from ..encode.models import SentenceTransformerEncoder
+    from ..inputs.dataset import Columns
+
+    return (group("columns", fields(Columns), Columns),
+            group("model_settings", fields(SentenceTransformerEncoder), lambda **settings: settings))
+
+
+columns_options, model_options = _encode_groups()

@@ -1,0 +1,367 @@
+"""The embeddings stage: encode a dataset once, into a folder later stages memory-map.
+
+Folder layout (``kind: embeddings``)::
+
+    manifest.json      model, fingerprint, prompts, settings, dimension, counts, input hashes
+    corpus.npy         float32 (or float16, ``dtype`` in the manifest) [n_docs, dim], row i is corpus.parquet row i
+    corpus.parquet     id, text
+    queries.npy        same dtype [n_queries, dim]
+    queries.parquet    id, text
+    qrels.parquet      query_id, doc_id, score
+
+Identical texts with the same prompt are encoded once (across corpus and queries alike), and every
+encoded chunk goes through the :class:`~minenegs.encode.cache.ChunkCache` first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..artifacts import check_output, output_dir, read_manifest, write_manifest, read_parquet
+from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
+from ..errors import MinenegsError
+from .models import Encoder, encode_chunk
+from ..records import Dataset, Qrel, TextTable
+
+if TYPE_CHECKING:
+    from ..distributed.runner import RaySettings
+
+KIND = "embeddings"
+SIDES = ("corpus", "queries")
+DTYPES = ("float32", "float16")
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EncodeSummary:
+    out: str
+    model: str
+    fingerprint: str
+    precision: str
+    dim: int
+    docs: int
+    queries: int
+    qrels: int
+    unique_texts: int
+    chunks: int
+    chunks_cached: int
+    texts_encoded: int
+    load_seconds: float
+    encode_seconds: float
+    seconds: float
+
+    @property
+    def texts_per_second(self) -> float:
+        return self.texts_encoded / self.encode_seconds if self.encode_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "texts_per_second": round(self.texts_per_second, 2)}
+
+
+@dataclass
+class _Unit:
+    """Unique texts encoded together under one prompt, and the rows of each side that take their vectors.
+
+    ``targets[side] = (rows, text_index)``: row ``rows[k]`` of that side gets text ``text_index[k]``'s vector.
+    """
+
+    prompt: str | None
+    texts: list[str]
+    targets: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _plan_units(tables: dict[str, TextTable], prompts: dict[str, str | None]) -> list[_Unit]:
+    """One unit per side, in order. A text already in an earlier unit with the same prompt is taken from it,
+    so it is encoded once; a side's own chunks never depend on a later side, so changing the query prompt
+    leaves the corpus cache intact."""
+    units: list[tuple[_Unit, dict[str, int]]] = []
+    for side, table in tables.items():
+        prompt = prompts[side]
+        earlier = [(u, index) for u, index in units if u.prompt == prompt]
+        own: dict[str, int] = {}
+        own_rows: list[int] = []
+        own_idx: list[int] = []
+        borrowed: dict[int, tuple[list[int], list[int]]] = {}
+        for row, text in enumerate(table.texts):
+            for k, (_, index) in enumerate(earlier):
+                if text in index:
+                    rows, idx = borrowed.setdefault(k, ([], []))
+                    rows.append(row)
+                    idx.append(index[text])
+                    break
+            else:
+                own_rows.append(row)
+                own_idx.append(own.setdefault(text, len(own)))
+        for k, (rows, idx) in borrowed.items():
+            earlier[k][0].targets[side] = (np.asarray(rows, dtype=np.int64), np.asarray(idx, dtype=np.int64))
+        unit = _Unit(prompt, list(own), {side: (np.asarray(own_rows, dtype=np.int64),
+                                                np.asarray(own_idx, dtype=np.int64))})
+        units.append((unit, own))
+    return [u for u, _ in units]
+
+
+class _Scatter:
+    """Writes each chunk's vectors to every row, on each side, whose text is in the chunk."""
+
+    def __init__(self, order: list[int], targets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        pos_of_text = np.empty(len(order), dtype=np.int64)
+        pos_of_text[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
+        self.sides = {}
+        for side, (rows, text_index) in targets.items():
+            pos = pos_of_text[text_index] if len(text_index) else text_index
+            perm = np.argsort(pos, kind="stable")
+            self.sides[side] = (rows[perm], pos[perm])
+
+    def __call__(self, outputs: dict[str, np.ndarray], start: int, stop: int, vectors: np.ndarray) -> None:
+        for side, (rows, sorted_pos) in self.sides.items():
+            lo, hi = np.searchsorted(sorted_pos, [start, stop])
+            if hi > lo:
+                outputs[side][rows[lo:hi]] = vectors[sorted_pos[lo:hi] - start]
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _write_table(path: Path, columns: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+
+
+def encode_dataset(
+    dataset: Dataset,
+    out: Path | str,
+    encoder: Encoder,
+    *,
+    cache_dir: Path | str | None = None,
+    query_prompt: str | None = None,
+    corpus_prompt: str | None = None,
+    normalize: bool = True,
+    chunk_size: int = 1024,
+    force: bool = False,
+    progress: Progress | None = None,
+    dtype: str = "float32",
+    ray: "RaySettings | None" = None,
+) -> EncodeSummary:
+    """Encode ``dataset`` into the embeddings folder ``out``, reusing every cached chunk.
+
+    ``dtype="float16"`` stores the vectors at half the size (the cache keeps float32, so switching back costs
+    no encoding); every later stage reads them as float32.
+
+    ``progress(done, total)`` is called as texts get encoded (cached ones do not count).
+
+    With ``ray``, the chunks not cached are encoded on a Ray cluster into the cache (which its workers must
+    share), then the folder is written from the cache: the same folder as a local run.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    check_output(out, force)
+    if chunk_size < 1:
+        raise MinenegsError(f"chunk size {chunk_size} must be at least 1")
+    if dtype not in DTYPES:
+        raise MinenegsError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    cache = ChunkCache(cache_dir if cache_dir is not None else default_cache_dir())
+    fingerprint = encoder.fingerprint()
+    settings = encoder.settings()
+    tables = {"corpus": dataset.corpus, "queries": dataset.queries}
+    groups = _plan_units(tables, {"corpus": corpus_prompt, "queries": query_prompt})
+
+    plans = []
+    for group in groups:
+        skey = settings_key(fingerprint, settings, group.prompt)
+        order, chunks = plan_chunks(group.texts, skey, chunk_size)
+        plans.append((group, order, chunks))
+    missing = [c for _, _, chunks in plans for c in chunks if not cache.has(c.key)]
+    total = sum(c.stop - c.start for c in missing)
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    load_seconds = 0.0
+    if missing and ray is None and hasattr(encoder, "load"):  # load the model outside the encode timing
+        t0 = time.perf_counter()
+        encoder.load()
+        load_seconds = time.perf_counter() - t0
+    if progress is not None:
+        progress(0, total)
+    encode_seconds = 0.0
+    if ray is not None and missing:
+        from .on_ray import encode_chunks
+
+        t0 = time.perf_counter()
+        wanted = {c.key for c in missing}
+        jobs = [(c.key, group.prompt, [group.texts[i] for i in order[c.start:c.stop]])
+                for group, order, chunks in plans for c in reversed(chunks) if c.key in wanted]
+        encode_chunks(ray, encoder, jobs, cache.root, tick)
+        encode_seconds = time.perf_counter() - t0
+    dim: int | None = None
+    with output_dir(out, force) as stage:
+        for group, order, chunks in plans:
+            scatter = _Scatter(order, group.targets)
+            for chunk in reversed(chunks):  # longest texts first: later, smaller batches reuse freed memory
+                vectors = cache.get(chunk.key)
+                if vectors is None:
+                    t0 = time.perf_counter()
+                    texts = [group.texts[i] for i in order[chunk.start:chunk.stop]]
+                    vectors = encode_chunk(encoder, texts, group.prompt, tick)
+                    encode_seconds += time.perf_counter() - t0
+                    cache.put(chunk.key, vectors)
+                if dim is None:
+                    dim = int(vectors.shape[1])
+                    for side in SIDES:
+                        np.lib.format.open_memmap(stage / f"{side}.npy", mode="w+", dtype=dtype,
+                                                  shape=(len(tables[side]), dim)).flush()
+                elif vectors.shape[1] != dim:
+                    raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {dim}; "
+                                        "clear the cache folder")
+                # mapped afresh for each chunk: written pages leave this process's memory once it is done
+                outputs = {side: np.load(stage / f"{side}.npy", mmap_mode="r+") for side in SIDES}
+                scatter(outputs, chunk.start, chunk.stop, _normalized(vectors) if normalize else vectors)
+                for array in outputs.values():
+                    array.flush()
+                del outputs
+        if dim is None:
+            raise MinenegsError("nothing to encode: the dataset has no texts")
+        for side in SIDES:
+            _write_table(stage / f"{side}.parquet", {"id": tables[side].ids, "text": tables[side].texts})
+        _write_table(stage / "qrels.parquet", {
+            "query_id": [q.query_id for q in dataset.qrels],
+            "doc_id": [q.doc_id for q in dataset.qrels],
+            "score": np.asarray([q.score for q in dataset.qrels], dtype=np.int32),
+        })
+        summary = EncodeSummary(
+            out=str(out), model=encoder.name, fingerprint=fingerprint, precision=str(settings.get("precision")),
+            dim=dim, docs=len(dataset.corpus), queries=len(dataset.queries), qrels=len(dataset.qrels),
+            unique_texts=sum(len(g.texts) for g in groups), chunks=sum(len(c) for _, _, c in plans),
+            chunks_cached=sum(len(c) for _, _, c in plans) - len(missing), texts_encoded=done,
+            load_seconds=round(load_seconds, 3), encode_seconds=round(encode_seconds, 3), seconds=0.0,
+        )
+        write_manifest(stage, {
+            "kind": KIND,
+            "format_version": 1,
+            "model": encoder.name,
+            "fingerprint": fingerprint,
+            **{k: v for k, v in settings.items()},
+            "query_prompt": query_prompt,
+            "corpus_prompt": corpus_prompt,
+            "normalize": normalize,
+            "dtype": dtype,
+            "dim": dim,
+            "count": {"corpus": len(dataset.corpus), "queries": len(dataset.queries), "qrels": len(dataset.qrels)},
+            "sources": dataset.sources,
+        })
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+class Embeddings:
+    """An embeddings folder, opened without loading its arrays (they are memory-mapped)."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder, KIND)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def vectors(self, side: str) -> np.ndarray:
+        """The ``corpus`` or ``queries`` matrix, memory-mapped read-only, in the stored dtype."""
+        return np.load(self.folder / f"{side}.npy", mmap_mode="r")
+
+    def reader(self, side: str) -> "VectorFile":
+        """The ``corpus`` or ``queries`` matrix read a block at a time as float32 (see :class:`VectorFile`)."""
+        return VectorFile(self.folder / f"{side}.npy")
+
+    def table(self, side: str) -> TextTable:
+
+        t = read_parquet(self.folder / f"{side}.parquet")
+        return TextTable(t.column("id").to_pylist(), t.column("text").to_pylist())
+
+    def id_array(self, side: str):
+        """A side's ids as one pyarrow string array (row ``i`` is vector ``i``)."""
+        return read_parquet(self.folder / f"{side}.parquet", columns=["id"]).column("id").combine_chunks()
+
+    def ids(self, side: str) -> list[str]:
+        return self.id_array(side).to_pylist()
+
+    def qrels(self) -> list[Qrel]:
+
+        t = read_parquet(self.folder / "qrels.parquet").to_pydict()
+        return [Qrel(q, d, int(s)) for q, d, s in zip(t["query_id"], t["doc_id"], t["score"])]
+
+
+class VectorFile:
+    """A ``.npy`` matrix read as float32 a block at a time: ``f[rows]`` takes a slice or an index array.
+
+    A file of up to ``map_max`` bytes is memory-mapped (repeated reads cost nothing). A larger one is read
+    with ``preadv``, rows in file order: the pages stay in the operating system's cache but never count
+    towards this process's memory (a mapping would: each random read maps a 64 KB neighbourhood), so a pass
+    over a corpus larger than memory holds one block at a time.
+    """
+
+    def __init__(self, path: Path | str, map_max: int = 512 << 20) -> None:
+        self.path = Path(path)
+        m = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype, self.offset = m.shape, m.dtype, int(m.offset)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._map = m if self.path.stat().st_size <= map_max else None
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        if self._map is not None:
+            return np.array(self._map[rows], dtype=np.float32)
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(len(self))
+            if step == 1:
+                return self._read(np.arange(start, max(start, stop)), contiguous=True)
+            rows = np.arange(start, stop, step)
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = np.where(rows < 0, rows + len(self), rows).astype(np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row out of range for {self.path} with {len(self)} rows")
+        return self._read(rows)
+
+    def _read(self, rows: np.ndarray, contiguous: bool = False) -> np.ndarray:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        rb = self.row_bytes
+        if contiguous:
+            raw = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+            if len(rows):
+                os.preadv(self._fd, [memoryview(raw.reshape(-1).view(np.uint8))], self.offset + int(rows[0]) * rb)
+            return raw.astype(np.float32, copy=False)
+        wanted, inverse = np.unique(rows, return_inverse=True)  # each row read once, in file order
+        raw = np.empty((len(wanted), *self.shape[1:]), dtype=self.dtype)
+        view = memoryview(raw.reshape(-1).view(np.uint8))
+        for k, r in enumerate(wanted.tolist()):
+            os.preadv(self._fd, [view[k * rb:(k + 1) * rb]], self.offset + r * rb)
+        return raw.astype(np.float32, copy=False)[inverse.reshape(-1)]
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def blocks(self, size: int = 65536):
+        """``(start, block)`` over the whole matrix in order."""
+        for start in range(0, len(self), size):
+            yield start, self[start:start + size]

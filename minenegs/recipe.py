@@ -1,0 +1,36 @@
+"""The default recipe, declared once: what `minenegs mine` and `filter` do without options, what
+``MineParams.default()`` gives Python callers and what ``mine_hard_negatives(..., recipe="default")`` adds.
+
+Chosen by the fine-tuning benchmark (``benchmarks/finetune.py``, table and reasons in ``benchmarks/RESULTS.md``)
+and spelled out in ``configs/default.toml``: a dense pool of ``DEPTH`` candidates, the top-ranked
+``NUM_NEGATIVES`` of them, no positive-aware margin, duplicates of a positive dropped (normalised text always,
+embeddings at cosine >= ``DUP_THRESHOLD``), and candidates at embedding cosine >= ``MAX_POSITIVE_SIMILARITY``
+to a positive dropped too (all three off with ``keep_duplicates``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InputError
+
+RETRIEVER = "dense"
+DEPTH = 100
+STRATEGY = "top"
+NUM_NEGATIVES = 5
+FORMAT = "n-tuple"
+DUP_THRESHOLD = 0.95
+MAX_POSITIVE_SIMILARITY = 0.7
+THRESHOLDS = {"duplicate_text": 1.0, "dup_threshold": DUP_THRESHOLD, "max_positive_similarity": MAX_POSITIVE_SIMILARITY}
+
+
+def thresholds(given: dict[str, Any] | None = None, keep_duplicates: bool = False) -> dict[str, Any]:
+    """The recipe's filters with ``given`` (filter name -> value; None: not given) on top. ``keep_duplicates``
+    turns the duplicate filters off, and the guard too unless it is given."""
+    given = dict(given or {})
+    dup, guard = given.get("dup_threshold"), given.get("max_positive_similarity")
+    if keep_duplicates and dup is not None:
+        raise InputError("--keep-duplicates turns the duplicate filters off: give it or --dup-threshold, not both")
+    return {**given, "duplicate_text": None if keep_duplicates else THRESHOLDS["duplicate_text"],
+            "dup_threshold": None if keep_duplicates else (DUP_THRESHOLD if dup is None else dup),
+            "max_positive_similarity": guard if guard is not None or keep_duplicates else MAX_POSITIVE_SIMILARITY}

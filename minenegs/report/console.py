@@ -1,0 +1,154 @@
+"""What the CLI shows: progress bars and summaries on stderr, ``--json`` summaries on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from ..encode.embeddings import Progress as ProgressCallback
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:  # type: ignore[override]
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} texts/s", style="cyan")
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator[ProgressCallback | None]:
+    """A ``progress(done, total)`` callback that drives a rich bar; None when quiet.
+
+    The bar appears only once there is work to show (``total > 0``), so errors found while
+    preparing, and fully cached runs, print no bar.
+    """
+    if quiet:
+        yield None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+               TimeRemainingColumn())
+    bar = Progress(*columns, console=stderr_console(), transient=False)
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            if total <= 0:
+                return
+            bar.start()
+            task = bar.add_task(description, total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            bar.stop()
+
+
+def _flat(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested summaries as table rows; a score-statistics dict becomes one line."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "n" in value:
+            rows.append((name, "none" if not value["n"] else
+                         f"n {value['n']:,}  mean {value['mean']:.3f}  p5 {value['p5']:.3f}  p50 {value['p50']:.3f}  "
+                         f"p95 {value['p95']:.3f}"))
+        elif isinstance(value, dict):
+            rows.extend(_flat(value, f"{name} "))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool, stream=None) -> None:
+    """The stage's summary: JSON on stdout (or ``stream``) with ``--json``, a table on stderr unless ``--quiet``."""
+    if as_json:
+        out = stream or sys.stdout
+        out.write(json.dumps(summary, sort_keys=True) + "\n")
+        out.flush()
+        return
+    if quiet:
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in _flat(summary):
+        if isinstance(value, float):
+            value = f"{value:,.3f}".rstrip("0").rstrip(".")
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        table.add_row(key.replace("_", " "), str(value))
+    stderr_console().print(table)
+
+
+def show_rows(path, n: int, *, quiet: bool) -> None:
+    """The first ``n`` rows of a Parquet output as a table on stderr, each text cut to fit, and only as many
+    columns as the terminal has room for (at least three; the caption names the others)."""
+    if quiet or n <= 0:
+        return
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    rows = next(pf.iter_batches(batch_size=n), None)
+    if rows is None:
+        return
+    console = stderr_console()
+    names = rows.schema.names
+    shown = names[: max(3, console.width // 22)]
+    hidden = names[len(shown):]
+    table = Table(title=f"first {min(n, rows.num_rows)} rows of {path}", title_justify="left", show_lines=True,
+                  caption=f"not shown: {', '.join(hidden)}" if hidden else None, caption_justify="left")
+    for name in shown:
+        table.add_column(name, overflow="fold", max_width=40)
+    for row in rows.select(shown).to_pylist():
+        table.add_row(*(v if len(v) <= 60 else v[:57] + "..." for v in map(str, row.values())))
+    console.print(table)
+
+
+def show_table(title: str, rows: list[dict[str, Any]]) -> None:
+    """Rows of settings (``sweep``, ``calibrate``) as a table on stderr; None shows as ``off``."""
+    table = Table(title=title, title_justify="left")
+    for column in rows[0]:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(*("off" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in row.values()))
+    stderr_console().print(table)
+
+
+def show_negatives(summary: dict[str, Any], output, fmt: str, preview: int, *, quiet: bool, as_json: bool) -> None:
+    """What `mine` and `filter` wrote: the summary (on stderr when the rows go to stdout) and the first rows."""
+    from ..artifacts import is_stdout
+
+    to_stdout = is_stdout(output)
+    show_summary(f"negatives -> {output}", summary, quiet=quiet, as_json=as_json,
+                 stream=sys.stderr if to_stdout else None)
+    if fmt != "flag-jsonl" and not to_stdout:
+        show_rows(output, preview, quiet=quiet or as_json)
+
+
+def show_calibration(info: dict[str, Any], pool, *, quiet: bool, as_json: bool) -> None:
+    """``calibrate``'s settings table and the setting it picked (JSON on stdout with ``as_json``)."""
+    if as_json:
+        sys.stdout.write(json.dumps(info) + "\n")
+        return
+    if quiet:
+        return
+    show_table(f"calibrate {pool}: {info['holdouts']} held-out positives from {info['queries']} queries "
+               "(leak low/high: 95 % interval)", info["settings"])
+    if "picked" in info:
+        p = info["picked"]
+        sys.stderr.write(f"picked {p['setting']}: leak {p['leak_rate']:.3f} (<= {p['leak_high']:.3f}), mean rank "
+                         f"{p['mean_rank']:.1f} -> {p['recipe']}\n")

@@ -1,0 +1,48 @@
+"""What to select: the strategy, how many negatives, the rank window, the seed and the filters in use
+(:class:`MineParams`); ``MineParams.default()`` is the default recipe (:mod:`minenegs.recipe`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .. import recipe
+from ..errors import InputError
+from ..records import setting
+from .filters import REGISTRY
+from .strategies import STRATEGIES, StrategyParams
+
+
+@dataclass(frozen=True)
+class MineParams:
+    strategy: str = setting(recipe.STRATEGY, "top, random or simans.", grid=True)
+    num_negatives: int = setting(recipe.NUM_NEGATIVES, "Negatives per query.", min=1)
+    range_min: int = setting(0, "Skip this many top original ranks.", min=0, grid=True)
+    range_max: int | None = setting(help="Consider ranks up to this one [default: all].", min=1)
+    seed: int = setting(0, "Seed for random and simans.")
+    strategy_params: StrategyParams = field(default_factory=StrategyParams)
+    thresholds: dict[str, float] = field(default_factory=dict)  # filter name -> value, only those in use
+    ce_depth: int = setting(30, "Re-score candidates up to this original rank (with a judge).", min=1)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"--strategy {self.strategy}: choose one of {', '.join(STRATEGIES)}")
+        if self.num_negatives < 1:
+            raise InputError("--num-negatives must be at least 1")
+        if self.range_min < 0 or (self.range_max is not None and self.range_max <= self.range_min):
+            raise InputError("--range-max must be more than --range-min, and --range-min at least 0")
+        unknown = set(self.thresholds) - set(REGISTRY)
+        if unknown:
+            raise InputError(f"unknown filter {sorted(unknown)[0]}")
+        for name, value in self.thresholds.items():
+            REGISTRY[name].check(value)
+        a, b = self.strategy_params.simans_a, self.strategy_params.simans_b
+        if not (math.isfinite(a) and a > 0 and math.isfinite(b)):
+            raise InputError(f"--simans-a {a} / --simans-b {b}: a must be a finite number above 0, b finite")
+
+    @classmethod
+    def default(cls, *, keep_duplicates: bool = False, thresholds: dict[str, float | None] | None = None,
+                **fields) -> "MineParams":
+        """The default recipe, with ``fields`` (strategy, num_negatives, ...) and ``thresholds`` (filter name ->
+        value, None: not given) on top; ``keep_duplicates`` turns its duplicate filters off."""
+        return cls(**fields, thresholds=recipe.thresholds(thresholds, keep_duplicates))
