@@ -37,7 +37,8 @@ class NearPositivesEncoder(RandomEncoder):
 
 
 def synthetic_pool(work: Path, docs: int = 100_000, queries: int = 10_000, reachable: bool = False) -> Path:
-    from minenegs.encode.embeddings import Embeddings, encode_dataset
+    from minenegs.encode.embeddings import encode_dataset
+    from minenegs.encode.folder import Embeddings
     from minenegs.retrieve.pool import PoolParams, build_pool
     from minenegs.records import Dataset, Qrel, TextTable
 

@@ -23,7 +23,7 @@ PLAIN = """
 import json, os, sys, time
 os.environ["HF_HUB_OFFLINE"] = "1"
 from sentence_transformers import SentenceTransformer
-from minenegs.inputs.dataset import read_corpus
+from minenegs.inputs.tables import read_corpus
 from minenegs.encode.models import bundled_model_path
 texts = read_corpus(sys.argv[1])[0].texts
 model = SentenceTransformer(str(bundled_model_path()), device="cpu")

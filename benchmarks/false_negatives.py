@@ -45,7 +45,8 @@ import numpy as np
 from minenegs import recipe
 from minenegs.select.calibrate import calibrate, pick
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.errors import AcceptanceError
 from minenegs.select.candidates import corpus_view, read_pool_arrays
 from minenegs.select.engine import Selector

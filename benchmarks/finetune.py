@@ -136,7 +136,7 @@ def training_file(name: str, data: Path, seed: int) -> Path:
                                     output_format="n-tuple", verbose=False, cache_folder=str(WORK / "st-cache"))
         mined.to_parquet(str(out))
         return out
-    from minenegs.encode.embeddings import Embeddings
+    from minenegs.encode.folder import Embeddings
     from minenegs.select.params import MineParams
     from minenegs.retrieve.pool import PoolParams, build_pool
     from minenegs.api import negatives_from_pool
@@ -159,7 +159,7 @@ def training_file(name: str, data: Path, seed: int) -> Path:
 def round2_pool(ds, round1: str, data: Path) -> tuple[Path, Path]:
     """Round 2's pool and embeddings: SciFact train encoded by recipe ``round1``'s seed-42 model, its top 100
     combined with the bundled model's pool (``--previous-pool``)."""
-    from minenegs.encode.embeddings import Embeddings
+    from minenegs.encode.folder import Embeddings
     from minenegs.retrieve.pool import PoolParams, build_pool
 
     previous = (str(build_pool(Embeddings(train_embeddings(ds)), PoolParams(depth=100))),)
@@ -178,7 +178,7 @@ def union_share(data: Path, round1: str = "mn-top3") -> dict:
     ``previous``): what the union of pools adds, without training."""
     from minenegs.artifacts import read_parquet
     from minenegs.inputs.dataset import load_beir
-    from minenegs.encode.embeddings import Embeddings
+    from minenegs.encode.folder import Embeddings
     from minenegs.select.candidates import corpus_view, read_pool_arrays
     from minenegs.select.engine import Selector
     from minenegs.select.params import MineParams
@@ -296,7 +296,8 @@ def teacher_zero_shot(model: str, data: Path) -> dict:
     """A teacher's own nDCG@10 and Recall@100 on SciFact test, without training: the test set encoded through
     minenegs' cache, so the corpus (the same documents as train's) is not encoded again, only the test queries."""
     from minenegs.inputs.dataset import load_beir
-    from minenegs.encode.embeddings import Embeddings, encode_dataset
+    from minenegs.encode.embeddings import encode_dataset
+    from minenegs.encode.folder import Embeddings
     from minenegs.encode.models import SentenceTransformerEncoder
 
     from setup_teacher import assemble

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.retrieve.index import IndexParams, open_index, recall_at
 from minenegs.encode.models import SentenceTransformerEncoder
 

@@ -51,7 +51,7 @@ def recall_check(emb_dir: Path, pool: Path, n: int, k: int = 100) -> dict:
     import pyarrow.compute as pc
 
     from minenegs.artifacts import read_parquet
-    from minenegs.encode.embeddings import Embeddings
+    from minenegs.encode.folder import Embeddings
     from minenegs.retrieve.index import exact_top, recall_at
 
     emb = Embeddings(emb_dir)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.select.candidates import read_pool_arrays
 from minenegs.select.engine import Selector
 from minenegs.select.params import MineParams

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_dataset": "inputs.dataset", "load_beir": "inputs.dataset",
-    "encode_dataset": "encode.embeddings", "Embeddings": "encode.embeddings", "bundled_model_path": "encode.models",
+    "encode_dataset": "encode.embeddings", "Embeddings": "encode.folder", "bundled_model_path": "encode.models",
     "build_pool": "retrieve.pool", "PoolParams": "retrieve.pool",
     "MineParams": "select.engine", "negatives_from_pool": "api",
     "mine_hard_negatives": "compat",

@@ -49,7 +49,8 @@ def encode(data: Path | str | None, output: Path | str, *, split: str = "train",
     from .encode.cache import default_cache_dir
     from .encode.embeddings import encode_dataset
     from .encode.models import SentenceTransformerEncoder
-    from .inputs.dataset import Columns, load_dataset
+    from .inputs.dataset import load_dataset
+    from .inputs.tables import Columns
 
     _probe(ray)
     dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns or Columns())
@@ -79,7 +80,7 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
     the embeddings folder; reused when it exists), then :func:`filter` from it. With ``max_leak``, the settings are
     first calibrated on the pool (:func:`calibrate`'s default grid over ``params``) and the hardest whose leak
     upper bound is at most ``max_leak`` is mined; the summary says what was picked."""
-    from .encode.embeddings import Embeddings
+    from .encode.folder import Embeddings
     from .retrieve.pool import PoolParams, build_pool
 
     pool_params = pool_params or PoolParams()

@@ -27,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from . import recipe as recipes
 from .encode.cache import default_cache_dir, text_hash
 from .errors import InputError
 from .records import Dataset, Qrel, TextTable
+from .select.filters import REGISTRY, needs_judge
+from .write.outputs import ST_FORMATS, Shape, output_rows
 
 OUTPUT_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
 _ST_FAISS_BATCH = 16384
@@ -80,18 +83,13 @@ def mine_hard_negatives(
     positive_column_name: str | None = None,
     corpus: list[str] | None = None,
     cross_encoder: str | None = None,
-    range_min: int = 0,
-    range_max: int | None = None,
-    max_score: float | None = None,
-    min_score: float | None = None,
-    absolute_margin: float | None = None,
-    relative_margin: float | None = None,
+    range_min: int = 0, range_max: int | None = None,
+    max_score: float | None = None, min_score: float | None = None,
+    absolute_margin: float | None = None, relative_margin: float | None = None,
     num_negatives: int = 3,
     sampling_strategy: str = "top",
-    query_prompt_name: str | None = None,
-    query_prompt: str | None = None,
-    corpus_prompt_name: str | None = None,
-    corpus_prompt: str | None = None,
+    query_prompt_name: str | None = None, query_prompt: str | None = None,
+    corpus_prompt_name: str | None = None, corpus_prompt: str | None = None,
     include_positives: bool = False,
     output_format: str = "triplet",
     output_scores: bool = False,
@@ -104,31 +102,31 @@ def mine_hard_negatives(
     as_triplets: bool | None = None,
     margin: float | None = None,
     *,
+    recipe: str | None = None,
     strategy: str | None = None,
     seed: int = 0,
-    dup_threshold: float | None = None,
-    duplicate_text: float | None = None,
-    max_positive_similarity: float | None = None,
-    ce_max: float | None = None,
-    promote: float | None = None,
     ce_batch_size: int = 64,
     simans_a: float | None = None,
     simans_b: float | None = None,
     index: str = "flat",
     precision: str = "fp32",
     cache_dir: str | Path | None = None,
+    **filters: float | None,
 ):
     """Add hard negatives to (anchor, positive) pairs; a drop-in for
     ``sentence_transformers.util.mine_hard_negatives`` (see the module's notes for what differs).
 
-    The shared arguments mean what they mean there. minenegs' own, keyword-only: ``strategy`` (``top``,
-    ``random`` or ``simans``; overrides ``sampling_strategy``), ``seed``, the guards ``dup_threshold``,
-    ``duplicate_text`` and ``max_positive_similarity``, the cross-encoder thresholds ``ce_max`` and ``promote``,
-    ``simans_a``/``simans_b``, ``index`` (``flat``, ``ivf``, ``hnsw`` or ``auto``), ``precision`` (``fp32``, as
-    sentence-transformers encodes, or ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias).
+    The shared arguments mean what they mean there. minenegs' own, keyword-only: ``recipe="default"`` adds the
+    default recipe's filters (:mod:`minenegs.recipe`: duplicates of a positive, the positive-similarity guard),
+    ``strategy`` (``top``, ``random`` or ``simans``; overrides ``sampling_strategy``), ``seed``, any filter of the
+    registry by its name (``dup_threshold=``, ``duplicate_text=``, ``max_positive_similarity=``, the
+    cross-encoder's ``ce_max=`` and ``promote=``, ...), ``ce_batch_size``, ``simans_a``/``simans_b``, ``index``
+    (``flat``, ``ivf``, ``hnsw`` or ``auto``), ``precision`` (``fp32``, as sentence-transformers encodes, or
+    ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias).
     Returns a ``datasets.Dataset`` in ``output_format``.
     """
-    from .encode.embeddings import Embeddings, encode_dataset
+    from .encode.embeddings import encode_dataset
+    from .encode.folder import Embeddings
     from .retrieve.index import IndexParams
     from .select.params import MineParams
     from .retrieve.pool import PoolParams, build_pool
@@ -150,7 +148,12 @@ def mine_hard_negatives(
         raise _no_equivalent("cross_encoder with margins or score limits", "sentence-transformers applies them to "
                              "the cross-encoder's scores; minenegs applies them to the dense scores and filters "
                              "with ce_max= / promote= on the cross-encoder's probability")
-    if cross_encoder is not None and ce_max is None and promote is None:
+    unknown = sorted(set(filters) - set(REGISTRY))
+    if unknown:
+        raise TypeError(f"mine_hard_negatives() got an unexpected keyword argument {unknown[0]!r}")
+    if recipe not in (None, "default"):
+        raise ValueError(f"recipe {recipe!r}: the one recipe is 'default'")
+    if cross_encoder is not None and not needs_judge(filters):
         raise TypeError("mine_hard_negatives(): a cross_encoder without ce_max= or promote= would change nothing")
     if as_triplets is not None:
         output_format = "triplet" if as_triplets else "n-tuple"
@@ -207,24 +210,25 @@ def mine_hard_negatives(
     emb = Embeddings(folder)
     pool = build_pool(emb, PoolParams(depth=range_max + max_positives, index=IndexParams(index)))
 
-    thresholds = {k: v for k, v in {"absolute_margin": absolute_margin, "relative_margin": relative_margin,
-                                    "max_score": max_score, "min_score": min_score, "dup_threshold": dup_threshold,
-                                    "duplicate_text": duplicate_text,
-                                    "max_positive_similarity": max_positive_similarity,
-                                    "ce_max": ce_max, "promote": promote}.items() if v is not None}
+    given = {"absolute_margin": absolute_margin, "relative_margin": relative_margin, "max_score": max_score,
+             "min_score": min_score, **filters}
+    thresholds = {k: v for k, v in (recipes.thresholds(given) if recipe else given).items() if v is not None}
     sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
     params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
     judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
     sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool))
 
-    negs = {int(q): (n, s) for q, n, s in zip(sel.query_idx, sel.negatives, sel.negative_scores)}
-    pos_score = {(int(q), int(d)): float(s) for q, ds, ss in zip(sel.query_idx, sel.positives, sel.positive_scores)
-                 for d, s in zip(ds.tolist(), ss.tolist())}
-    data = _rows(output_format, output_scores, anchor, positive, queries, docs, pos_of, negs, pos_score,
-                 num_negatives)
+    order = [np.argsort([pos_of[int(q)].index(d) for d in ds.tolist()], kind="stable") for q, ds in
+             zip(sel.query_idx, sel.positives)]  # each query's positives in the order the pairs gave them
+    sel.positives = [ds[o] for ds, o in zip(sel.positives, order)]
+    sel.positive_scores = [ss[o] for ss, o in zip(sel.positive_scores, order)]
+    shape = Shape(anchor, positive, "scores", judge=False)
+    built = list(output_rows(sel, emb, output_format, num_negatives, output_scores, shape, ST_FORMATS))
+    data = {k: [r[k] for r in built] for k in built[0]} if built else \
+        {k: [] for k in _columns_of(output_format, anchor, positive, num_negatives, output_scores)}
     if verbose:
         summary = sel.summary(num_negatives)
-        print(f"minenegs: {len(next(iter(data.values())))} rows ({output_format}); {summary['negatives']:,} "
+        print(f"minenegs: {len(built)} rows ({output_format}); {summary['negatives']:,} "
               f"negatives for {summary['queries']:,} queries, {summary['queries_short']:,} short; "
               f"removed: {sel.removed}", file=sys.stderr)
     import pyarrow as pa
@@ -268,56 +272,8 @@ def _pool_arrays(pool: Path) -> dict[str, Any]:
     return _POOL_ARRAYS[str(pool)][1]
 
 
-def _rows(fmt: str, scores: bool, anchor: str, positive: str, queries: list[str], docs: list[str],
-          pos_of: list[list[int]], negs: dict[int, tuple[np.ndarray, np.ndarray]],
-          pos_score: dict[tuple[int, int], float], n: int) -> dict[str, list]:
-    """The output columns, shaped as sentence-transformers shapes them: queries in first appearance, each
-    query's positives in the order the pairs gave them."""
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-    if fmt == "n-tuple":
-        data: dict[str, list] = {anchor: [], positive: [], **{f"negative_{i}": [] for i in range(1, n + 1)}}
-    elif fmt == "triplet":
-        data = {anchor: [], positive: [], "negative": []}
-    elif fmt == "labeled-pair":
-        data = {anchor: [], positive: [], "score" if scores else "label": []}
-    else:
-        data = {anchor: [], positive: [], "scores" if scores else "labels": []}
-    if scores and fmt in ("n-tuple", "triplet"):
-        data["scores"] = []
-    for qi, query in enumerate(queries):
-        neg, nscore = negs.get(qi, empty)
-        neg_texts, nscores = [docs[d] for d in neg.tolist()], [float(s) for s in nscore.tolist()]
-        if fmt == "labeled-pair":
-            for d in pos_of[qi]:
-                data[anchor].append(query)
-                data[positive].append(docs[d])
-                data["score" if scores else "label"].append(pos_score[(qi, d)] if scores else 1)
-            for text, s in zip(neg_texts, nscores):
-                data[anchor].append(query)
-                data[positive].append(text)
-                data["score" if scores else "label"].append(s if scores else 0)
-            continue
-        for d in pos_of[qi]:
-            ps = pos_score[(qi, d)]
-            if fmt == "n-tuple":
-                if len(neg_texts) < n:
-                    continue
-                data[anchor].append(query)
-                data[positive].append(docs[d])
-                for i, text in enumerate(neg_texts, start=1):
-                    data[f"negative_{i}"].append(text)
-                if scores:
-                    data["scores"].append([ps, *nscores])
-            elif fmt == "triplet":
-                for text, s in zip(neg_texts, nscores):
-                    data[anchor].append(query)
-                    data[positive].append(docs[d])
-                    data["negative"].append(text)
-                    if scores:
-                        data["scores"].append([ps, s])
-            elif neg_texts:  # labeled-list: one row per (query, positive), the positive first
-                data[anchor].append(query)
-                data[positive].append([docs[d], *neg_texts])
-                data["scores" if scores else "labels"].append([ps, *nscores] if scores else
-                                                              [1] + [0] * len(neg_texts))
-    return data
+def _columns_of(fmt: str, anchor: str, positive: str, n: int, scores: bool) -> list[str]:
+    """The columns of an empty result, as sentence-transformers names them."""
+    rest = {"triplet": ["negative"], "n-tuple": [f"negative_{i}" for i in range(1, n + 1)],
+            "labeled-pair": ["score" if scores else "label"], "labeled-list": ["scores" if scores else "labels"]}[fmt]
+    return [anchor, positive, *rest, *(["scores"] if scores and fmt in ("triplet", "n-tuple") else [])]

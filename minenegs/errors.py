@@ -6,7 +6,6 @@ with ``error.exit_code``. Messages say what is wrong and what to do about it.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_ACCEPTED = 3

@@ -13,7 +13,8 @@ from fakes import FakeEncoder
 from minenegs.write.batching import cluster_order, in_order
 from minenegs.cli import app
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.errors import InputError
 from minenegs.select.params import MineParams
 from minenegs.retrieve.pool import PoolParams, build_pool

@@ -15,7 +15,8 @@ from conftest import select_negatives
 from minenegs.select.calibrate import calibrate, leak_interval, pick
 from minenegs.cli import app
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.errors import AcceptanceError, InputError
 from minenegs.select.candidates import corpus_view, read_pool_arrays
 from minenegs.select.engine import Selector

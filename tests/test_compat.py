@@ -162,3 +162,21 @@ def test_prompts_are_applied_as_sentence_transformers_applies_them(st_model, pai
     ours = _ours(pairs, st_model, cache, **prompts)
     assert ours.to_dict() == theirs.to_dict()
     assert ours.to_dict() != _ours(pairs, st_model, cache, output_format="n-tuple").to_dict()  # they mattered
+
+
+def test_recipe_default_adds_the_default_recipes_filters(st_model, pairs, cache):
+    from minenegs import recipe
+
+    kw = {"output_format": "n-tuple", "num_negatives": 3}
+    plain = _ours(pairs, st_model, cache, **kw).to_dict()
+    default = _ours(pairs, st_model, cache, recipe="default", **kw).to_dict()
+    spelled = _ours(pairs, st_model, cache, **recipe.THRESHOLDS, **kw).to_dict()
+    assert default == spelled
+    assert default != plain  # the guard changes what sentence-transformers' defaults hand out on the sample data
+
+
+def test_a_filter_the_registry_does_not_know_is_a_type_error(st_model, pairs, cache):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such_filter'"):
+        _ours(pairs, st_model, cache, no_such_filter=0.5)
+    with pytest.raises(ValueError, match="recipe 'strict'"):
+        _ours(pairs, st_model, cache, recipe="strict")

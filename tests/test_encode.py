@@ -16,7 +16,8 @@ import pytest
 from fakes import FakeEncoder
 from minenegs.encode.cache import ChunkCache
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.errors import OutputExistsError
 from minenegs.encode import models
 from minenegs.encode.models import fingerprint_dir, resolve_precision

@@ -18,7 +18,8 @@ from fakes import RandomEncoder
 from typer.testing import CliRunner
 
 from minenegs.cli import app
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.errors import MinenegsError
 from minenegs.select.params import MineParams
 from minenegs.retrieve.pool import PoolParams, build_pool

@@ -7,14 +7,21 @@ import pytest
 
 from fakes import FakeEncoder
 from conftest import select_negatives
-from minenegs.encode.embeddings import Embeddings, encode_dataset
-from minenegs.select.filters.corpus import normalise
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
+from minenegs.select.filters.corpus import normalise_many
 from minenegs.select.candidates import corpus_view
 
 from minenegs.select.params import MineParams
 from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.inputs.dataset import load_beir
 from minenegs.records import Dataset, Qrel, TextTable
+
+
+def normalise(text: str) -> str:
+    import pyarrow as pa
+
+    return normalise_many(pa.array([text])).to_pylist()[0]
 
 
 def test_normalise_folds_case_accents_punctuation_and_spacing():

@@ -95,3 +95,17 @@ def test_the_checks_can_fail():
     """Imports inside functions are seen, and a cycle is found."""
     assert "minenegs.select.judges" in GRAPH["minenegs.select.engine"]  # imported inside a method
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a -> b -> c -> a"]
+
+
+def test_no_module_over_350_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 350}
+    assert long == {}
+
+
+def test_no_command_body_over_40_lines():
+    """A command parses, calls the library once and renders: its body (after the signature) stays short."""
+    bodies = {}
+    for node in ast.parse((PACKAGE / "cli" / "commands.py").read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.decorator_list:
+            bodies[node.name] = node.end_lineno - node.body[0].lineno + 1
+    assert len(bodies) >= 7 and max(bodies.values()) <= 40, bodies

@@ -17,7 +17,8 @@ from fakes import FakeEncoder
 from conftest import select_negatives
 from minenegs.cli import app
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.retrieve.index import IndexParams
 from minenegs.select.candidates import read_pool_arrays
 from minenegs.select.engine import RowsView, Selector

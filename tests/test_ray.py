@@ -18,7 +18,8 @@ from conftest import SAMPLES
 from minenegs.cli import app
 from minenegs.distributed.runner import KILL_ENV, RaySettings
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.errors import InputError
 from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.distributed.head import LOOPBACK, SINGLE_MACHINE_ENV, Head, start_head
@@ -198,7 +199,7 @@ def test_without_ray_nothing_of_ray_is_imported(tmp_path):
         "import sys; sys.path.insert(0, 'tests')\n"
         "from fakes import FakeEncoder\n"
         "from minenegs.inputs.dataset import load_beir\n"
-        "from minenegs.encode.embeddings import Embeddings, encode_dataset\n"
+        "from minenegs.encode.embeddings import encode_dataset\nfrom minenegs.encode.folder import Embeddings\n"
         "from minenegs.retrieve.pool import build_pool\n"
         f"encode_dataset(load_beir('data_samples'), {str(tmp_path / 'e')!r}, FakeEncoder(), cache_dir={str(tmp_path / 'c')!r})\n"
         f"build_pool(Embeddings({str(tmp_path / 'e')!r}))\n"

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minenegs.inputs.dataset import Columns, content_id, load_beir, load_dataset, load_files, load_pairs
+from minenegs.inputs.dataset import load_beir, load_dataset, load_files
+from minenegs.inputs.pairs import load_pairs
+from minenegs.inputs.tables import Columns, content_id
 from minenegs.errors import InputError
 from minenegs.records import join_title
 

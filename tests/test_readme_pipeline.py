@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +44,16 @@ def test_readme_pipeline_runs_and_makes_its_files(tmp_path):
     again = subprocess.run(["bash", "pipeline.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "already exists; pass --force" in again.stderr
     assert (runs / "train.jsonl").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs(tmp_path):
+    """The first block of the README's "Python" section, run as written (the bundled model, the sample data)."""
+    section = re.search(r"^## Python\n(.*?)^### ", (ROOT / "README.md").read_text(), re.S | re.M).group(1)
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shutil.copytree(ROOT / "data_samples", tmp_path / "data_samples")
+    env = {**os.environ, "MINENEGS_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert pq.read_metadata(tmp_path / "runs" / "negatives.parquet").num_rows > 0
+    assert len(result.stdout.strip().splitlines()) == 6  # one line per setting of the 3 x 2 grid

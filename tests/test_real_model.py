@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings
+from minenegs.encode.folder import Embeddings
 from minenegs.encode.models import SentenceTransformerEncoder, bundled_model_path, fingerprint_dir
 
 MINENEGS = [sys.executable, "-m", "minenegs"]

@@ -12,7 +12,8 @@ from fakes import FakeEncoder
 from conftest import select_negatives
 from minenegs.cli import app
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 
 from minenegs.select.params import MineParams
 from minenegs.select.selection import score_stats

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from fakes import FakeEncoder
 from minenegs.cli import app
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
 from minenegs.errors import InputError
 from minenegs.retrieve.pool import PoolParams, build_pool
 

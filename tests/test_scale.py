@@ -15,7 +15,8 @@ import pytest
 from fakes import FakeEncoder, RandomEncoder
 from minenegs.select import candidates as candidates_module
 from minenegs.inputs.dataset import load_beir
-from minenegs.encode.embeddings import Embeddings, VectorFile, encode_dataset
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings, VectorFile
 from minenegs.retrieve.index import FLAT_MAX, IVF_FLAT_MAX, RECALL_TARGET, IndexParams, exact_top, open_index, recall_at
 from minenegs.select.candidates import pool_chunks
 from minenegs.select.params import MineParams

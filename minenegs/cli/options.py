@@ -160,7 +160,7 @@ grid_options = group("selection", _selection(True), functools.partial(_params, g
 
 def _encode_groups():
     from ..encode.models import SentenceTransformerEncoder
-    from ..inputs.dataset import Columns
+    from ..inputs.tables import Columns
 
     return (group("columns", fields(Columns), Columns),
             group("model_settings", fields(SentenceTransformerEncoder), lambda **settings: settings))

@@ -209,9 +209,6 @@ class SentenceTransformerEncoder:
         self._model = model
         return model
 
-    def dimension(self) -> int:
-        return int(self.load().get_sentence_embedding_dimension())
-
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
         return _encode_with(self.load(), texts, prompt, self.precision, self.batch_size)
 

@@ -247,11 +247,6 @@ def _sha256_of(path: Path) -> Any:
     return sha
 
 
-def file_sha256(path: Path | str) -> str:
-    """The hex SHA-256 of a file's bytes."""
-    return _sha256_of(Path(path)).hexdigest()
-
-
 def pick_column(
     columns: list[str], candidates: tuple[str, ...], explicit: str | None, *, path: Path, what: str, flag: str
 ) -> str | None:

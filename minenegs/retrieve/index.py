@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import output_dir, read_manifest, write_manifest, write_text_atomic
-from ..encode.embeddings import Embeddings, VectorFile
+from ..encode.folder import Embeddings, VectorFile
 from ..errors import InputError
 from ..records import setting
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..distributed.runner import RaySettings, kill_point, run
-from ..encode.embeddings import Embeddings
+from ..encode.folder import Embeddings
 from .search import Retrieval, write_part
 
 

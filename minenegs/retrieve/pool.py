@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..artifacts import output_dir, read_manifest, read_parquet, write_manifest
-from ..encode.embeddings import Embeddings
+from ..encode.folder import Embeddings
 from ..errors import InputError
 from .index import describe
 from .search import KIND, PoolParams, Retrieval, _schema, part_path

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import recipe
 from ..artifacts import read_manifest, read_parquet, write_atomic
-from ..encode.embeddings import Embeddings
+from ..encode.folder import Embeddings
 from ..errors import InputError
 from ..records import setting
 from .index import IndexParams, open_index

@@ -227,7 +227,7 @@ class Selector:
         strategy's order, that pass every filter."""
         range_max = params.range_max if params.range_max is not None else np.iinfo(np.int32).max
         window = ~view.is_positive & view.retrieved & (view.rank > params.range_min) & (view.rank <= range_max)
-        keep = window.copy()
+        keep, lifted = window.copy(), None
         removed: dict[str, int] = {}
         for name, record in REGISTRY.items():
             value = params.thresholds.get(name)
@@ -236,6 +236,8 @@ class Selector:
             passed = record.rule(view, value)
             removed[name] = int((keep & ~passed).sum())
             keep &= passed
+            if record.promotes:  # what it removes from the window becomes a pseudo-positive
+                lifted = (window & ~passed) if lifted is None else lifted | (window & ~passed)
         idx = np.flatnonzero(keep)
         strategy = STRATEGIES[params.strategy]
         u = self.uniforms(params.seed)[view.rows[idx]] if strategy.seeded else None
@@ -249,8 +251,6 @@ class Selector:
         nth = np.arange(len(idx)) - np.repeat(np.cumsum(group_sizes) - group_sizes, group_sizes)
         chosen = idx[nth < params.num_negatives]
         counts = np.minimum(group_sizes, params.num_negatives)
-        promote = params.thresholds.get("promote")
-        lifted = window & (view.ce > promote) if promote is not None and view.ce is not None else None
         return Picked(chosen, counts, window, keep, removed, lifted)
 
     def selection(self, params: MineParams) -> Selection:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import read_manifest
-from ..encode.embeddings import Embeddings
+from ..encode.folder import Embeddings
 from ..errors import InputError
 from ..retrieve.search import KIND as POOL_KIND
 from .candidates import corpus_view, judge_pairs, pool_chunks, read_pool_arrays

@@ -47,6 +47,20 @@ class _Texts:
         self.docs = dict(zip(rows.tolist(), corpus_texts.take(pa.array(rows)).to_pylist()))
 
 
+@dataclass(frozen=True)
+class Shape:
+    """Column names: the query's and the positive's, the scores list's; ``judge`` adds the judge's scores
+    (``ce_score``) where one ran. ``SENTENCE_TRANSFORMERS`` is the shape of its ``mine_hard_negatives``."""
+
+    anchor: str = "anchor"
+    positive: str = "positive"
+    score: str = "score"
+    judge: bool = True
+
+
+MINENEGS = Shape()
+
+
 @dataclass
 class _Query:
     """One query's output material; promoted pseudo-positives are among its positives."""
@@ -60,13 +74,13 @@ class _Query:
     pce: np.ndarray | None
     nce: np.ndarray | None
 
-    def score_lists(self, scores: bool, p: int | None = None) -> dict[str, list[float]]:
-        """``score`` (dense) and ``ce_score`` (cross-encoder logits, where one ran): positive(s) then negatives."""
+    def score_lists(self, shape: Shape, scores: bool, p: int | None = None) -> dict[str, list[float]]:
+        """The dense scores (and the judge's logits, where one ran): positive(s) then negatives."""
         if not scores:
             return {}
         pick = (lambda a: [float(a[p])]) if p is not None else (lambda a: [float(x) for x in a])
-        out = {"score": pick(self.pscore) + [float(x) for x in self.nscore]}
-        if self.pce is not None:
+        out = {shape.score: pick(self.pscore) + [float(x) for x in self.nscore]}
+        if self.pce is not None and shape.judge:
             out["ce_score"] = pick(self.pce) + [float(x) for x in self.nce]
         return out
 
@@ -82,48 +96,46 @@ def _per_query(sel: Selection) -> Iterator[_Query]:
                      sel.negative_ce[i] if has_ce else None)
 
 
-def _triplet(sel, tx, n, scores, clusters) -> Rows:
+def _triplet(sel, tx, n, scores, clusters, shape=MINENEGS) -> Rows:
     for q in _per_query(sel):
         for k, p in enumerate(q.pos):
+            lists = q.score_lists(shape, scores, k)
             for j, d in enumerate(q.neg):
-                row = {"anchor": tx.queries[q.qid], "positive": tx.docs[p], "negative": tx.docs[d]}
-                if scores:
-                    row["score"] = [float(q.pscore[k]), float(q.nscore[j])]
-                    if q.pce is not None:
-                        row["ce_score"] = [float(q.pce[k]), float(q.nce[j])]
+                row = {shape.anchor: tx.queries[q.qid], shape.positive: tx.docs[p], "negative": tx.docs[d]}
+                row.update({name: [v[0], v[1 + j]] for name, v in lists.items()})
                 yield _with_cluster(row, clusters, q.i)
 
 
-def _ntuple(sel, tx, n, scores, clusters) -> Rows:
+def _ntuple(sel, tx, n, scores, clusters, shape=MINENEGS) -> Rows:
     for q in _per_query(sel):
         if len(q.neg) < n:
             continue
         for k, p in enumerate(q.pos):
-            row = {"anchor": tx.queries[q.qid], "positive": tx.docs[p]}
+            row = {shape.anchor: tx.queries[q.qid], shape.positive: tx.docs[p]}
             row.update({f"negative_{j}": tx.docs[d] for j, d in enumerate(q.neg, 1)})
-            row.update(q.score_lists(scores, k))
+            row.update(q.score_lists(shape, scores, k))
             yield _with_cluster(row, clusters, q.i)
 
 
-def _labeled_list(sel, tx, n, scores, clusters) -> Rows:
+def _labeled_list(sel, tx, n, scores, clusters, shape=MINENEGS) -> Rows:
     for q in _per_query(sel):
-        row = {"anchor": tx.queries[q.qid], "documents": [tx.docs[d] for d in [*q.pos, *q.neg]],
+        row = {shape.anchor: tx.queries[q.qid], "documents": [tx.docs[d] for d in [*q.pos, *q.neg]],
                "labels": [1] * len(q.pos) + [0] * len(q.neg)}
-        row.update({f"{k}s": v for k, v in q.score_lists(scores).items()})
+        row.update({f"{k}s": v for k, v in q.score_lists(shape, scores).items()})
         yield _with_cluster(row, clusters, q.i)
 
 
-def _ids(sel, tx, n, scores, clusters, doc_ids=None) -> Rows:
+def _ids(sel, tx, n, scores, clusters, shape=MINENEGS, doc_ids=None) -> Rows:
     for q in _per_query(sel):
         for k, p in enumerate(q.pos):
-            row = {"query_id": q.qid, "document_ids": [doc_ids[d] for d in [p, *q.neg]],
-                   "scores": q.score_lists(True, k)["score"]}
-            if scores and q.pce is not None:
-                row["ce_scores"] = q.score_lists(True, k)["ce_score"]
+            lists = q.score_lists(shape, True, k)
+            row = {"query_id": q.qid, "document_ids": [doc_ids[d] for d in [p, *q.neg]], "scores": lists[shape.score]}
+            if scores and "ce_score" in lists:
+                row["ce_scores"] = lists["ce_score"]
             yield _with_cluster(row, clusters, q.i)
 
 
-def _flag(sel, tx, n, scores, clusters) -> Rows:
+def _flag(sel, tx, n, scores, clusters, shape=MINENEGS) -> Rows:
     """FlagEmbedding rows; with ``scores``, ``pos_scores``/``neg_scores`` are the cross-encoder's logits where
     one ran (the teacher scores FlagEmbedding distils from), else the dense scores."""
     for q in _per_query(sel):
@@ -133,6 +145,28 @@ def _flag(sel, tx, n, scores, clusters) -> Rows:
             row["pos_scores"] = [float(s) for s in pos]
             row["neg_scores"] = [float(s) for s in neg]
         yield _with_cluster(row, clusters, q.i)
+
+
+def _st_labeled_pair(sel, tx, n, scores, clusters, shape=MINENEGS) -> Rows:
+    """sentence-transformers' labeled-pair: per query, a row per positive (label 1, or its score) then per negative
+    (label 0, or its score)."""
+    for q in _per_query(sel):
+        for docs, values, label in ((q.pos, q.pscore, 1), (q.neg, q.nscore, 0)):
+            for d, v in zip(docs, values):
+                yield {shape.anchor: tx.queries[q.qid], shape.positive: tx.docs[d],
+                       **({"score": float(v)} if scores else {"label": label})}
+
+
+def _st_labeled_list(sel, tx, n, scores, clusters, shape=MINENEGS) -> Rows:
+    """sentence-transformers' labeled-list: a row per (query, positive) of queries with negatives, the positive
+    first in the list, labels (or scores) beside."""
+    for q in _per_query(sel):
+        if not len(q.neg):
+            continue
+        for k, p in enumerate(q.pos):
+            lists = q.score_lists(shape, True, k)
+            yield {shape.anchor: tx.queries[q.qid], shape.positive: [tx.docs[d] for d in [p, *q.neg]],
+                   **({"scores": lists[shape.score]} if scores else {"labels": [1] + [0] * len(q.neg)})}
 
 
 def _with_cluster(row: dict, clusters: dict[int, int] | None, i: int) -> dict:
@@ -148,6 +182,24 @@ FORMATS: dict[str, Callable[..., Rows]] = {
     "ids": _ids,
     "flag-jsonl": _flag,
 }
+# sentence-transformers' formats, as its ``mine_hard_negatives`` returns them (``minenegs.mine_hard_negatives``)
+ST_FORMATS: dict[str, Callable[..., Rows]] = {
+    "triplet": _triplet,
+    "n-tuple": _ntuple,
+    "labeled-pair": _st_labeled_pair,
+    "labeled-list": _st_labeled_list,
+}
+
+
+def output_rows(selection: Selection, emb, fmt: str, num_negatives: int, scores: bool, shape: Shape = MINENEGS,
+         formats: dict[str, Callable[..., Rows]] = FORMATS, corpus_texts=None,
+         clusters: dict[int, int] | None = None) -> Rows:
+    """The selection's rows in ``fmt`` (of ``formats``), texts joined from the embeddings folder ``emb``."""
+    if corpus_texts is None:
+        corpus_texts = read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text")
+    kwargs = {"doc_ids": emb.ids("corpus")} if fmt == "ids" else {}
+    return formats[fmt](selection, _Texts(emb, selection, corpus_texts), num_negatives, scores, clusters, shape,
+                        **kwargs)
 
 
 def _write_parquet(rows: Rows, tmp: Path, metadata: dict[str, Any]) -> int:
@@ -214,12 +266,7 @@ def write_output(selection: Selection, emb, out: Path | str, *, fmt: str = "n-tu
     """
     to_stdout = is_stdout(out)
     out = Path(out)
-    if corpus_texts is None:
-
-        corpus_texts = read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text")
-    tx = _Texts(emb, selection, corpus_texts)
-    kwargs = {"doc_ids": emb.ids("corpus")} if fmt == "ids" else {}
-    rows = FORMATS[fmt](selection, tx, num_negatives, scores, clusters, **kwargs)
+    rows = output_rows(selection, emb, fmt, num_negatives, scores, corpus_texts=corpus_texts, clusters=clusters)
     if batches is not None:
         rows = in_batches(rows, *batches)
     meta = {**(metadata or {}), "format": fmt, "short_queries": len(selection.short)}

@@ -17,13 +17,6 @@ def normalise_many(texts):
     return pc.utf8_trim_whitespace(out)
 
 
-def normalise(text: str) -> str:
-    """:func:`normalise_many` for one text: two texts equal under it are duplicates."""
-    import pyarrow as pa
-
-    return normalise_many(pa.array([text])).to_pylist()[0]
-
-
 class CorpusView:
     """Corpus vectors (read a block at a time: :class:`~minenegs.encode.embeddings.VectorFile`) and texts (a pyarrow
     string column)."""
