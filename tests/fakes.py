@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -97,3 +98,20 @@ class DyadicEncoder(FakeEncoder):
         raw = super().encode(texts, prompt).astype(np.float64)
         unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
         return (np.round(unit * 256) / 256).astype(np.float32)
+
+
+def tiny_cross_encoder(folder: Path) -> Path:
+    """A CrossEncoder with seeded random weights, saved in ``folder`` with the bundled model's tokenizer: the same
+    judgement on every run, for testing the code path (not the judgement)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    import minenegs
+
+    tok = AutoTokenizer.from_pretrained(str(minenegs.bundled_model_path()))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1, max_position_embeddings=512)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from fakes import FakeEncoder
+from fakes import FakeEncoder, tiny_cross_encoder
 from minenegs.cli import app
 from minenegs.inputs.dataset import load_beir
 from minenegs.encode.embeddings import encode_dataset
@@ -25,19 +25,7 @@ from minenegs.api import negatives_from_pool
 
 @pytest.fixture(scope="module")
 def tiny_ce(tmp_path_factory) -> Path:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from minenegs.encode.models import bundled_model_path
-
-    folder = tmp_path_factory.mktemp("tiny-ce")
-    tok = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=1, max_position_embeddings=512)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
 
 
 @pytest.fixture

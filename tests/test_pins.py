@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import minenegs
 from conftest import SAMPLES
-from fakes import DyadicEncoder
+from fakes import DyadicEncoder, tiny_cross_encoder
 from minenegs.cli import app
 
 runner = CliRunner()
@@ -54,18 +54,18 @@ MINE = [
 ]
 
 PINS = {
-    "mine-default": "a393dfecd7a2431dc56e7a56802890b894c3ce31b8daded7ca060a7e84d4632b",
-    "mine-random-triplet": "6fd5b85d32ecff15a0a87ca26a312e74b294228be6cb22373c9f73657363a9c0",
-    "mine-simans-labeled-list-scores": "de89aed551039122c258b72a115038f38d93dd5dc27254cc01020ce5c1d607c0",
-    "mine-ids-window-scores": "fbfdf293809fcabf3de628de38cb4ecbde44df932c7362ab4360170ec281884d",
+    "mine-default": "506d46feed9808cd7b9ad61d4698ac749d15e6a4bcdcfb2c69b3d9dda779ab2a",
+    "mine-random-triplet": "cd9119cf2c250ea941863637b2b19edb820ff23fb766db8c0d6befc71c1c54a3",
+    "mine-simans-labeled-list-scores": "fafda5e8abc5d022651821a3b7a10c1bd6f88c205e9f0687916a8cdc4d9cc914",
+    "mine-ids-window-scores": "9f245fbbb23af5b03a42b1ac98c27c4ac722039b643f81e2cd00a9b023f3acc9",
     "mine-flag-jsonl": "7098207efc0282f61283d3e42017d55ba349d00d049a2c61a528a3658b93cad9",
-    "mine-bm25": "a0f175f83c36ac209f6a0c6572ca71c4a18b18a1c372c17d433a08c19d5e65f5",
-    "mine-hybrid-relative": "b23dd815fa0b6b09d090e064bad749fd26fbc6339388152aeef59423e06568e7",
-    "mine-clusters": "87c3a5375947b999d85dca0f4994ae469bd788fbd65f9280376a78f95a038eda",
-    "filter-margins": "0e70af8e49280d345d6e7e62f9e228fea48dda2db82e8cc61615f1c6cf343ba0",
-    "filter-guards": "323e23625b38cd33cf7c6bed579992feb1719e13e7baf7a94a002fa46fc4b3f8",
-    "filter-keep-duplicates": "4ff1dae5365565960820d89480e0bf785d32c30a38b8f15d779b965f65b693c5",
-    "filter-ce-max": "fbd76766ed87e894e5dd2d99ddc72c1c076231e6d31721d20e29210b24b43f40",
+    "mine-bm25": "196ca2b8945482b925904d765e01a60efd26243084bc2dfeaebbe26da633498f",
+    "mine-hybrid-relative": "bda1dbdb6c113b6160dbc1d2c34495d4ec7d0124b1e782df94f397d7f67e7692",
+    "mine-clusters": "fd296f914c4c042b54fe2cc94b4a0bb9d9c907b306fcdd9b7adb380cc6d42121",
+    "filter-margins": "a6b17974bd6cd1f4168ca56012f0524a37646fb7d15f120e6b95e8876d7b5e14",
+    "filter-guards": "ca3bc95243747db5b65660c13e4dbdfccf4e9a7366f29815234812c0f55bf22e",
+    "filter-keep-duplicates": "d45e5bdfcce67a3e2bc37605d86eee63949bff9795227ee8cc0e6d68da1e5ab4",
+    "filter-ce-max": "6dbf631306e6a227bcee5893d701e0370fc20aaaaded42636ebaa3aa8eefbb39",
     "filter-ce-promote": "d261cbb20599d534791ec0e25f6d222b18e885de74a872cc756ac7d8e43bd445",
     "sweep-json": "695c1df0e6462ea11390dc9f75e4a5086d9839a951613b135cc006822ba4725a",
     "calibrate-json": "00ecc9f90e9146bf4702d75f14a55bcfd32475714089d68e85f22422ceeae5aa",
@@ -99,17 +99,7 @@ def pool(emb, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ce(tmp_path_factory) -> Path:
     """A tiny CrossEncoder with seeded random weights (the same judgement on every run)."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    folder = tmp_path_factory.mktemp("pins-ce")
-    tok = AutoTokenizer.from_pretrained(str(minenegs.bundled_model_path()))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=1, max_position_embeddings=512)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
 
 
 def _check(name: str, digest: str) -> None:

@@ -21,7 +21,7 @@ class MineParams:
     range_max: int | None = setting(help="Consider ranks up to this one [default: all].", min=1)
     seed: int = setting(0, "Seed for random and simans.")
     strategy_params: StrategyParams = field(default_factory=StrategyParams)
-    thresholds: dict[str, float] = field(default_factory=dict)  # filter name -> value, only those in use
+    thresholds: dict[str, float] = field(default_factory=dict)  # filter name -> value (None: off)
     ce_depth: int = setting(30, "Re-score candidates up to this original rank (with a judge).", min=1)
 
     def __post_init__(self) -> None:
@@ -34,6 +34,8 @@ class MineParams:
         unknown = set(self.thresholds) - set(REGISTRY)
         if unknown:
             raise InputError(f"unknown filter {sorted(unknown)[0]}")
+        # only the filters in use are held (and recorded in outputs); None means off
+        object.__setattr__(self, "thresholds", {k: v for k, v in self.thresholds.items() if v is not None})
         for name, value in self.thresholds.items():
             REGISTRY[name].check(value)
         a, b = self.strategy_params.simans_a, self.strategy_params.simans_b
