@@ -19,10 +19,10 @@ class Measured:
     returncode: int
 
 
-def measure(args: list[str], env: dict | None = None) -> Measured:
+def measure(args: list[str], env: dict | None = None, cwd: Path | str | None = None) -> Measured:
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, cwd=cwd)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start

@@ -55,7 +55,8 @@ def synthetic_pool(work: Path, docs: int = 100_000, queries: int = 10_000, reach
     qrels = [Qrel(f"q{i}", f"d{int(d)}") for i, pos in enumerate(positives) for d in pos]
     ds = Dataset(TextTable([f"d{i}" for i in range(docs)], doc_texts),
                  TextTable([f"q{i}" for i in range(queries)], query_texts), qrels)
-    encode_dataset(ds, work / "emb", encoder, cache_dir=work / "cache", chunk_size=100_000)
+    if not (work / "emb" / "manifest.json").exists():  # made once per work folder; the pool is reused too
+        encode_dataset(ds, work / "emb", encoder, cache_dir=work / "cache", chunk_size=100_000, force=True)
     return build_pool(Embeddings(work / "emb"), PoolParams(depth=100))
 
 

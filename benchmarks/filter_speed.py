@@ -1,6 +1,7 @@
 """Filtering speed on a pool of about a million candidate rows (no model: synthetic vectors and texts).
 
-Builds an embeddings folder of random unit vectors (100,000 documents, 10,000 queries, two positives each),
+Builds an embeddings folder of synthetic unit vectors (100,000 documents, 10,000 queries, two positives each, each
+query near its positives so that they are retrieved),
 a pool of depth 100 (1,000,000+ rows), then times in fresh processes ``minenegs filter --relative-margin 0.05``
 with the filters on similarity to positives on (the default: normalised text, ``--dup-threshold 0.95`` and
 ``--max-positive-similarity 0.7``) and off
@@ -23,7 +24,7 @@ from _synthetic import parse_args, synthetic_pool  # noqa: E402
 
 def main() -> None:
     args, work = parse_args(__doc__, "filter_speed.json")
-    pool = synthetic_pool(work, args.docs, args.queries)
+    pool = synthetic_pool(work, args.docs, args.queries, reachable=True)  # positives the retriever reaches
     import pyarrow.parquet as pq
 
     rows = pq.read_metadata(pool / "candidates.parquet").num_rows
