@@ -1,0 +1,262 @@
+"""The LLM judge: a model behind an OpenAI-compatible chat-completions server (vLLM, llama.cpp's server, Ollama,
+TGI, a hosted API) asked whether a candidate is relevant to a query, the query's labelled positives given for
+reference.
+
+A careful client: requests go out ``concurrency`` at a time, each with a timeout; a 429 or a 5xx answer, a timeout
+or a dropped connection is retried with exponential backoff (``Retry-After`` honoured) up to ``retries`` times;
+token usage is counted. Where the server takes one, the answer is asked for as JSON under a schema; a server that
+refuses the schema is asked again without it. An answer that is missing, malformed or not one of the verdicts is
+*no verdict* (counted), never "not relevant".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ...errors import InputError
+
+RELEVANT, NOT_RELEVANT, UNSURE = "relevant", "not_relevant", "unsure"
+VERDICTS = (RELEVANT, NOT_RELEVANT, UNSURE)
+TEMPLATE_VERSION = 1
+DEFAULT_TEMPLATE = """You judge search results for a retrieval training set.
+
+Query: {query}
+
+Documents known to be relevant to the query, for reference:
+{positives}
+
+Candidate document:
+{candidate}
+
+Is the candidate relevant to the query, as the reference documents are? Answer with a JSON object
+{{"verdict": "relevant"}}, {{"verdict": "not_relevant"}} or {{"verdict": "unsure"}} and nothing else."""
+SCHEMA = {"type": "object", "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)}},
+          "required": ["verdict"], "additionalProperties": False}
+SLOTS = ("query", "candidate")  # a template must have these; {positives} is optional
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One question: the query's text, its labelled positives' texts, the candidate's text."""
+
+    query: str
+    positives: tuple[str, ...]
+    candidate: str
+
+    def key(self) -> str:
+        """The pair's identity in the verdict cache: a digest of the three texts."""
+        h = hashlib.sha256()
+        for text in (self.query, *self.positives, "\x00", self.candidate):
+            h.update(text.encode("utf-8") + b"\x1f")
+        return h.hexdigest()[:32]
+
+
+@dataclass
+class Answer:
+    verdict: str | None  # None: no verdict (malformed, missing, or the request failed for good)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Usage:
+    """What a run of the client cost: requests sent (retries included), answers, tokens, seconds."""
+
+    requests: int = 0
+    retries: int = 0
+    answers: int = 0
+    no_verdict: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: float) -> None:
+        with self.lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "lock"}
+
+
+class _Retry(Exception):
+    def __init__(self, why: str, wait: float | None = None) -> None:
+        super().__init__(why)
+        self.wait = wait
+
+
+@dataclass
+class LLMJudge:
+    """``model`` at the OpenAI-compatible ``url`` (the base, e.g. ``http://127.0.0.1:8000/v1``); the API key, if
+    the server wants one, in the environment variable ``key_env``. ``template`` is a ``str.format`` template with
+    ``{query}``, ``{candidate}`` and optionally ``{positives}``."""
+
+    model: str
+    url: str
+    key_env: str | None = None
+    template: str = DEFAULT_TEMPLATE
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 4
+    backoff: float = 0.5
+    max_tokens: int = 32
+    structured: bool = True  # ask for JSON under SCHEMA where the server takes it
+    usage: Usage = field(default_factory=Usage, repr=False)
+
+    def __post_init__(self) -> None:
+        missing = [s for s in SLOTS if "{" + s + "}" not in self.template]
+        if missing:
+            raise InputError(f"--judge-template: has no {{{missing[0]}}} slot; a template needs {{query}} and "
+                             "{candidate} ({positives} is optional)")
+        try:
+            self.template.format(query="", candidate="", positives="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InputError(f"--judge-template: not a template of {{query}}, {{candidate}} and {{positives}} "
+                             f"only ({exc}); write a literal brace as {{{{ or }}}}") from None
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"--judge-url {self.url}: give the server's base URL, e.g. http://127.0.0.1:8000/v1")
+        if self.key_env is not None and not os.environ.get(self.key_env):
+            raise InputError(f"--judge-key-env {self.key_env}: that environment variable is not set")
+        for name in ("concurrency", "retries"):
+            if getattr(self, name) < (1 if name == "concurrency" else 0):
+                raise InputError(f"--judge-{name} {getattr(self, name)}: must be at least "
+                                 f"{1 if name == 'concurrency' else 0}")
+        if not self.timeout > 0:
+            raise InputError(f"--judge-timeout {self.timeout}: must be above 0 seconds")
+
+    # -- identity -----------------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """What decides a verdict: the model, the template and its version, the settings of the request. Not the
+        server's address or key: the same model elsewhere gives the same verdicts."""
+        blob = json.dumps({"kind": "llm", "model": self.model, "template": self.template, "version": TEMPLATE_VERSION,
+                           "max_tokens": self.max_tokens, "structured": self.structured, "temperature": 0},
+                          sort_keys=True)
+        return "llm-" + hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def probe(self) -> None:
+        """Fail in seconds, before any work, when nothing listens at the server's address."""
+        parts = urllib.parse.urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=min(5.0, self.timeout)).close()
+        except OSError as exc:
+            raise InputError(f"--judge-url {self.url}: no server answers there "
+                             f"({exc.strerror or type(exc).__name__})") from None
+
+    # -- asking -------------------------------------------------------------------------------------------
+    def prompt(self, ask: Ask) -> str:
+        positives = "\n".join(f"- {p}" for p in ask.positives) or "(none given)"
+        return self.template.format(query=ask.query, candidate=ask.candidate, positives=positives)
+
+    def ask_all(self, asks: Iterable[Ask], done: Callable[[Ask, Answer], None] | None = None) -> list[Answer]:
+        """Answers to ``asks``, ``concurrency`` requests at a time; ``done(ask, answer)`` is called as each arrives
+        (from the worker threads, one at a time)."""
+        asks = list(asks)
+        started = time.perf_counter()
+        lock = threading.Lock()
+
+        def one(ask: Ask) -> Answer:
+            answer = self._ask(ask)
+            self.usage.add(answers=1, no_verdict=int(answer.verdict is None),
+                           prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+            if done is not None:
+                with lock:
+                    done(ask, answer)
+            return answer
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(asks)))) as pool:
+            answers = list(pool.map(one, asks))
+        self.usage.add(seconds=time.perf_counter() - started)
+        return answers
+
+    def _ask(self, ask: Ask) -> Answer:
+        body = {"model": self.model, "messages": [{"role": "user", "content": self.prompt(ask)}],
+                "temperature": 0, "max_tokens": self.max_tokens}
+        structured = self.structured
+        last = "no answer"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.usage.add(retries=1)
+            try:
+                payload = {**body, **({"response_format": {"type": "json_schema", "json_schema": {
+                    "name": "verdict", "schema": SCHEMA, "strict": True}}} if structured else {})}
+                return _answer(self._post(payload))
+            except _Refused as exc:
+                if structured:  # the server does not take a schema: ask in plain words, once
+                    structured = False
+                    continue
+                return Answer(None, error=str(exc))
+            except _Retry as exc:
+                last = str(exc)
+                if attempt < self.retries:
+                    wait = exc.wait if exc.wait is not None else self.backoff * 2 ** attempt
+                    time.sleep(min(wait, 30.0) * (1 + 0.1 * random.random()))
+        return Answer(None, error=last)
+
+    def _post(self, payload: dict) -> dict:
+        request = urllib.request.Request(self.url.rstrip("/") + "/chat/completions", data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  **({"Authorization": f"Bearer {os.environ[self.key_env]}"}
+                                                     if self.key_env else {})})
+        self.usage.add(requests=1)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 429 or exc.code >= 500:
+                after = exc.headers.get("Retry-After") if exc.headers else None
+                raise _Retry(f"HTTP {exc.code}", float(after) if after and after.isdigit() else None) from None
+            raise _Refused(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            raise _Retry(type(getattr(exc, "reason", exc)).__name__) from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {}
+
+
+class _Refused(Exception):
+    """A 4xx other than 429: the request itself is wrong for this server."""
+
+
+_WORD = re.compile(r"\b(not[ _-]?relevant|relevant|unsure)\b", re.I)
+
+
+def _answer(response: dict) -> Answer:
+    """The verdict in a chat-completions response, and its token counts; None where there is no clear one."""
+    usage = response.get("usage") or {}
+    tokens = {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+              "completion_tokens": int(usage.get("completion_tokens") or 0)}
+    try:
+        content = response["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return Answer(None, error="no message in the answer", **tokens)
+    verdict = None
+    if isinstance(content, str):
+        text = content.strip()
+        try:
+            parsed = json.loads(text)
+            verdict = parsed.get("verdict") if isinstance(parsed, dict) else None
+        except ValueError:
+            words = {w.lower().replace(" ", "_").replace("-", "_") for w in _WORD.findall(text)}
+            words = {"not_relevant" if w in ("notrelevant", "not_relevant") else w for w in words}
+            verdict = words.pop() if len(words) == 1 else None  # a bare word, and only one kind of it
+    if verdict not in VERDICTS:
+        return Answer(None, error="no verdict in the answer", **tokens)
+    return Answer(verdict, **tokens)
