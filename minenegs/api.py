@@ -72,7 +72,8 @@ def _check_selection(output: Path | str, fmt: str, force: bool, min_coverage: fl
 
 
 def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_params: Any = None, *,
-         pool: Path | str | None = None, judge: Any = None, max_leak: float | None = None, max_short: float = 0.0,
+         pool: Path | str | None = None, judge: Any = None, judging: Any = None, max_leak: float | None = None,
+         max_short: float = 0.0,
          fmt: str = recipe.FORMAT, scores: bool = False, batch_order: str = "pool", batch_size: int = 32,
          min_coverage: float | None = None, force: bool = False, ray: Any = None,
          progress: Any = None) -> dict[str, Any]:
@@ -90,6 +91,7 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
     if judge is None and needs_judge(params.thresholds):
         raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
     _probe(ray)
+    _probe_judges(judging)
     with _bar(progress, "retrieving") as tick:
         folder = build_pool(Embeddings(embeddings), pool_params, progress=tick, out=pool, force=force, ray=ray)
     calibrated = None
@@ -103,11 +105,12 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
             opened.params = params
         else:
             opened = OpenedPool(folder, params, judge, tick)
-        summary = _write(opened, output, fmt, scores, batch_order, batch_size, force)
+        summary = _write(opened, output, fmt, scores, batch_order, batch_size, force, judging)
     return {**summary, **({"calibrated": calibrated} if calibrated is not None else {})}
 
 
-def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: Any = None, fmt: str = recipe.FORMAT,
+def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: Any = None, judging: Any = None,
+           fmt: str = recipe.FORMAT,
            scores: bool = False, batch_order: str = "pool", batch_size: int = 32, min_coverage: float | None = None,
            force: bool = False, progress: Any = None) -> dict[str, Any]:
     """``minenegs filter``: each query's negatives from the pool folder ``pool`` under ``params`` (``judge``
@@ -118,8 +121,10 @@ def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: A
     _check_selection(output, fmt, force, min_coverage)
     read_manifest(Path(pool), POOL_KIND)  # a folder that is not a pool: one line, before anything reads it
     check_order(batch_order, batch_size, fmt, _clusters(Path(pool)) is not None)
+    _probe_judges(judging)
     with _bar(progress, "cross-encoder") as tick:
-        return _write(OpenedPool(pool, params, judge, tick), output, fmt, scores, batch_order, batch_size, force)
+        return _write(OpenedPool(pool, params, judge, tick), output, fmt, scores, batch_order, batch_size, force,
+                      judging)
 
 
 negatives_from_pool = filter  # the name Python users know
@@ -132,11 +137,18 @@ def _clusters(pool: Path) -> dict[int, int] | None:
     return dict(enumerate(col.to_pylist()))
 
 
+def _probe_judges(judging: Any) -> None:
+    """Judges that call a server: fail in seconds, before any work, when nothing answers there."""
+    for judge in getattr(judging, "judges", ()):
+        if hasattr(judge, "probe"):
+            judge.probe()
+
+
 def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch_order: str, batch_size: int,
-           force: bool) -> dict[str, Any]:
+           force: bool, judging: Any = None) -> dict[str, Any]:
     started = time.perf_counter()
     params, manifest, emb = opened.params, opened.manifest, opened.emb
-    selection = opened.select()
+    selection = opened.select(judging=judging)
     clusters = _clusters(opened.pool)
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
@@ -150,10 +162,15 @@ def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch
         "model": emb.manifest["model"], "fingerprint": emb.manifest["fingerprint"],
         "inputs": emb.manifest.get("sources", {}), "seed": params.seed, "counts": summary,
     }
+    if judging is not None:
+        from .select.judging import provenance
+
+        metadata["judging"] = provenance(judging)
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
                         metadata=metadata, force=force, clusters=by_position, corpus_texts=opened.corpus.texts,
                         batches=(batch_size, params.seed) if batch_order == "clusters" else None)
     return {"pool": str(opened.pool), **({"index": index} if index else {}), **summary, "rows": rows,
+            **({"judging": judging.summary()} if judging is not None else {}),
             "seconds": round(time.perf_counter() - started, 3)}
 
 

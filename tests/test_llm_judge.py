@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from minenegs.errors import InputError
-from minenegs.select.judges.llm import NOT_RELEVANT, RELEVANT, Ask, LLMJudge
+from minenegs.select.judges.base import NOT_RELEVANT, RELEVANT, Ask
+from minenegs.select.judges.llm import LLMJudge
 from openai_stub import Stub
 
 
@@ -79,7 +80,8 @@ def test_requests_go_out_concurrently():
     with Stub(by_marker, delay=0.2) as stub:
         seen = []
         j = judge(stub, concurrency=4)
-        j.ask_all([Ask(f"q{i}", (), "c") for i in range(8)], done=lambda ask, answer: seen.append(ask.query))
+        asks = [Ask(f"q{i}", (), "c") for i in range(8)]
+        j.ask_all(asks, done=lambda i, answer: seen.append(asks[i].query))
     assert sorted(seen) == sorted(f"q{i}" for i in range(8))
     assert 1 < stub.most_in_flight <= 4  # several at once, never more than asked
 

@@ -10,6 +10,7 @@ import typer
 
 from .app import app
 from .options import (Force, Json, MaxLeak, MaxShort, PoolArg, Quiet, columns_options, grid_options, judge_options,
+                      judging_options,
                       model_options, output_options, pool_options, ray_gpu_options, ray_options, selection_options)
 
 
@@ -60,31 +61,34 @@ def encode(
 @app.command()
 @selection_options
 @judge_options
+@judging_options
 @pool_options
 @ray_options
 @output_options
 def mine(
     embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
-    params=None, judge=None, pool_params=None, ray=None, out=None,
+    params=None, judge=None, judging=None, pool_params=None, ray=None, out=None,
     pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
     max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
 ) -> None:
     """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
     from ..api import mine as run
 
-    _negatives(run(embeddings, out.output, params, pool_params, pool=pool, judge=judge, max_leak=max_leak,
+    _negatives(run(embeddings, out.output, params, pool_params, pool=pool, judge=judge, judging=judging, max_leak=max_leak,
                    max_short=max_short, ray=ray, progress=_bars(out.quiet or out.json), **out.writing), out)
 
 
 @app.command("filter")
 @selection_options
 @judge_options
+@judging_options
 @output_options
-def filter_(pool: PoolArg, params=None, judge=None, out=None) -> None:
+def filter_(pool: PoolArg, params=None, judge=None, judging=None, out=None) -> None:
     """Remove likely false negatives from a candidate pool and write training rows."""
     from ..api import filter as run
 
-    _negatives(run(pool, out.output, params, judge=judge, progress=_bars(out.quiet or out.json), **out.writing), out)
+    _negatives(run(pool, out.output, params, judge=judge, judging=judging, progress=_bars(out.quiet or out.json),
+                   **out.writing), out)
 
 
 @app.command("inspect")

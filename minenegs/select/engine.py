@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import weakref
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -107,6 +108,7 @@ class Picked:
     keep: np.ndarray  # window candidates that passed every filter
     removed: dict[str, int]
     lifted: np.ndarray | None  # candidates promoted to pseudo-positives
+    ordered: np.ndarray  # every candidate that passed, instance after instance, in preference order
 
     def split(self, values: np.ndarray) -> list[np.ndarray]:
         """``values`` (one per view row) of the chosen rows, one array per instance."""
@@ -251,12 +253,15 @@ class Selector:
         nth = np.arange(len(idx)) - np.repeat(np.cumsum(group_sizes) - group_sizes, group_sizes)
         chosen = idx[nth < params.num_negatives]
         counts = np.minimum(group_sizes, params.num_negatives)
-        return Picked(chosen, counts, window, keep, removed, lifted)
+        return Picked(chosen, counts, window, keep, removed, lifted, idx)
 
-    def selection(self, params: MineParams) -> Selection:
-        """``pick`` over every query, as per-query lists (the shape the outputs are written from)."""
+    def selection(self, params: MineParams, adjust: Callable[[Picked, RowsView], Picked] | None = None) -> Selection:
+        """``pick`` over every query, as per-query lists (the shape the outputs are written from); ``adjust``
+        (e.g. judging) may change what was picked first."""
         view = self.view
         got = self.pick(view, params)
+        if adjust is not None:
+            got = adjust(got, view)
         n = len(self.starts)
 
         def per_query(values: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:

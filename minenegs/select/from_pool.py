@@ -31,6 +31,7 @@ class OpenedPool:
         if judge is None and (needs_judge(params.thresholds) if needs is None else needs):
             raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
         self.queries = self.emb.table("queries").texts if judge is not None else None
+        self.query_text: dict[str, str] | None = None
 
     def selector(self, arrays: dict[str, Any]) -> Selector:
         """The selection engine over ``arrays`` (all of the pool, or a chunk of its queries)."""
@@ -44,9 +45,33 @@ class OpenedPool:
         """The engine over all of the pool at once (``sweep``, ``calibrate``)."""
         return self.selector(read_pool_arrays(self.pool))
 
-    def select(self, arrays: dict[str, Any] | None = None) -> Selection:
+    def select(self, arrays: dict[str, Any] | None = None, judging: Any = None) -> Selection:
         """Each query's negatives under the params, a chunk of queries at a time (:func:`.candidates.pool_chunks`):
         every filter and draw is per query, so the result is the same as over the whole pool, in memory bounded by
-        a chunk; or over ``arrays``, the whole pool already read."""
+        a chunk; or over ``arrays``, the whole pool already read. ``judging`` (:class:`.judging.Judging`) judges
+        the candidates each query would get, lazily."""
         chunks = [arrays] if arrays is not None else pool_chunks(self.pool)
-        return Selection.merge([self.selector(chunk).selection(self.params) for chunk in chunks])
+        parts = []
+        for chunk in chunks:
+            selector = self.selector(chunk)
+            adjust = None if judging is None else self._judge(selector, judging)
+            parts.append(selector.selection(self.params, adjust))
+        return Selection.merge(parts)
+
+    def _judge(self, selector: Selector, judging: Any):
+        from .judges.base import Ask
+        from .judging import judged
+
+        if self.query_text is None:
+            table = self.emb.table("queries")
+            self.query_text = dict(zip(table.ids, table.texts))
+        a = selector.arrays
+
+        def ask(segment: int, doc: int) -> Ask:
+            start, stop = selector.starts[segment], selector.starts[segment] + selector.sizes[segment]
+            positives = a["doc_idx"][start:stop][a["is_positive"][start:stop]]
+            return Ask(self.query_text[selector.query_ids[segment]],
+                       tuple(self.corpus.text(int(d)) for d in positives), self.corpus.text(doc))
+
+        return lambda got, view: judged(got, view, self.params, judging, self.pool,
+                                        lambda segment, row: ask(segment, int(view.doc_idx[row])))

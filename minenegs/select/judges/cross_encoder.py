@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ...artifacts import output_file, read_parquet
-from ...errors import ModelError
+from ...errors import InputError, ModelError
+from .base import NOT_RELEVANT, RELEVANT, Ask
 from ...encode.models import fingerprint_dir, resolve_model
 
 Progress = Callable[[int, int], None]
@@ -96,3 +97,24 @@ class CrossEncoderJudge:
                 if progress is not None:
                     progress(min(start + chunk, len(todo)), len(todo))
         return known
+
+
+class CrossEncoderVerdicts:
+    """A cross-encoder as a judge in a chain: a candidate is relevant where sigmoid(logit) > ``threshold``."""
+
+    name = "cross-encoder"
+
+    def __init__(self, judge: CrossEncoderJudge, threshold: float = 0.5) -> None:
+        if not 0 <= threshold <= 1:
+            raise InputError(f"cross-encoder judge threshold {threshold}: give a probability in [0, 1]")
+        self.judge, self.threshold = judge, threshold
+
+    def fingerprint(self) -> str:
+        return f"ce-{self.judge.fingerprint()[:24]}-{self.threshold:g}"
+
+    def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]:
+        probs = sigmoid(self.judge.predict([(a.query, a.candidate) for a in asks]).astype(np.float64))
+        out = [RELEVANT if p > self.threshold else NOT_RELEVANT for p in probs]
+        for i, verdict in enumerate(out):
+            done(i, verdict)
+        return out

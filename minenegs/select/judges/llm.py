@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ...errors import InputError
+from .base import VERDICTS, Ask
 
-RELEVANT, NOT_RELEVANT, UNSURE = "relevant", "not_relevant", "unsure"
-VERDICTS = (RELEVANT, NOT_RELEVANT, UNSURE)
 TEMPLATE_VERSION = 1
 DEFAULT_TEMPLATE = """You judge search results for a retrieval training set.
 
@@ -46,22 +45,6 @@ Is the candidate relevant to the query, as the reference documents are? Answer w
 SCHEMA = {"type": "object", "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)}},
           "required": ["verdict"], "additionalProperties": False}
 SLOTS = ("query", "candidate")  # a template must have these; {positives} is optional
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One question: the query's text, its labelled positives' texts, the candidate's text."""
-
-    query: str
-    positives: tuple[str, ...]
-    candidate: str
-
-    def key(self) -> str:
-        """The pair's identity in the verdict cache: a digest of the three texts."""
-        h = hashlib.sha256()
-        for text in (self.query, *self.positives, "\x00", self.candidate):
-            h.update(text.encode("utf-8") + b"\x1f")
-        return h.hexdigest()[:32]
 
 
 @dataclass
@@ -137,8 +120,8 @@ class LLMJudge:
             if getattr(self, name) < (1 if name == "concurrency" else 0):
                 raise InputError(f"--judge-{name} {getattr(self, name)}: must be at least "
                                  f"{1 if name == 'concurrency' else 0}")
-        if not self.timeout > 0:
-            raise InputError(f"--judge-timeout {self.timeout}: must be above 0 seconds")
+        if not (0 < self.timeout < float("inf")):
+            raise InputError(f"--judge-timeout {self.timeout}: give a number of seconds above 0")
 
     # -- identity -----------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -164,24 +147,32 @@ class LLMJudge:
         positives = "\n".join(f"- {p}" for p in ask.positives) or "(none given)"
         return self.template.format(query=ask.query, candidate=ask.candidate, positives=positives)
 
-    def ask_all(self, asks: Iterable[Ask], done: Callable[[Ask, Answer], None] | None = None) -> list[Answer]:
-        """Answers to ``asks``, ``concurrency`` requests at a time; ``done(ask, answer)`` is called as each arrives
-        (from the worker threads, one at a time)."""
+    @property
+    def name(self) -> str:
+        return f"llm:{self.model}"
+
+    def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]:
+        """The verdict per ask (None: no verdict), ``done(i, verdict)`` called as each arrives."""
+        return [a.verdict for a in self.ask_all(asks, lambda i, answer: done(i, answer.verdict))]
+
+    def ask_all(self, asks: Iterable[Ask], done: Callable[[int, Answer], None] | None = None) -> list[Answer]:
+        """Answers to ``asks``, ``concurrency`` requests at a time; ``done(i, answer)`` is called as the answer to
+        ``asks[i]`` arrives (from the worker threads, one at a time)."""
         asks = list(asks)
         started = time.perf_counter()
         lock = threading.Lock()
 
-        def one(ask: Ask) -> Answer:
-            answer = self._ask(ask)
+        def one(i: int) -> Answer:
+            answer = self._ask(asks[i])
             self.usage.add(answers=1, no_verdict=int(answer.verdict is None),
                            prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
             if done is not None:
                 with lock:
-                    done(ask, answer)
+                    done(i, answer)
             return answer
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(asks)))) as pool:
-            answers = list(pool.map(one, asks))
+            answers = list(pool.map(one, range(len(asks))))
         self.usage.add(seconds=time.perf_counter() - started)
         return answers
 

@@ -1,0 +1,116 @@
+"""What a judge of a given quality does to the false negatives, measured with simulated judges on densely judged
+data (a benchmark device, not a model: no verdict here comes from reading a text).
+
+A simulated judge knows the hidden labels of ``false_negatives.py``'s protocol (two relevant documents given per
+query, the others hidden) and answers with set error rates: a hidden relevant document is called relevant with
+probability ``sensitivity``, any other document not relevant with probability ``specificity``; each answer is a
+seeded draw per (judge, query, document), so reruns agree. The judges run in minenegs' own lazy judging
+(``minenegs.select.judging``) on top of the default recipe, 5 negatives a query:
+
+- ``veto``: one judge (sensitivity 0.9, specificity 0.95) must clear every negative;
+- ``confirm``: a cheap judge (0.8 / 0.8) screens, a strong one (0.9 / 0.95) re-judges what it flags;
+- ``veto2``: both must clear.
+
+For each: hidden-relevant share of the negatives, their mean exact rank, queries short and empty, and judge calls
+per negative handed out (per judge and in all). Writes ``benchmarks/results/judges_sim.json``.
+
+    python benchmarks/judges_sim.py                  # dbpedia_subset and the DL19 subset from ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _proc import write_results  # noqa: E402
+from false_negatives import BASE, N, ROOT, prepare, two_visible  # noqa: E402
+
+from minenegs.inputs.dataset import load_beir  # noqa: E402
+from minenegs.select.judges.base import NOT_RELEVANT, RELEVANT, Ask  # noqa: E402
+from minenegs.select.judging import Judging, judged  # noqa: E402
+
+STRONG, CHEAP = (0.9, 0.95), (0.8, 0.8)
+
+
+class SimulatedJudge:
+    """Answers from the hidden labels with set error rates. It is asked with ids, not texts: ``Ask(query_id, (),
+    doc_id)``."""
+
+    def __init__(self, name: str, hidden: set[tuple[str, str]], sensitivity: float, specificity: float,
+                 seed: int = 0) -> None:
+        self.name, self.hidden, self.sensitivity, self.specificity, self.seed = name, hidden, sensitivity, specificity, seed
+
+    def fingerprint(self) -> str:
+        return f"sim-{self.name}-{self.sensitivity}-{self.specificity}-{self.seed}"
+
+    def _draw(self, ask: Ask) -> float:
+        h = hashlib.blake2b(f"{self.fingerprint()}|{ask.query}|{ask.candidate}".encode(), digest_size=8).digest()
+        return int.from_bytes(h, "little") / 2 ** 64
+
+    def verdicts(self, asks: list[Ask], done) -> list[str]:
+        out = []
+        for i, ask in enumerate(asks):
+            relevant = (ask.query, ask.candidate) in self.hidden
+            right = self._draw(ask) < (self.sensitivity if relevant else self.specificity)
+            out.append(RELEVANT if relevant == right else NOT_RELEVANT)
+            done(i, out[-1])
+        return out
+
+
+def run(engine, judge_scores, judging: Judging, cache: Path) -> dict:
+    qids = engine.query_ids
+    dids = judge_scores.dids
+
+    def adjust(got, view):
+        return judged(got, view, BASE, judging, cache, lambda segment, row: Ask(qids[segment], (),
+                                                                                 dids[int(view.doc_idx[row])]))
+
+    sel = engine.selection(BASE, adjust)
+    result = judge_scores.score(list(zip(sel.query_idx.tolist(), sel.negatives)), len(sel.query_ids), len(sel.short))
+    calls = {name: s.calls for name, s in judging.stats.items()}
+    negatives = max(1, result["negatives"])
+    return {**result, "calls": calls, "calls_per_negative": round(sum(calls.values()) / negatives, 3),
+            "calls_per_negative_by_judge": {k: round(v / negatives, 3) for k, v in calls.items()},
+            "flagged": sel.removed.get("judges", 0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, nargs="*",
+                        default=[ROOT.parent / "shared" / "data" / n for n in ("dbpedia_subset", "msmarco_dl19_subset")])
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "judges_sim.json")
+    args = parser.parse_args()
+    results = {"device": "simulated judges from the hidden labels (not models)", "num_negatives": N,
+               "strong": {"sensitivity": STRONG[0], "specificity": STRONG[1]},
+               "cheap": {"sensitivity": CHEAP[0], "specificity": CHEAP[1]}, "sets": {}}
+    for folder in args.data:
+        ds, hidden = two_visible(load_beir(folder, args.split))
+        engine, scores = prepare(ds, hidden, f"judges-{folder.name}")
+        cache = ROOT / "build" / "bench" / f"judges-{folder.name}" / "verdicts"
+        shutil.rmtree(cache, ignore_errors=True)  # every run asks afresh: the calls are what is measured
+        strong = lambda: SimulatedJudge("strong", hidden, *STRONG)  # noqa: E731
+        cheap = lambda: SimulatedJudge("cheap", hidden, *CHEAP)  # noqa: E731
+        runs = {"no judge": scores.score(*_plain(engine, scores)),
+                "veto": run(engine, scores, Judging([strong()]), cache / "veto"),
+                "confirm": run(engine, scores, Judging([cheap(), strong()], mode="confirm"), cache / "confirm"),
+                "veto2": run(engine, scores, Judging([cheap(), strong()]), cache / "veto2")}
+        results["sets"][folder.name] = runs
+        print(f"{folder.name}: {len(ds.queries.ids)} queries")
+        for name, r in runs.items():
+            print(f"  {name:9s} hidden share {r['hidden_share']}, mean rank {r['mean_rank']}, short "
+                  f"{r['queries_short']}, empty {r['queries_empty']}, calls/negative {r.get('calls_per_negative', '-')}")
+    write_results(args.output, results)
+
+
+def _plain(engine, scores):
+    sel = engine.selection(BASE)
+    return list(zip(sel.query_idx.tolist(), sel.negatives)), len(sel.query_ids), len(sel.short)
+
+
+if __name__ == "__main__":
+    main()

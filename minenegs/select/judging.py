@@ -1,0 +1,259 @@
+"""Judging the candidates a selection would hand out, lazily, with a chain of judges.
+
+After the cheap guards (the filters) and the strategy's order, each query's candidates are walked in that order:
+the next ones it still needs go to the judges, a batch across all queries at a time, until the query has its
+``num_negatives`` cleared negatives, its candidates run out, or ``depth`` of them were judged. So judge calls grow
+with ``--num-negatives``, not with ``--depth``; ``budget`` caps the calls of a run (a query left unjudged is short).
+
+Two ways to chain judges, cheapest first:
+
+- ``veto``: a candidate must be cleared ("not relevant") by every judge; each judge sees only what the ones
+  before it cleared.
+- ``confirm`` (RLHN's cascade): the first judge screens every candidate; what it does not clear goes to the next
+  judge, whose verdict stands; so a cheap judge's false alarms do not cost good hard negatives.
+
+A candidate called relevant is *flagged*: dropped (``action="drop"``), or written as a positive of its query
+(``"promote"``); with ``max_flagged``, a query with more flagged candidates than that is dropped whole. A
+candidate left unsure, or without a verdict (a failed or malformed answer), is neither cleared nor flagged: it
+is not handed out. Every verdict is cached in the pool folder under the judge's fingerprint and the pair's texts
+(``judges/<fingerprint>.jsonl``, appended as answers arrive), so a rerun, a new threshold or strategy, or a run
+killed half-way never asks again for a pair already answered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import InputError
+from .judges.base import NOT_RELEVANT, RELEVANT, Ask
+
+MODES = ("veto", "confirm")
+ACTIONS = ("drop", "promote")
+
+
+class Judge(Protocol):
+    """Anything that gives verdicts: ``name`` for reports, ``fingerprint()`` for the cache,
+    ``verdicts(asks, done)`` -> one of ``relevant``/``not_relevant``/``unsure``/None per ask, calling
+    ``done(i, verdict)`` as each arrives."""
+
+    name: str
+
+    def fingerprint(self) -> str: ...
+
+    def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]: ...
+
+
+class VerdictCache:
+    """A judge's verdicts in a pool folder, appended as they arrive (a line a verdict, flushed)."""
+
+    def __init__(self, pool: Path, fingerprint: str) -> None:
+        self.path = Path(pool) / "judges" / f"{fingerprint}.jsonl"
+        self.known: dict[str, str] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.known[entry["key"]] = entry["verdict"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line a killed run left half-written
+        self._fh = None
+
+    def add(self, key: str, verdict: str) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps({"key": key, "verdict": verdict}) + "\n")
+        self._fh.flush()
+        self.known[key] = verdict
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+@dataclass
+class JudgeStats:
+    calls: int = 0
+    cache_hits: int = 0
+    verdicts: dict[str, int] = field(default_factory=lambda: {"relevant": 0, "not_relevant": 0, "unsure": 0,
+                                                              "none": 0})
+
+
+@dataclass
+class Judging:
+    """A chain of judges and how it is run (see the module)."""
+
+    judges: list[Any]
+    mode: str = "veto"
+    depth: int | None = None
+    budget: int | None = None
+    action: str = "drop"
+    max_flagged: int | None = None
+    stats: dict[str, JudgeStats] = field(default_factory=dict)
+    budget_left: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.judges:
+            raise InputError("judging needs at least one judge (--judge)")
+        if self.mode not in MODES:
+            raise InputError(f"--judge-mode {self.mode}: choose one of {', '.join(MODES)}")
+        if self.action not in ACTIONS:
+            raise InputError(f"--judge-action {self.action}: choose one of {', '.join(ACTIONS)}")
+        for flag, value in (("--judge-depth", self.depth), ("--judge-budget", self.budget)):
+            if value is not None and value < 1:
+                raise InputError(f"{flag} {value}: must be at least 1")
+        if self.max_flagged is not None and self.max_flagged < 0:
+            raise InputError(f"--judge-max-flagged {self.max_flagged}: must be 0 or more")
+        self.budget_left = self.budget
+        self.stats = {j.name: JudgeStats() for j in self.judges}
+
+    def summary(self) -> dict[str, Any]:
+        return {"mode": self.mode, "action": self.action, **({"budget": self.budget} if self.budget else {}),
+                "judges": {name: {"calls": s.calls, "cache_hits": s.cache_hits, "verdicts": s.verdicts,
+                                  **_usage(j)} for (name, s), j in zip(self.stats.items(), self.judges)}}
+
+    # -- one judge over a batch ------------------------------------------------------------------------------
+    def _ask(self, judge: Any, cache: VerdictCache, asks: list[Ask]) -> list[str | None]:
+        """Verdicts for ``asks`` from ``judge``: cached ones without a call, the rest asked while the budget
+        lasts (beyond it: None)."""
+        stats = self.stats[judge.name]
+        keys = [a.key() for a in asks]
+        out: list[str | None] = [cache.known.get(k) for k in keys]
+        todo = [i for i, v in enumerate(out) if v is None]
+        stats.cache_hits += len(asks) - len(todo)
+        if self.budget_left is not None:
+            todo, self.budget_left = todo[:self.budget_left], max(0, self.budget_left - len(todo))
+        if todo:
+            stats.calls += len(todo)
+
+            def done(j: int, verdict: str | None) -> None:
+                if verdict is not None:
+                    cache.add(keys[todo[j]], verdict)
+
+            for i, verdict in zip(todo, judge.verdicts([asks[i] for i in todo], done)):
+                out[i] = verdict
+        for v in out:
+            stats.verdicts[v or "none"] += 1
+        return out
+
+    def decide(self, pool: Path, asks: list[Ask]) -> list[str | None]:
+        """The chain's verdict per ask: ``not_relevant`` (cleared), ``relevant`` (flagged) or None (neither)."""
+        caches = [VerdictCache(pool, j.fingerprint()) for j in self.judges]
+        try:
+            final: list[str | None] = [None] * len(asks)
+            live = list(range(len(asks)))
+            for step, (judge, cache) in enumerate(zip(self.judges, caches)):
+                last = step == len(self.judges) - 1
+                said = self._ask(judge, cache, [asks[i] for i in live])
+                passed = []
+                for i, v in zip(live, said):
+                    if self.mode == "veto":
+                        if v == NOT_RELEVANT and not last:
+                            passed.append(i)  # cleared here: the next judge looks too
+                        else:
+                            final[i] = v if v in (RELEVANT, NOT_RELEVANT) else None
+                    else:  # confirm: what this judge does not clear goes on, the last judge's word stands
+                        if v == NOT_RELEVANT or last:
+                            final[i] = v if v in (RELEVANT, NOT_RELEVANT) else None
+                        else:
+                            passed.append(i)
+                live = passed
+                if not live:
+                    break
+            return final
+        finally:
+            for cache in caches:
+                cache.close()
+
+    # -- the lazy walk ---------------------------------------------------------------------------------------
+    def walk(self, pool: Path, ordered: list[np.ndarray], need: int, ask: Callable[[int, int], Ask]
+             ) -> tuple[list[list[int]], list[list[int]]]:
+        """Each query's cleared candidates (at most ``need``, in order) and flagged ones, from ``ordered`` (each
+        query's candidates in preference order, as indices ``ask(query, index)`` understands)."""
+        cleared: list[list[int]] = [[] for _ in ordered]
+        flagged: list[list[int]] = [[] for _ in ordered]
+        at = [0] * len(ordered)
+        limit = [len(o) if self.depth is None else min(len(o), self.depth) for o in ordered]
+        while self.budget_left is None or self.budget_left > 0:
+            batch = []
+            for q, cands in enumerate(ordered):
+                take = min(need - len(cleared[q]), limit[q] - at[q])
+                batch += [(q, int(c)) for c in cands[at[q]:at[q] + max(0, take)]]
+                at[q] += max(0, take)
+            if not batch:
+                break
+            for (q, c), verdict in zip(batch, self.decide(pool, [ask(q, c) for q, c in batch])):
+                if verdict == NOT_RELEVANT:
+                    cleared[q].append(c)
+                elif verdict == RELEVANT:
+                    flagged[q].append(c)
+        return cleared, flagged
+
+
+def parse_judge(spec: str, *, key_env: str | None = None, template: str | None = None, concurrency: int = 8,
+                timeout: float = 60.0) -> Any:
+    """A judge from its spec: ``llm:MODEL@URL`` (an OpenAI-compatible server; the LLM settings apply) or
+    ``cross-encoder:NAME_OR_PATH[@T]`` (relevant above probability ``T``, 0.5 by default)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "llm":
+        from .judges.llm import DEFAULT_TEMPLATE, LLMJudge
+
+        model, at, url = rest.partition("@")
+        if not model or not at or not url:
+            raise InputError(f"--judge {spec}: write llm:MODEL@URL, e.g. llm:qwen2.5-0.5b@http://127.0.0.1:8000/v1")
+        return LLMJudge(model, url, key_env=key_env, template=template or DEFAULT_TEMPLATE, concurrency=concurrency,
+                        timeout=timeout)
+    if kind == "cross-encoder" and rest:
+        from .judges.cross_encoder import CrossEncoderJudge, CrossEncoderVerdicts
+
+        name, at, threshold = rest.rpartition("@")
+        try:
+            return CrossEncoderVerdicts(CrossEncoderJudge(name if at else rest), float(threshold) if at else 0.5)
+        except ValueError:
+            return CrossEncoderVerdicts(CrossEncoderJudge(rest))
+    raise InputError(f"--judge {spec}: give llm:MODEL@URL or cross-encoder:NAME_OR_PATH[@THRESHOLD]")
+
+
+def provenance(judging: Judging) -> dict[str, Any]:
+    """What an output records of the judging that made it (no run counts: the bytes stay the same on a rerun)."""
+    return {"mode": judging.mode, "action": judging.action, "depth": judging.depth, "budget": judging.budget,
+            "max_flagged": judging.max_flagged, "judges": [j.fingerprint() for j in judging.judges]}
+
+
+def _usage(judge: Any) -> dict[str, Any]:
+    usage = getattr(judge, "usage", None)
+    return {"usage": usage.to_dict()} if usage is not None and hasattr(usage, "to_dict") else {}
+
+
+def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
+           ask: Callable[[int, int], Ask]) -> Any:
+    """``picked`` (a selection's :class:`~.engine.Picked` over ``view``) with its negatives judged: the first
+    ``num_negatives`` cleared candidates of each instance, flagged ones dropped or promoted."""
+    n_inst = len(picked.counts)
+    owner = view.inst.owner[picked.ordered]
+    bounds = np.cumsum(np.bincount(owner, minlength=n_inst))[:-1] if n_inst else []
+    ordered = np.split(picked.ordered, bounds) if n_inst else []
+    cleared, flagged = judging.walk(pool, ordered, params.num_negatives,
+                                    lambda q, row: ask(int(view.inst.segment[q]), int(row)))
+    if judging.max_flagged is not None:  # RLHN: a query with too many flagged candidates is dropped whole
+        for q in range(n_inst):
+            if len(flagged[q]) > judging.max_flagged:
+                cleared[q] = []
+    chosen = np.asarray([r for rows in cleared for r in rows], dtype=np.int64)
+    counts = np.asarray([len(rows) for rows in cleared], dtype=np.int64)
+    lifted = picked.lifted
+    n_flagged = sum(len(f) for f in flagged)
+    if judging.action == "promote" and n_flagged:
+        extra = np.zeros(len(view.rows), dtype=bool)
+        extra[[r for rows in flagged for r in rows]] = True
+        lifted = extra if lifted is None else lifted | extra
+    removed = {**picked.removed, "judges": n_flagged}
+    return replace(picked, chosen=chosen, counts=counts, lifted=lifted, removed=removed)
+

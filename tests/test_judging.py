@@ -1,0 +1,191 @@
+"""Judges in `mine` and `filter`, against OpenAI-compatible servers started here on 127.0.0.1: lazy calls, the
+verdict cache (a rerun and a killed run repeat no answered call), veto and confirm chains, actions, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SAMPLES
+from fakes import FakeEncoder
+from minenegs.cli import app
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
+from minenegs.inputs.dataset import load_beir
+from minenegs.retrieve.pool import PoolParams, build_pool
+from openai_stub import Stub
+
+runner = CliRunner()
+
+
+def candidate(prompt: str) -> str:
+    return prompt.split("Candidate document:\n")[1].split("\n\nIs the candidate")[0]
+
+
+def thirds(prompt: str) -> str:
+    """A judge that calls about a third of the candidates relevant, the same way every time."""
+    return "relevant" if len(candidate(prompt)) % 3 == 0 else "not_relevant"
+
+
+@pytest.fixture
+def pool(tmp_path) -> Path:
+    encode_dataset(load_beir(SAMPLES), tmp_path / "emb", FakeEncoder(), cache_dir=tmp_path / "cache")
+    return build_pool(Embeddings(tmp_path / "emb"), PoolParams(depth=20))
+
+
+def run(pool: Path, out: Path, *extra: str):
+    result = runner.invoke(app, ["filter", str(pool), "-o", str(out), "--format", "flag-jsonl", "--json",
+                                 "--keep-duplicates", "--num-negatives", "3", *extra])
+    return result
+
+
+def rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_judges_lazily_and_hands_out_only_what_it_cleared(pool, tmp_path):
+    with Stub(thirds) as stub:
+        result = run(pool, tmp_path / "a.jsonl", "--judge", f"llm:tiny@{stub.url}")
+        asked = [candidate(r["body"]["messages"][0]["content"]) for r in stub.requests]
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    got = rows(tmp_path / "a.jsonl")
+    negatives = [n for r in got for n in r["neg"]]
+    assert negatives and all(len(n) % 3 != 0 for n in negatives)  # nothing the judge called relevant
+    flagged = sum(1 for text in asked if len(text) % 3 == 0)
+    assert len(asked) == len(negatives) + flagged  # asked only until each query had its three
+    assert len(asked) < 16 * 20  # not the whole depth
+    judge = summary["judging"]["judges"]["llm:tiny"]
+    assert judge["calls"] == len(asked) and judge["cache_hits"] == 0
+    assert judge["verdicts"]["relevant"] == flagged == summary["removed_by_judges"]
+    assert judge["usage"]["completion_tokens"] == 5 * len(asked)
+
+
+def test_the_output_records_the_judges_and_no_run_counts(pool, tmp_path):
+    with Stub(thirds) as stub:
+        for name in ("a", "b"):
+            result = runner.invoke(app, ["filter", str(pool), "-o", str(tmp_path / f"{name}.parquet"), "-q",
+                                         "--num-negatives", "3", "--judge", f"llm:tiny@{stub.url}"])
+            assert result.exit_code == 0, result.output
+    meta = json.loads(pq.read_metadata(tmp_path / "a.parquet").metadata[b"minenegs"])
+    assert meta["judging"]["mode"] == "veto" and meta["judging"]["judges"][0].startswith("llm-")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()  # the rerun: same bytes
+
+
+def test_a_rerun_and_a_new_strategy_ask_no_answered_pair_again(pool, tmp_path):
+    with Stub(thirds) as stub:
+        run(pool, tmp_path / "a.jsonl", "--judge", f"llm:tiny@{stub.url}")
+        first = len(stub.requests)
+        again = run(pool, tmp_path / "b.jsonl", "--judge", f"llm:tiny@{stub.url}")
+        assert len(stub.requests) == first  # every verdict came from the pool's cache
+        assert json.loads(again.stdout)["judging"]["judges"]["llm:tiny"]["cache_hits"] == first
+        assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+        run(pool, tmp_path / "c.jsonl", "--judge", f"llm:tiny@{stub.url}", "--strategy", "random", "--seed", "4")
+        prompts = [r["body"]["messages"][0]["content"] for r in stub.requests]
+    assert len(prompts) == len(set(prompts))  # no pair asked twice across the three runs
+
+
+KILLED = """
+import sys
+sys.argv = ["minenegs", "filter", {pool!r}, "-o", {out!r}, "--format", "flag-jsonl", "--keep-duplicates",
+            "--num-negatives", "3", "--judge", "llm:tiny@{url}", "--judge-concurrency", "2", "-q"]
+from minenegs.cli import main
+main()
+"""
+
+
+def test_a_run_killed_midway_then_rerun_repeats_no_answered_call(pool, tmp_path):
+    with Stub(thirds, delay=0.05) as stub:
+        script = KILLED.format(pool=str(pool), out=str(tmp_path / "k.jsonl"), url=stub.url)
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        while len(stub.requests) < 12 and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        answered = {candidate(r["body"]["messages"][0]["content"]) + r["body"]["messages"][0]["content"][:80]
+                    for r in stub.requests[:8]}  # sent well before the kill: answered and cached
+        before = len(stub.requests)
+        assert not (tmp_path / "k.jsonl").exists()
+        rerun = run(pool, tmp_path / "k.jsonl", "--judge", f"llm:tiny@{stub.url}")
+        assert rerun.exit_code == 0, rerun.output
+        again = [candidate(r["body"]["messages"][0]["content"]) + r["body"]["messages"][0]["content"][:80]
+                 for r in stub.requests[before:]]
+        whole = run(pool, tmp_path / "w.jsonl", "--judge", f"llm:tiny@{stub.url}")
+    assert not answered & set(again)
+    assert (tmp_path / "k.jsonl").read_text() == (tmp_path / "w.jsonl").read_text()
+    assert json.loads(whole.stdout)["judging"]["judges"]["llm:tiny"]["calls"] == 0
+
+
+def everything(prompt: str) -> str:
+    return "relevant"
+
+
+def half(prompt: str) -> str:
+    return "relevant" if len(candidate(prompt)) % 2 == 0 else "not_relevant"
+
+
+def test_confirm_sends_only_what_the_cheap_judge_flags_and_the_last_word_stands(pool, tmp_path):
+    with Stub(half) as cheap, Stub(thirds) as strong:
+        result = run(pool, tmp_path / "c.jsonl", "--judge", f"llm:cheap@{cheap.url}", "--judge",
+                     f"llm:strong@{strong.url}", "--judge-mode", "confirm")
+        to_strong = [candidate(r["body"]["messages"][0]["content"]) for r in strong.requests]
+    assert result.exit_code == 0, result.output
+    assert to_strong and all(len(t) % 2 == 0 for t in to_strong)  # only the cheap judge's flags
+    negatives = [n for r in rows(tmp_path / "c.jsonl") for n in r["neg"]]
+    cleared_by_strong = [t for t in to_strong if len(t) % 3 != 0]
+    assert set(cleared_by_strong) & set(negatives)  # a cheap false alarm the strong judge overruled is handed out
+    assert all(len(n) % 2 != 0 or len(n) % 3 != 0 for n in negatives)
+
+
+def test_veto_needs_every_judge_to_clear(pool, tmp_path):
+    with Stub(half) as first, Stub(thirds) as second:
+        result = run(pool, tmp_path / "v.jsonl", "--judge", f"llm:first@{first.url}", "--judge",
+                     f"llm:second@{second.url}")
+        to_second = [candidate(r["body"]["messages"][0]["content"]) for r in second.requests]
+    assert result.exit_code == 0, result.output
+    assert to_second and all(len(t) % 2 != 0 for t in to_second)  # only what the first cleared
+    negatives = [n for r in rows(tmp_path / "v.jsonl") for n in r["neg"]]
+    assert all(len(n) % 2 != 0 and len(n) % 3 != 0 for n in negatives)
+
+
+def test_promote_writes_flagged_candidates_as_positives_and_a_budget_caps_calls(pool, tmp_path):
+    with Stub(thirds) as stub:
+        promoted = run(pool, tmp_path / "p.jsonl", "--judge", f"llm:tiny@{stub.url}", "--judge-action", "promote")
+        plain = rows(tmp_path / "p.jsonl")
+        extra = [p for r in plain for p in r["pos"] if len(p) % 3 == 0]
+        assert promoted.exit_code == 0 and extra
+        capped = run(pool, tmp_path / "b.jsonl", "--judge", f"llm:other@{stub.url}", "--judge-budget", "5")
+    assert json.loads(capped.stdout)["judging"]["judges"]["llm:other"]["calls"] == 5
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--judge", "llm:tiny@http://127.0.0.1:{dead}/v1"], "no server answers there"),
+    (["--judge", "llm:tiny@{url}", "--judge-key-env", "MINENEGS_NO_SUCH_KEY"], "environment variable is not set"),
+    (["--judge", "llm:tiny@{url}", "--judge-template", "{template}"], "has no {candidate} slot"),
+    (["--judge", "llm:tiny@{url}", "--judge-budget", "0"], "--judge-budget"),
+    (["--judge", "nonsense"], "--judge nonsense: give llm:MODEL@URL"),
+    (["--judge", "llm:tiny@{url}", "--judge-mode", "vote"], "--judge-mode vote"),
+])
+def test_bad_judge_settings_are_one_line_exit_2_and_no_output(pool, tmp_path, extra, message):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    (tmp_path / "t.txt").write_text("Query: {query} and nothing else")
+    with Stub(thirds) as stub:
+        args = [a.format(url=stub.url, dead=dead, template=tmp_path / "t.txt") for a in extra]
+        result = run(pool, tmp_path / "o.jsonl", *args)
+        assert stub.requests == []
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.jsonl").exists()
