@@ -12,7 +12,9 @@ seeded draw per (judge, query, document), so reruns agree. The judges run in min
 - ``veto2``: both must clear.
 
 For each: hidden-relevant share of the negatives, their mean exact rank, queries short and empty, and judge calls
-per negative handed out (per judge and in all). Writes ``benchmarks/results/judges_sim.json``.
+per negative handed out (per judge and in all). And what ``calibrate`` reports of each judge: its miss rate on the
+held-out visible positives with the 95 % interval, against the set value (1 - sensitivity).
+Writes ``benchmarks/results/judges_sim.json``.
 
     python benchmarks/judges_sim.py                  # dbpedia_subset and the DL19 subset from ../shared/data
 """
@@ -24,6 +26,8 @@ import hashlib
 import shutil
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _proc import write_results  # noqa: E402
@@ -61,6 +65,20 @@ class SimulatedJudge:
         return out
 
 
+def misses(engine, judge: SimulatedJudge, doc_ids: list[str]) -> dict:
+    """``calibrate``'s miss rate of ``judge`` on the held-out visible positives (ids as its questions)."""
+    from minenegs.select.calibrate import leak_interval
+
+    inst = engine.holdouts()
+    asks = [Ask(engine.query_ids[s], (), doc_ids[int(engine.arrays["doc_idx"][r])])
+            for s, r in zip(inst.segment, inst.held_out)]
+    said = judge.verdicts(asks, lambda i, v: None)
+    e = leak_interval(np.asarray([v == NOT_RELEVANT for v in said]), inst.segment)
+    return {"holdouts": len(asks), "set_miss": round(1 - judge.sensitivity, 4), "miss_rate": round(e.rate, 4),
+            "miss_low": round(e.low, 4), "miss_high": round(e.high, 4),
+            "set_inside_interval": e.low <= 1 - judge.sensitivity <= e.high}
+
+
 def run(engine, judge_scores, judging: Judging, cache: Path) -> dict:
     qids = engine.query_ids
     dids = judge_scores.dids
@@ -91,17 +109,23 @@ def main() -> None:
     for folder in args.data:
         ds, hidden = two_visible(load_beir(folder, args.split))
         engine, scores = prepare(ds, hidden, f"judges-{folder.name}")
+        relevant = hidden | {(r.query_id, r.doc_id) for r in ds.qrels}  # what a judge should call relevant
         cache = ROOT / "build" / "bench" / f"judges-{folder.name}" / "verdicts"
         shutil.rmtree(cache, ignore_errors=True)  # every run asks afresh: the calls are what is measured
-        strong = lambda: SimulatedJudge("strong", hidden, *STRONG)  # noqa: E731
-        cheap = lambda: SimulatedJudge("cheap", hidden, *CHEAP)  # noqa: E731
+        strong = lambda: SimulatedJudge("strong", relevant, *STRONG)  # noqa: E731
+        cheap = lambda: SimulatedJudge("cheap", relevant, *CHEAP)  # noqa: E731
         runs = {"no judge": scores.score(*_plain(engine, scores)),
                 "veto": run(engine, scores, Judging([strong()]), cache / "veto"),
                 "confirm": run(engine, scores, Judging([cheap(), strong()], mode="confirm"), cache / "confirm"),
                 "veto2": run(engine, scores, Judging([cheap(), strong()]), cache / "veto2")}
+        runs["calibrate_misses"] = {"strong": misses(engine, strong(), scores.dids),
+                                    "cheap": misses(engine, cheap(), scores.dids)}
         results["sets"][folder.name] = runs
         print(f"{folder.name}: {len(ds.queries.ids)} queries")
         for name, r in runs.items():
+            if name == "calibrate_misses":
+                print(f"  calibrate's miss rates: {r}")
+                continue
             print(f"  {name:9s} hidden share {r['hidden_share']}, mean rank {r['mean_rank']}, short "
                   f"{r['queries_short']}, empty {r['queries_empty']}, calls/negative {r.get('calls_per_negative', '-')}")
     write_results(args.output, results)

@@ -210,13 +210,15 @@ def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: A
 
 
 def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: Any = None,
-              max_leak: float | None = None, max_short: float = 0.0, recipe: Path | str = "calibrated.toml",
+              judging: Any = None, max_leak: float | None = None, max_short: float = 0.0, recipe: Path | str = "calibrated.toml",
               plot: Path | str | None = None, force: bool = False, progress: Any = None,
               **options: Any) -> dict[str, Any]:
     """``minenegs calibrate``: the leak estimate, hardness and shortfall of each setting of ``grid``
     (``calibrate.DEFAULT_GRID`` when None; ``options`` go to :func:`~minenegs.select.calibrate.calibrate`).
     With ``max_leak``, the hardest setting whose leak upper bound is at most ``max_leak`` is written as a TOML
-    recipe to ``recipe`` (``picked`` in the summary); with ``plot``, leak against hardness as a PNG."""
+    recipe to ``recipe`` (``picked`` in the summary); with ``plot``, leak against hardness as a PNG. With
+    ``judging``, each judge's miss rate on the held-out positives (how often it calls a known relevant document
+    not relevant) with its interval, as ``judges``."""
     from .report.stats import plot_frontier
     from .select.calibrate import DEFAULT_GRID, calibrate as run_calibration, pick, recipe_toml, summary
 
@@ -224,10 +226,15 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
     if max_leak is not None:
         check_output(Path(recipe), force)
     grid = DEFAULT_GRID if grid is None else grid
+    _probe_judges(judging)
     with _bar(progress, "cross-encoder") as tick:
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
-        rows = run_calibration(opened.whole(), base, grid, **options)
+        selector = opened.whole()
+        rows = run_calibration(selector, base, grid, **options)
     info = summary(rows)
+    if judging is not None:
+        info["judges"] = opened.judge_misses(selector, judging, options.get("max_holdouts", 10_000),
+                                             options.get("seed", 0))
     if plot is not None:
         plot_frontier({"settings": [(r.mean_rank, r.estimate.rate, _short(r.setting)) for r in rows]}, plot,
                       title=f"calibrate {pool}: {info['holdouts']} held-out positives, {info['queries']} queries")

@@ -189,3 +189,81 @@ def test_bad_judge_settings_are_one_line_exit_2_and_no_output(pool, tmp_path, ex
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.jsonl").exists()
+
+
+class Guessing:
+    """Calls any candidate relevant with probability ``sensitivity``: a seeded draw per pair."""
+
+    name = "guess"
+
+    def __init__(self, sensitivity: float) -> None:
+        self.sensitivity = sensitivity
+        self.asked = 0
+
+    def fingerprint(self) -> str:
+        return f"guess-{self.sensitivity}"
+
+    def verdicts(self, asks, done):
+        import hashlib
+
+        out = []
+        for i, ask in enumerate(asks):
+            u = int.from_bytes(hashlib.blake2b(ask.key().encode(), digest_size=8).digest(), "little") / 2 ** 64
+            out.append("relevant" if u < self.sensitivity else "not_relevant")
+            done(i, out[-1])
+        self.asked += len(asks)
+        return out
+
+
+class NearPositives:
+    """Documents ``d<i>`` get seeded random vectors; a query ``q:<a>,<b>`` sits between its two positives."""
+
+    name = "near-positives"
+    batch_size = 4096
+
+    def fingerprint(self) -> str:
+        return "near-positives-1"
+
+    def settings(self) -> dict:
+        return {}
+
+    def encode(self, texts, prompt):
+        import numpy as np
+
+        def doc(i: int):
+            return np.random.default_rng(i).standard_normal(16)
+
+        out = []
+        for t in texts:
+            if t.startswith("q:"):
+                a, b = (int(x) for x in t[2:].split(","))
+                out.append(doc(a) + doc(b) + 0.3 * np.random.default_rng(10 ** 6 + a).standard_normal(16))
+            else:
+                out.append(doc(int(t[1:])))
+        return np.asarray(out, dtype=np.float32)
+
+
+def test_calibrate_reports_a_judges_miss_rate_within_its_interval_of_the_true_one(tmp_path):
+    import numpy as np
+
+    from minenegs import api
+    from minenegs.records import Dataset, Qrel, TextTable
+    from minenegs.select.judging import Judging
+    from minenegs.select.params import MineParams
+
+    rng = np.random.default_rng(0)
+    docs, queries = 3000, 1500
+    pairs = [tuple(int(x) for x in rng.choice(docs, 2, replace=False)) for _ in range(queries)]
+    ds = Dataset(TextTable([f"d{i}" for i in range(docs)], [f"d{i}" for i in range(docs)]),
+                 TextTable([f"q{i}" for i in range(queries)], [f"q:{a},{b}" for a, b in pairs]),
+                 [Qrel(f"q{i}", f"d{d}") for i, pair in enumerate(pairs) for d in pair])
+    encode_dataset(ds, tmp_path / "emb", NearPositives(), cache_dir=tmp_path / "cache")
+    pool = build_pool(Embeddings(tmp_path / "emb"), PoolParams(depth=20))
+    judge = Guessing(0.9)  # misses (calls a relevant document not relevant) 10 % of the time
+    info = api.calibrate(pool, MineParams("top", 3), {"range_min": [0]}, judging=Judging([judge]))
+    miss = info["judges"]["guess"]
+    assert miss["holdouts"] > 2000 and miss["no_verdict"] == 0
+    assert miss["miss_low"] <= 0.1 <= miss["miss_high"] and miss["miss_high"] - miss["miss_low"] < 0.05
+    asked = judge.asked
+    again = api.calibrate(pool, MineParams("top", 3), {"range_min": [0]}, judging=Judging([judge]))
+    assert judge.asked == asked and again["judges"] == info["judges"]  # the verdicts came from the pool's cache

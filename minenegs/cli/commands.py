@@ -124,8 +124,9 @@ def sweep_(pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")
 @app.command("calibrate")
 @grid_options
 @judge_options
+@judging_options
 def calibrate_(
-    pool: PoolArg, selection=None, judge=None, max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
+    pool: PoolArg, selection=None, judge=None, judging=None, max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
     recipe: Annotated[Path, typer.Option("--recipe", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
     max_holdouts: Annotated[int, typer.Option("--max-holdouts", help="Held-out positives to use at most (a seeded sample beyond).", min=1)] = 10_000,
@@ -138,7 +139,7 @@ def calibrate_(
     from ..report.console import show_calibration
 
     params, grid = selection
-    info = run(pool, params, grid or None, judge=judge, max_leak=max_leak, max_short=max_short, recipe=recipe,
+    info = run(pool, params, grid or None, judge=judge, judging=judging, max_leak=max_leak, max_short=max_short, recipe=recipe,
                plot=plot, force=force, progress=_bars(quiet or json_), max_holdouts=max_holdouts,
                min_queries=min_queries, seed=params.seed)
     show_calibration(info, pool, quiet=quiet, as_json=json_)

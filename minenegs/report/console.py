@@ -148,6 +148,9 @@ def show_calibration(info: dict[str, Any], pool, *, quiet: bool, as_json: bool) 
         return
     show_table(f"calibrate {pool}: {info['holdouts']} held-out positives from {info['queries']} queries "
                "(leak low/high: 95 % interval)", info["settings"])
+    if "judges" in info:
+        show_table("judges on the held-out positives (miss: called not relevant; 95 % interval)",
+                   [{"judge": name, **row} for name, row in info["judges"].items()])
     if "picked" in info:
         p = info["picked"]
         sys.stderr.write(f"picked {p['setting']}: leak {p['leak_rate']:.3f} (<= {p['leak_high']:.3f}), mean rank "

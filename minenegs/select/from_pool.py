@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..artifacts import read_manifest
 from ..encode.folder import Embeddings
 from ..errors import InputError
@@ -58,20 +60,47 @@ class OpenedPool:
             parts.append(selector.selection(self.params, adjust))
         return Selection.merge(parts)
 
-    def _judge(self, selector: Selector, judging: Any):
+    def ask(self, selector: Selector, segment: int, doc: int, leave_out: int = -1) -> Any:
+        """The question a judge is asked about corpus row ``doc`` for the query of ``segment``: the query's text,
+        its positives' texts (the pool row ``leave_out`` left out) and the document's text."""
         from .judges.base import Ask
-        from .judging import judged
 
         if self.query_text is None:
             table = self.emb.table("queries")
             self.query_text = dict(zip(table.ids, table.texts))
-        a = selector.arrays
+        a, start = selector.arrays, selector.starts[segment]
+        rows = start + np.flatnonzero(a["is_positive"][start:start + selector.sizes[segment]])
+        return Ask(self.query_text[selector.query_ids[segment]],
+                   tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out), self.corpus.text(doc))
 
-        def ask(segment: int, doc: int) -> Ask:
-            start, stop = selector.starts[segment], selector.starts[segment] + selector.sizes[segment]
-            positives = a["doc_idx"][start:stop][a["is_positive"][start:stop]]
-            return Ask(self.query_text[selector.query_ids[segment]],
-                       tuple(self.corpus.text(int(d)) for d in positives), self.corpus.text(doc))
+    def _judge(self, selector: Selector, judging: Any):
+        from .judging import judged
 
         return lambda got, view: judged(got, view, self.params, judging, self.pool,
-                                        lambda segment, row: ask(segment, int(view.doc_idx[row])))
+                                        lambda segment, row: self.ask(selector, segment, int(view.doc_idx[row])))
+
+    def judge_misses(self, selector: Selector, judging: Any, max_holdouts: int, seed: int) -> dict[str, Any]:
+        """Each judge's miss rate on known positives: every reached positive of a query with two or more held out
+        in turn (as ``calibrate`` holds them out) and shown to the judge as a candidate, the query's other positives
+        as reference; a miss is a "not relevant". 95 % interval as for the leak rate (clustered by query)."""
+        from .calibrate import leak_interval
+        from .judges.base import NOT_RELEVANT
+        from .judging import VerdictCache
+
+        inst = selector.holdouts(max_holdouts, seed)
+        a = selector.arrays
+        asks = [self.ask(selector, int(s), int(a["doc_idx"][r]), int(r)) for s, r in zip(inst.segment, inst.held_out)]
+        out = {}
+        for judge in judging.judges:
+            cache = VerdictCache(self.pool, judge.fingerprint())
+            try:
+                said = np.asarray(judging._ask(judge, cache, asks), dtype=object)
+            finally:
+                cache.close()
+            answered = np.asarray([v is not None for v in said], dtype=bool)
+            missed = np.asarray([v == NOT_RELEVANT for v in said], dtype=bool)[answered]
+            e = leak_interval(missed, inst.segment[answered]) if answered.any() else None
+            out[judge.name] = {"holdouts": len(asks), "no_verdict": int((~answered).sum()),
+                               **({"miss_rate": round(e.rate, 4), "miss_low": round(e.low, 4),
+                                   "miss_high": round(e.high, 4)} if e else {})}
+        return out
