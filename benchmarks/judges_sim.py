@@ -84,8 +84,8 @@ def run(engine, judge_scores, judging: Judging, cache: Path) -> dict:
     dids = judge_scores.dids
 
     def adjust(got, view):
-        return judged(got, view, BASE, judging, cache, lambda segment, row: Ask(qids[segment], (),
-                                                                                 dids[int(view.doc_idx[row])]))
+        return judged(got, view, BASE, judging, cache, lambda q, row: Ask(qids[int(view.inst.segment[q])], (),
+                                                                           dids[int(view.doc_idx[row])]))
 
     sel = engine.selection(BASE, adjust)
     result = judge_scores.score(list(zip(sel.query_idx.tolist(), sel.negatives)), len(sel.query_ids), len(sel.short))

@@ -198,15 +198,19 @@ def _grid_needs_judge(base: MineParams, grid: dict[str, list]) -> bool:
     return needs_judge(base.thresholds) or any(needs_judge({k: v}) for k, values in grid.items() for v in values)
 
 
-def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: Any = None,
+def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: Any = None, judging: Any = None,
           progress: Any = None) -> list[dict[str, Any]]:
-    """``minenegs sweep``: negatives kept and queries short per setting of ``grid`` (setting name -> values)."""
+    """``minenegs sweep``: negatives kept and queries short per setting of ``grid`` (setting name -> values);
+    with ``judging``, after the judges."""
     from .select.sweep import sweep as run_sweep
 
     if not grid:
         raise InputError("give at least one list to sweep, e.g. --relative-margin 0,0.02,0.05,0.1")
+    _probe_judges(judging)
     with _bar(progress, "cross-encoder") as tick:
-        return run_sweep(OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid)).whole(), base, grid)
+        opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
+        selector = opened.whole()
+        return run_sweep(selector, base, grid, opened.adjuster(selector, judging) if judging else None)
 
 
 def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: Any = None,
@@ -230,11 +234,13 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
     with _bar(progress, "cross-encoder") as tick:
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
         selector = opened.whole()
-        rows = run_calibration(selector, base, grid, **options)
+        judged = opened.adjuster(selector, judging) if judging is not None else None
+        rows = run_calibration(selector, base, grid, judged=judged, **options)
     info = summary(rows)
     if judging is not None:
         info["judges"] = opened.judge_misses(selector, judging, options.get("max_holdouts", 10_000),
                                              options.get("seed", 0))
+        info["judging"] = judging.summary()
     if plot is not None:
         plot_frontier({"settings": [(r.mean_rank, r.estimate.rate, _short(r.setting)) for r in rows]}, plot,
                       title=f"calibrate {pool}: {info['holdouts']} held-out positives, {info['queries']} queries")

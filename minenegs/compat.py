@@ -111,6 +111,10 @@ def mine_hard_negatives(
     index: str = "flat",
     precision: str = "fp32",
     cache_dir: str | Path | None = None,
+    judges: list[Any] | None = None,
+    judge_mode: str = "veto",
+    judge_depth: int | None = None,
+    judge_budget: int | None = None,
     **filters: float | None,
 ):
     """Add hard negatives to (anchor, positive) pairs; a drop-in for
@@ -122,7 +126,9 @@ def mine_hard_negatives(
     registry by its name (``dup_threshold=``, ``duplicate_text=``, ``max_positive_similarity=``, the
     cross-encoder's ``ce_max=`` and ``promote=``, ...), ``ce_batch_size``, ``simans_a``/``simans_b``, ``index``
     (``flat``, ``ivf``, ``hnsw`` or ``auto``), ``precision`` (``fp32``, as sentence-transformers encodes, or
-    ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias).
+    ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias). ``judges`` (specs as for ``--judge``:
+    ``"llm:MODEL@URL"``, ``"cross-encoder:NAME[@T]"``, or judge objects), with ``judge_mode``, ``judge_depth`` and
+    ``judge_budget``, judge the negatives lazily (the README's "Judges").
     Returns a ``datasets.Dataset`` in ``output_format``.
     """
     from .encode.embeddings import encode_dataset
@@ -216,7 +222,16 @@ def mine_hard_negatives(
     sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
     params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
     judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
-    sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool))
+    judging = None
+    if judges:
+        from .select.judging import Judging, parse_judge
+
+        judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
+                          judge_budget)
+        for j in judging.judges:
+            if hasattr(j, "probe"):
+                j.probe()
+    sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool), judging=judging)
 
     order = [np.argsort([pos_of[int(q)].index(d) for d in ds.tolist()], kind="stable") for q, ds in
              zip(sel.query_idx, sel.positives)]  # each query's positives in the order the pairs gave them

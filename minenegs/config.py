@@ -78,6 +78,9 @@ def section_args(command: Any, section: dict[str, Any], where: str) -> list[str]
                 args.append(param.opts[0])
             elif param.secondary_opts:
                 args.append(param.secondary_opts[0])
+        elif isinstance(value, list):  # a repeatable option, e.g. judge = ["llm:...", "llm:..."]
+            for item in value:
+                args += [param.opts[0], str(item)]
         else:
             args += [param.opts[0], str(value)]
     return positional + args

@@ -180,3 +180,17 @@ def test_a_filter_the_registry_does_not_know_is_a_type_error(st_model, pairs, ca
         _ours(pairs, st_model, cache, no_such_filter=0.5)
     with pytest.raises(ValueError, match="recipe 'strict'"):
         _ours(pairs, st_model, cache, recipe="strict")
+
+
+def test_judges_in_the_dropin(st_model, pairs, cache):
+    from openai_stub import Stub
+
+    def shortish(prompt: str) -> str:
+        text = prompt.split("Candidate document:\n")[1].split("\n\nIs the candidate")[0]
+        return "relevant" if len(text) % 2 == 0 else "not_relevant"
+
+    with Stub(shortish) as stub:
+        out = _ours(pairs, st_model, cache, output_format="triplet", judges=[f"llm:tiny@{stub.url}"])
+        asked = len(stub.requests)
+    assert asked > 0 and len(out) > 0
+    assert all(len(n) % 2 == 1 for n in out["negative"])  # nothing the judge flagged is handed out

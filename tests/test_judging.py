@@ -243,27 +243,78 @@ class NearPositives:
         return np.asarray(out, dtype=np.float32)
 
 
-def test_calibrate_reports_a_judges_miss_rate_within_its_interval_of_the_true_one(tmp_path):
+@pytest.fixture(scope="module")
+def near_pool(tmp_path_factory) -> Path:
+    """1,500 queries, each between its two positives among 3,000 documents: most positives are retrieved."""
     import numpy as np
 
-    from minenegs import api
     from minenegs.records import Dataset, Qrel, TextTable
-    from minenegs.select.judging import Judging
-    from minenegs.select.params import MineParams
 
+    root = tmp_path_factory.mktemp("near")
     rng = np.random.default_rng(0)
     docs, queries = 3000, 1500
     pairs = [tuple(int(x) for x in rng.choice(docs, 2, replace=False)) for _ in range(queries)]
     ds = Dataset(TextTable([f"d{i}" for i in range(docs)], [f"d{i}" for i in range(docs)]),
                  TextTable([f"q{i}" for i in range(queries)], [f"q:{a},{b}" for a, b in pairs]),
                  [Qrel(f"q{i}", f"d{d}") for i, pair in enumerate(pairs) for d in pair])
-    encode_dataset(ds, tmp_path / "emb", NearPositives(), cache_dir=tmp_path / "cache")
-    pool = build_pool(Embeddings(tmp_path / "emb"), PoolParams(depth=20))
+    encode_dataset(ds, root / "emb", NearPositives(), cache_dir=root / "cache")
+    return build_pool(Embeddings(root / "emb"), PoolParams(depth=20))
+
+
+def test_calibrate_reports_a_judges_miss_rate_within_its_interval_of_the_true_one(near_pool):
+    from minenegs import api
+    from minenegs.select.judging import Judging
+    from minenegs.select.params import MineParams
+
     judge = Guessing(0.9)  # misses (calls a relevant document not relevant) 10 % of the time
-    info = api.calibrate(pool, MineParams("top", 3), {"range_min": [0]}, judging=Judging([judge]))
+    info = api.calibrate(near_pool, MineParams("top", 3), {"range_min": [0]}, judging=Judging([judge]))
     miss = info["judges"]["guess"]
     assert miss["holdouts"] > 2000 and miss["no_verdict"] == 0
     assert miss["miss_low"] <= 0.1 <= miss["miss_high"] and miss["miss_high"] - miss["miss_low"] < 0.05
     asked = judge.asked
-    again = api.calibrate(pool, MineParams("top", 3), {"range_min": [0]}, judging=Judging([judge]))
+    again = api.calibrate(near_pool, MineParams("top", 3), {"range_min": [0]}, judging=Judging([judge]))
     assert judge.asked == asked and again["judges"] == info["judges"]  # the verdicts came from the pool's cache
+
+
+class Oracle:
+    """Knows the near-positives data: a candidate is relevant to ``q:a,b`` when it is ``da`` or ``db``."""
+
+    name = "oracle"
+
+    def fingerprint(self) -> str:
+        return "oracle-1"
+
+    def verdicts(self, asks, done):
+        out = []
+        for i, ask in enumerate(asks):
+            a, b = ask.query[2:].split(",")
+            out.append("relevant" if ask.candidate in (f"d{a}", f"d{b}") else "not_relevant")
+            done(i, out[-1])
+        return out
+
+
+def test_calibrate_and_sweep_after_judging(near_pool):
+    from minenegs import api
+    from minenegs.select.judging import Judging
+    from minenegs.select.params import MineParams
+
+    grid = {"range_min": [0, 2]}
+    plain = api.calibrate(near_pool, MineParams("top", 3), grid)
+    judged = api.calibrate(near_pool, MineParams("top", 3), grid, judging=Judging([Oracle()]))
+    assert all(row["leak_rate"] > 0.5 for row in plain["settings"][:1])  # top-3 hands out held-out positives
+    assert [row["leak_rate"] for row in judged["settings"]] == [0.0, 0.0]  # the judge sees them for what they are
+    assert all(row["judge_calls"] > 0 for row in judged["settings"]) and "judge_calls" not in plain["settings"][0]
+    swept = api.sweep(near_pool, MineParams("top", 3), grid, judging=Judging([Oracle()]))
+    assert [row["negatives_per_query"] for row in swept] == [3.0, 3.0]
+
+
+def test_a_recipe_lists_its_judges(pool, tmp_path):
+    with Stub(thirds) as stub:
+        recipe = tmp_path / "r.toml"
+        recipe.write_text(f'[mine]\nembeddings = "{pool.parent.parent}"\noutput = "{tmp_path / "r.jsonl"}"\n'
+                          f'format = "flag-jsonl"\nkeep-duplicates = true\nnum-negatives = 3\ndepth = 20\n'
+                          f'judge = ["llm:tiny@{stub.url}"]\njudge-mode = "confirm"\n')
+        result = runner.invoke(app, ["run", str(recipe), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["judging"]["mode"] == "confirm" and stub.requests
+    assert all(len(n) % 3 != 0 for r in rows(tmp_path / "r.jsonl") for n in r["neg"])

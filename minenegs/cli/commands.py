@@ -107,14 +107,15 @@ def inspect_(
 @app.command("sweep")
 @grid_options
 @judge_options
+@judging_options
 def sweep_(pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")], selection=None, judge=None,
-           quiet: Quiet = False, json_: Json = False) -> None:
+           judging=None, quiet: Quiet = False, json_: Json = False) -> None:
     """Negatives kept per query and queries left short for each setting (lists to try), from the pool alone."""
     from ..api import sweep as run
     from ..report.console import show_table
 
     params, grid = selection
-    rows = run(pool, params, grid, judge=judge, progress=_bars(quiet or json_))
+    rows = run(pool, params, grid, judge=judge, judging=judging, progress=_bars(quiet or json_))
     if json_:
         typer.echo(json.dumps(rows))
     elif not quiet:

@@ -78,6 +78,7 @@ class Row:
     share_short: float
     share_empty: float
     negatives_per_query: float
+    judge_calls: int | None = None  # with judging: calls this setting made (held-out instances and mining)
 
     def to_dict(self) -> dict[str, Any]:
         e = self.estimate
@@ -85,12 +86,16 @@ class Row:
                 "leak_high": round(e.high, 4), "leaks": e.leaks, "holdouts": e.holdouts,
                 "mean_rank": None if math.isnan(self.mean_rank) else round(self.mean_rank, 2),
                 "share_short": round(self.share_short, 4), "share_empty": round(self.share_empty, 4),
-                "negatives_per_query": round(self.negatives_per_query, 3)}
+                "negatives_per_query": round(self.negatives_per_query, 3),
+                **({} if self.judge_calls is None else {"judge_calls": self.judge_calls})}
 
 
 def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = None, *,
-              max_holdouts: int = MAX_HOLDOUTS, min_queries: int = MIN_QUERIES, seed: int = 0) -> list[Row]:
-    """The leak estimate, hardness and shortfall of every setting in ``grid`` (``DEFAULT_GRID`` when None)."""
+              max_holdouts: int = MAX_HOLDOUTS, min_queries: int = MIN_QUERIES, seed: int = 0,
+              judged: Any = None) -> list[Row]:
+    """The leak estimate, hardness and shortfall of every setting in ``grid`` (``DEFAULT_GRID`` when None).
+    ``judged(picked, view, params)`` (judging) changes what each setting picks, held-out instances and all; then
+    each row also says how many judge calls the setting made (``judged.calls`` before and after)."""
     inst = pool.holdouts(max_holdouts, seed)
     n_queries = len(np.unique(inst.segment))
     if n_queries < max(1, min_queries):
@@ -99,18 +104,21 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
                          "mine deeper (--depth), or lower --min-queries")
     held = RowsView(pool, inst)
     rows = []
+    adjust = (lambda got, view, params: got) if judged is None else judged
     for setting, params in grid_settings(base, DEFAULT_GRID if grid is None else grid):
-        got = pool.pick(held, params)
+        calls = getattr(judged, "calls", 0)
+        got = adjust(pool.pick(held, params), held, params)
         owner = inst.owner[got.chosen]
         hit = held.rows[got.chosen] == inst.held_out[owner]
         leaked = np.bincount(owner[hit], minlength=len(inst.segment)) > 0
-        mined = pool.pick(pool.view, params)
+        mined = adjust(pool.pick(pool.view, params), pool.view, params)
         ranks = pool.view.rank[mined.chosen]
         rows.append(Row(setting, params, leak_interval(leaked, inst.segment),
                         float(ranks.mean()) if len(ranks) else math.nan,
                         float((mined.counts < params.num_negatives).mean()) if len(mined.counts) else 0.0,
                         float((mined.counts == 0).mean()) if len(mined.counts) else 0.0,
-                        float(mined.counts.mean()) if len(mined.counts) else 0.0))
+                        float(mined.counts.mean()) if len(mined.counts) else 0.0,
+                        None if judged is None else getattr(judged, "calls", 0) - calls))
     return rows
 
 

@@ -73,11 +73,32 @@ class OpenedPool:
         return Ask(self.query_text[selector.query_ids[segment]],
                    tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out), self.corpus.text(doc))
 
-    def _judge(self, selector: Selector, judging: Any):
+    def _judge(self, selector: Selector, judging: Any, params: Any = None):
+        """``judged`` for a selection over ``selector`` under ``params`` (default: the pool's)."""
+        return lambda got, view: self.judged(selector, judging, got, view, params or self.params)
+
+    def adjuster(self, selector: Selector, judging: Any) -> Any:
+        """``judged(picked, view, params)`` for ``sweep`` and ``calibrate``, with ``.calls`` so far."""
+        opened = self
+
+        class Judged:
+            def __call__(self, got: Any, view: Any, params: Any) -> Any:
+                return opened.judged(selector, judging, got, view, params)
+
+            @property
+            def calls(self) -> int:
+                return judging.calls
+
+        return Judged()
+
+    def judged(self, selector: Selector, judging: Any, got: Any, view: Any, params: Any) -> Any:
+        """What ``selector`` picked over ``view`` under ``params``, judged; a held-out positive is left out of the
+        positives the judge is shown."""
         from .judging import judged
 
-        return lambda got, view: judged(got, view, self.params, judging, self.pool,
-                                        lambda segment, row: self.ask(selector, segment, int(view.doc_idx[row])))
+        inst = view.inst
+        return judged(got, view, params, judging, self.pool, lambda q, row: self.ask(
+            selector, int(inst.segment[q]), int(view.doc_idx[row]), int(inst.held_out[q])))
 
     def judge_misses(self, selector: Selector, judging: Any, max_holdouts: int, seed: int) -> dict[str, Any]:
         """Each judge's miss rate on known positives: every reached positive of a query with two or more held out

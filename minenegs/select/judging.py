@@ -114,6 +114,11 @@ class Judging:
         self.budget_left = self.budget
         self.stats = {j.name: JudgeStats() for j in self.judges}
 
+    @property
+    def calls(self) -> int:
+        """Judge calls so far, over every judge."""
+        return sum(s.calls for s in self.stats.values())
+
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "action": self.action, **({"budget": self.budget} if self.budget else {}),
                 "judges": {name: {"calls": s.calls, "cache_hits": s.cache_hits, "verdicts": s.verdicts,
@@ -235,13 +240,13 @@ def _usage(judge: Any) -> dict[str, Any]:
 def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
            ask: Callable[[int, int], Ask]) -> Any:
     """``picked`` (a selection's :class:`~.engine.Picked` over ``view``) with its negatives judged: the first
-    ``num_negatives`` cleared candidates of each instance, flagged ones dropped or promoted."""
+    ``num_negatives`` cleared candidates of each instance, flagged ones dropped or promoted. ``ask(instance, row)``
+    is the question about view row ``row`` for instance ``instance``."""
     n_inst = len(picked.counts)
     owner = view.inst.owner[picked.ordered]
     bounds = np.cumsum(np.bincount(owner, minlength=n_inst))[:-1] if n_inst else []
     ordered = np.split(picked.ordered, bounds) if n_inst else []
-    cleared, flagged = judging.walk(pool, ordered, params.num_negatives,
-                                    lambda q, row: ask(int(view.inst.segment[q]), int(row)))
+    cleared, flagged = judging.walk(pool, ordered, params.num_negatives, ask)
     if judging.max_flagged is not None:  # RLHN: a query with too many flagged candidates is dropped whole
         for q in range(n_inst):
             if len(flagged[q]) > judging.max_flagged:

@@ -53,11 +53,14 @@ def grid_settings(base: MineParams, grid: dict[str, list]) -> Iterator[tuple[dic
         yield setting, replace(base, **fields, thresholds=thresholds)
 
 
-def sweep(pool: Selector, base: MineParams, grid: dict[str, list]) -> list[dict[str, Any]]:
-    """One row per combination of the ``grid`` values, other settings from ``base``."""
+def sweep(pool: Selector, base: MineParams, grid: dict[str, list], judged: Any = None) -> list[dict[str, Any]]:
+    """One row per combination of the ``grid`` values, other settings from ``base``; ``judged(picked, view,
+    params)`` (judging) changes what each setting picks."""
     rows = []
     for setting, params in grid_settings(base, grid):
         got = pool.pick(pool.view, params)
+        if judged is not None:
+            got = judged(got, pool.view, params)
         short = int((got.counts < params.num_negatives).sum())
         rows.append({**setting,
                      "negatives_per_query": round(float(got.counts.mean()), 3) if len(got.counts) else 0.0,
