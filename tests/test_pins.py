@@ -54,18 +54,18 @@ MINE = [
 ]
 
 PINS = {
-    "mine-default": "506d46feed9808cd7b9ad61d4698ac749d15e6a4bcdcfb2c69b3d9dda779ab2a",
-    "mine-random-triplet": "cd9119cf2c250ea941863637b2b19edb820ff23fb766db8c0d6befc71c1c54a3",
-    "mine-simans-labeled-list-scores": "fafda5e8abc5d022651821a3b7a10c1bd6f88c205e9f0687916a8cdc4d9cc914",
-    "mine-ids-window-scores": "9f245fbbb23af5b03a42b1ac98c27c4ac722039b643f81e2cd00a9b023f3acc9",
+    "mine-default": "b0e7950f827e5d51bc9b65f4049e0f58313bc5ed2d79311615c4945cedffc781",
+    "mine-random-triplet": "aa1b55432b3b82a84f04290778cc358fae4860f4e8cb76793a83c28464dbc688",
+    "mine-simans-labeled-list-scores": "51068cc16c9a931d8b7d9e90130c3629cce0f27ac0f6aed899112efe0a9bbe1b",
+    "mine-ids-window-scores": "63a85d007ce7d02bbc951af5a0531f65b8e1f0706228213d390aa5280954eed7",
     "mine-flag-jsonl": "7098207efc0282f61283d3e42017d55ba349d00d049a2c61a528a3658b93cad9",
-    "mine-bm25": "196ca2b8945482b925904d765e01a60efd26243084bc2dfeaebbe26da633498f",
-    "mine-hybrid-relative": "bda1dbdb6c113b6160dbc1d2c34495d4ec7d0124b1e782df94f397d7f67e7692",
-    "mine-clusters": "fd296f914c4c042b54fe2cc94b4a0bb9d9c907b306fcdd9b7adb380cc6d42121",
-    "filter-margins": "a6b17974bd6cd1f4168ca56012f0524a37646fb7d15f120e6b95e8876d7b5e14",
-    "filter-guards": "ca3bc95243747db5b65660c13e4dbdfccf4e9a7366f29815234812c0f55bf22e",
-    "filter-keep-duplicates": "d45e5bdfcce67a3e2bc37605d86eee63949bff9795227ee8cc0e6d68da1e5ab4",
-    "filter-ce-max": "6dbf631306e6a227bcee5893d701e0370fc20aaaaded42636ebaa3aa8eefbb39",
+    "mine-bm25": "92fda2526e8be86278c069eb7d0bb7aecef0a4093db5411af949f279de386322",
+    "mine-hybrid-relative": "b941a3b2e2d49f1695698e978e7c04de563e1628af290c7c680c5f3e9a78d782",
+    "mine-clusters": "9511e1f1d9e348398e5fc5748f3e5311b72ffcbeea0a8744e62d27e2d7a2d74d",
+    "filter-margins": "66486e5459c5cdad1b037259b4a81847f9033bd03f4331e38d283aec15a50019",
+    "filter-guards": "eb27b3057049b4dfb05470f471d79e4b8eca8480490e997c7bbab89e5469cbfb",
+    "filter-keep-duplicates": "32af9338361f4cbd322b213d9c2996c8b543167a6c09dce59a034bbcf866f19c",
+    "filter-ce-max": "2ae30da21040ef003807d9d4215e8f525eed7cc0409a7ddb5cc3b7a532703b05",
     "filter-ce-promote": "d261cbb20599d534791ec0e25f6d222b18e885de74a872cc756ac7d8e43bd445",
     "sweep-json": "695c1df0e6462ea11390dc9f75e4a5086d9839a951613b135cc006822ba4725a",
     "calibrate-json": "00ecc9f90e9146bf4702d75f14a55bcfd32475714089d68e85f22422ceeae5aa",
@@ -81,9 +81,16 @@ def _sha(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def emb(tmp_path_factory) -> Path:
+    """The sample data read by a path relative to the checkout (outputs record their inputs' paths: the same
+    wherever the checkout is), encoded by the dyadic fake."""
     root = tmp_path_factory.mktemp("pins")
-    minenegs.encode_dataset(minenegs.load_beir(SAMPLES), root / "emb", DyadicEncoder(), cache_dir=root / "cache",
-                            normalize=False)
+    here = os.getcwd()
+    os.chdir(SAMPLES.parent)
+    try:
+        dataset = minenegs.load_beir(SAMPLES.name)
+    finally:
+        os.chdir(here)
+    minenegs.encode_dataset(dataset, root / "emb", DyadicEncoder(), cache_dir=root / "cache", normalize=False)
     return root / "emb"
 
 
