@@ -304,6 +304,9 @@ def test_calibrate_and_sweep_after_judging(near_pool):
     assert all(row["leak_rate"] > 0.5 for row in plain["settings"][:1])  # top-3 hands out held-out positives
     assert [row["leak_rate"] for row in judged["settings"]] == [0.0, 0.0]  # the judge sees them for what they are
     assert all(row["judge_calls"] > 0 for row in judged["settings"]) and "judge_calls" not in plain["settings"][0]
+    # mining with every label: 3 negatives a query, nothing flagged (the oracle clears non-positives): 3,000 calls
+    # per 1,000 queries the first time, none once the verdicts are cached
+    assert judged["settings"][0]["judge_calls_per_1000_queries"] == 3000.0
     swept = api.sweep(near_pool, MineParams("top", 3), grid, judging=Judging([Oracle()]))
     assert [row["negatives_per_query"] for row in swept] == [3.0, 3.0]
 

@@ -79,6 +79,7 @@ class Row:
     share_empty: float
     negatives_per_query: float
     judge_calls: int | None = None  # with judging: calls this setting made (held-out instances and mining)
+    judge_calls_per_1000: float | None = None  # with judging: calls mining with every label made, per 1,000 queries
 
     def to_dict(self) -> dict[str, Any]:
         e = self.estimate
@@ -87,7 +88,8 @@ class Row:
                 "mean_rank": None if math.isnan(self.mean_rank) else round(self.mean_rank, 2),
                 "share_short": round(self.share_short, 4), "share_empty": round(self.share_empty, 4),
                 "negatives_per_query": round(self.negatives_per_query, 3),
-                **({} if self.judge_calls is None else {"judge_calls": self.judge_calls})}
+                **({} if self.judge_calls is None else {"judge_calls": self.judge_calls,
+                                                        "judge_calls_per_1000_queries": round(self.judge_calls_per_1000, 1)})}
 
 
 def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = None, *,
@@ -111,14 +113,17 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
         owner = inst.owner[got.chosen]
         hit = held.rows[got.chosen] == inst.held_out[owner]
         leaked = np.bincount(owner[hit], minlength=len(inst.segment)) > 0
+        before_mining = getattr(judged, "calls", 0)
         mined = adjust(pool.pick(pool.view, params), pool.view, params)
+        mining_calls = getattr(judged, "calls", 0) - before_mining
         ranks = pool.view.rank[mined.chosen]
         rows.append(Row(setting, params, leak_interval(leaked, inst.segment),
                         float(ranks.mean()) if len(ranks) else math.nan,
                         float((mined.counts < params.num_negatives).mean()) if len(mined.counts) else 0.0,
                         float((mined.counts == 0).mean()) if len(mined.counts) else 0.0,
                         float(mined.counts.mean()) if len(mined.counts) else 0.0,
-                        None if judged is None else getattr(judged, "calls", 0) - calls))
+                        None if judged is None else getattr(judged, "calls", 0) - calls,
+                        None if judged is None else 1000 * mining_calls / max(1, len(mined.counts))))
     return rows
 
 
