@@ -90,28 +90,22 @@ def _judge(cross_encoder: str | None, ce_batch_size: int):
     return CrossEncoderJudge(cross_encoder, batch_size=ce_batch_size) if cross_encoder else None
 
 
-def _judging(judges: list[str] | None, judge_mode: str, judge_depth: int | None, judge_budget: int | None,
-             judge_action: str, judge_max_flagged: int | None, judge_key_env: str | None,
-             judge_template: Path | None, judge_concurrency: int, judge_timeout: float):
+def _judging(judges: list[str] | None, **settings: Any):
     if not judges:  # a judge option without a judge is an error, not ignored
-        given = {"--judge-mode": judge_mode != "veto", "--judge-depth": judge_depth is not None,
-                 "--judge-budget": judge_budget is not None, "--judge-action": judge_action != "drop",
-                 "--judge-max-flagged": judge_max_flagged is not None, "--judge-key-env": judge_key_env is not None,
-                 "--judge-template": judge_template is not None, "--judge-concurrency": judge_concurrency != 8,
-                 "--judge-timeout": judge_timeout != 60.0}
-        if any(given.values()):
-            raise InputError(f"{next(f for f, g in given.items() if g)} needs --judge SPEC")
+        given = [k for k, v in settings.items() if v != JUDGING[k][1]]  # NaN differs from every default too
+        if given:
+            raise InputError(f"--{given[0].replace('_', '-')} needs --judge SPEC")
         return None
     from ..select.judging import Judging, parse_judge
 
-    template = judge_template.read_text(encoding="utf-8") if judge_template is not None else None
-    judges = [parse_judge(spec, key_env=judge_key_env, template=template, concurrency=judge_concurrency,
-                          timeout=judge_timeout) for spec in judges]
-    return Judging(judges, judge_mode, judge_depth, judge_budget, judge_action, judge_max_flagged)
+    template = settings["judge_template"].read_text(encoding="utf-8") if settings["judge_template"] else None
+    specs = [parse_judge(spec, key_env=settings["judge_key_env"], template=template,
+                         concurrency=settings["judge_concurrency"], timeout=settings["judge_timeout"]) for spec in judges]
+    return Judging(specs, settings["judge_mode"], settings["judge_depth"], settings["judge_budget"],
+                   settings["judge_action"], settings["judge_max_flagged"])
 
 
-judging_options = group("judging", {
-    "judges": opt(Optional[list[str]], "--judge", help="A judge, cheapest first (repeatable): llm:MODEL@URL (an OpenAI-compatible server) or cross-encoder:NAME_OR_PATH[@T]."),
+JUDGING = {
     "judge_mode": opt(str, "--judge-mode", help="veto (every judge must clear a candidate) or confirm (what a judge does not clear goes to the next, whose word stands).", default="veto"),
     "judge_depth": opt(Optional[int], "--judge-depth", help="Judge at most this many candidates per query [default: all that passed the filters].", min=1),
     "judge_budget": opt(Optional[int], "--judge-budget", help="Judge calls per run at most (cached verdicts are free).", min=1),
@@ -120,7 +114,8 @@ judging_options = group("judging", {
     "judge_key_env": opt(Optional[str], "--judge-key-env", help="The environment variable holding the LLM server's API key."),
     "judge_template": opt(Optional[Path], "--judge-template", help="A prompt template file with {query}, {candidate} and optionally {positives}."),
     "judge_concurrency": opt(int, "--judge-concurrency", help="LLM requests at once.", default=8, min=1),
-    "judge_timeout": opt(float, "--judge-timeout", help="Seconds to wait for one LLM answer.", default=60.0)}, _judging)
+    "judge_timeout": opt(float, "--judge-timeout", help="Seconds to wait for one LLM answer.", default=60.0)}
+judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help="A judge, cheapest first (repeatable): llm:MODEL@URL (an OpenAI-compatible server) or cross-encoder:NAME_OR_PATH[@T]."), **JUDGING}, _judging)
 judge_options = group("judge", {
     "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool)."),
     "ce_batch_size": opt(int, "--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", default=64, min=1)}, _judge)
