@@ -81,13 +81,15 @@ def main() -> None:
                                           env={"PYTHONPATH": str(tree)}, cwd=tree))
         same = _rows_of(args.work / f"{name}-A.parquet") == _rows_of(args.work / f"{name}-B.parquet")
         row = {side: {"median_seconds": statistics.median(m.seconds for m in runs),
+                      "min_seconds": min(m.seconds for m in runs),
                       "seconds": [m.seconds for m in runs],
                       "peak_mb": max(m.peak_mb for m in runs)} for side, runs in seen.items()}
         row["ratio_b_over_a"] = round(row["B"]["median_seconds"] / row["A"]["median_seconds"], 3)
         row["rows_identical"] = same  # the recorded settings (metadata) may differ between revisions
         results["commands"][name] = row
         print(f"{name}: A {row['A']['median_seconds']:.2f} s, B {row['B']['median_seconds']:.2f} s (median of "
-              f"{args.rounds}), B/A {row['ratio_b_over_a']:.3f}; peak {row['A']['peak_mb']:.0f} / "
+              f"{args.rounds}; fastest {row['A']['min_seconds']:.2f} / {row['B']['min_seconds']:.2f} s), "
+              f"B/A {row['ratio_b_over_a']:.3f}; peak {row['A']['peak_mb']:.0f} / "
               f"{row['B']['peak_mb']:.0f} MB; rows identical: {same}")
     write_results(args.output, results)
 
