@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import recipe
-from .artifacts import check_output, read_manifest, read_parquet, write_text_atomic
+from .artifacts import check_output, read_parquet, write_text_atomic
 from .errors import AcceptanceError, InputError
-from .retrieve.search import KIND as POOL_KIND
 from .select.filters import needs_judge
 from .select.calibrate import check_bounds
 from .select.from_pool import OpenedPool
@@ -119,12 +118,12 @@ def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: A
     ``batch_order="clusters"`` writes the rows in blocks of ``batch_size`` from one query cluster each, shuffled
     with ``params.seed`` (:mod:`minenegs.write.batching`); ``"pool"`` keeps the pool's query order."""
     _check_selection(output, fmt, force, min_coverage)
-    read_manifest(Path(pool), POOL_KIND)  # a folder that is not a pool: one line, before anything reads it
-    check_order(batch_order, batch_size, fmt, _clusters(Path(pool)) is not None)
+    opened = OpenedPool(pool, params, judge)  # a folder that is not a pool: one line, before anything reads it
+    clusters = _clusters(opened.pool)
+    check_order(batch_order, batch_size, fmt, clusters is not None)
     _probe_judges(judging)
-    with _bar(progress, "cross-encoder") as tick:
-        return _write(OpenedPool(pool, params, judge, tick), output, fmt, scores, batch_order, batch_size, force,
-                      judging)
+    with _bar(progress, "cross-encoder") as opened.progress:
+        return _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, clusters)
 
 
 negatives_from_pool = filter  # the name Python users know
@@ -145,11 +144,15 @@ def _probe_judges(judging: Any) -> None:
 
 
 def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch_order: str, batch_size: int,
-           force: bool, judging: Any = None) -> dict[str, Any]:
+           force: bool, judging: Any = None, clusters: dict[int, int] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     params, manifest, emb = opened.params, opened.manifest, opened.emb
-    selection = opened.select(judging=judging)
-    clusters = _clusters(opened.pool)
+    try:
+        selection = opened.select(judging=judging)
+    finally:
+        if judging is not None:
+            judging.close()
+    clusters = _clusters(opened.pool) if clusters is None else clusters
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
     used = manifest.get("index_used") or {}  # what was searched, without timings: the output's bytes stay the same
@@ -210,7 +213,11 @@ def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: A
     with _bar(progress, "cross-encoder") as tick:
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
         selector = opened.whole()
-        return run_sweep(selector, base, grid, opened.adjuster(selector, judging) if judging else None)
+        try:
+            return run_sweep(selector, base, grid, opened.adjuster(selector, judging) if judging else None)
+        finally:
+            if judging is not None:
+                judging.close()
 
 
 def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: Any = None,
@@ -235,12 +242,17 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
         selector = opened.whole()
         judged = opened.adjuster(selector, judging) if judging is not None else None
-        rows = run_calibration(selector, base, grid, judged=judged, **options)
+        try:
+            rows = run_calibration(selector, base, grid, judged=judged, **options)
+            if judging is not None:
+                misses = opened.judge_misses(selector, judging, options.get("max_holdouts", 10_000),
+                                             options.get("seed", 0))
+        finally:
+            if judging is not None:
+                judging.close()
     info = summary(rows)
     if judging is not None:
-        info["judges"] = opened.judge_misses(selector, judging, options.get("max_holdouts", 10_000),
-                                             options.get("seed", 0))
-        info["judging"] = judging.summary()
+        info["judges"], info["judging"] = misses, judging.summary()
     if plot is not None:
         plot_frontier({"settings": [(r.mean_rank, r.estimate.rate, _short(r.setting)) for r in rows]}, plot,
                       title=f"calibrate {pool}: {info['holdouts']} held-out positives, {info['queries']} queries")

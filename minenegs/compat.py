@@ -231,7 +231,11 @@ def mine_hard_negatives(
         for j in judging.judges:
             if hasattr(j, "probe"):
                 j.probe()
-    sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool), judging=judging)
+    try:
+        sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool), judging=judging)
+    finally:
+        if judging is not None:
+            judging.close()
 
     order = [np.argsort([pos_of[int(q)].index(d) for d in ds.tolist()], kind="stable") for q, ds in
              zip(sel.query_idx, sel.positives)]  # each query's positives in the order the pairs gave them

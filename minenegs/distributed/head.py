@@ -155,7 +155,7 @@ class Head:
         except OSError:
             return ""
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 3.0) -> None:
         """Stop the head and everything it started; a head that already exited is fine."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM

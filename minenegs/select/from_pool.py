@@ -106,18 +106,13 @@ class OpenedPool:
         as reference; a miss is a "not relevant". 95 % interval as for the leak rate (clustered by query)."""
         from .calibrate import leak_interval
         from .judges.base import NOT_RELEVANT
-        from .judging import VerdictCache
 
         inst = selector.holdouts(max_holdouts, seed)
         a = selector.arrays
         asks = [self.ask(selector, int(s), int(a["doc_idx"][r]), int(r)) for s, r in zip(inst.segment, inst.held_out)]
         out = {}
         for judge in judging.judges:
-            cache = VerdictCache(self.pool, judge.fingerprint())
-            try:
-                said = np.asarray(judging._ask(judge, cache, asks), dtype=object)
-            finally:
-                cache.close()
+            said = np.asarray(judging._ask(judge, judging.cache(self.pool, judge), asks), dtype=object)
             answered = np.asarray([v is not None for v in said], dtype=bool)
             missed = np.asarray([v == NOT_RELEVANT for v in said], dtype=bool)[answered]
             e = leak_interval(missed, inst.segment[answered]) if answered.any() else None

@@ -98,6 +98,7 @@ class Judging:
     max_flagged: int | None = None
     stats: dict[str, JudgeStats] = field(default_factory=dict)
     budget_left: int | None = field(default=None, init=False)
+    _caches: dict[tuple[str, str], VerdictCache] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.judges:
@@ -113,6 +114,18 @@ class Judging:
             raise InputError(f"--judge-max-flagged {self.max_flagged}: must be 0 or more")
         self.budget_left = self.budget
         self.stats = {j.name: JudgeStats() for j in self.judges}
+
+    def cache(self, pool: Path, judge: Any) -> VerdictCache:
+        """The verdict cache of ``judge`` in ``pool``, read once per run."""
+        key = (str(pool), judge.fingerprint())
+        if key not in self._caches:
+            self._caches[key] = VerdictCache(pool, key[1])
+        return self._caches[key]
+
+    def close(self) -> None:
+        for cache in self._caches.values():
+            cache.close()
+        self._caches.clear()
 
     @property
     def calls(self) -> int:
@@ -150,32 +163,28 @@ class Judging:
 
     def decide(self, pool: Path, asks: list[Ask]) -> list[str | None]:
         """The chain's verdict per ask: ``not_relevant`` (cleared), ``relevant`` (flagged) or None (neither)."""
-        caches = [VerdictCache(pool, j.fingerprint()) for j in self.judges]
-        try:
-            final: list[str | None] = [None] * len(asks)
-            live = list(range(len(asks)))
-            for step, (judge, cache) in enumerate(zip(self.judges, caches)):
-                last = step == len(self.judges) - 1
-                said = self._ask(judge, cache, [asks[i] for i in live])
-                passed = []
-                for i, v in zip(live, said):
-                    if self.mode == "veto":
-                        if v == NOT_RELEVANT and not last:
-                            passed.append(i)  # cleared here: the next judge looks too
-                        else:
-                            final[i] = v if v in (RELEVANT, NOT_RELEVANT) else None
-                    else:  # confirm: what this judge does not clear goes on, the last judge's word stands
-                        if v == NOT_RELEVANT or last:
-                            final[i] = v if v in (RELEVANT, NOT_RELEVANT) else None
-                        else:
-                            passed.append(i)
-                live = passed
-                if not live:
-                    break
-            return final
-        finally:
-            for cache in caches:
-                cache.close()
+        caches = [self.cache(pool, j) for j in self.judges]
+        final: list[str | None] = [None] * len(asks)
+        live = list(range(len(asks)))
+        for step, (judge, cache) in enumerate(zip(self.judges, caches)):
+            last = step == len(self.judges) - 1
+            said = self._ask(judge, cache, [asks[i] for i in live])
+            passed = []
+            for i, v in zip(live, said):
+                if self.mode == "veto":
+                    if v == NOT_RELEVANT and not last:
+                        passed.append(i)  # cleared here: the next judge looks too
+                    else:
+                        final[i] = v if v in (RELEVANT, NOT_RELEVANT) else None
+                else:  # confirm: what this judge does not clear goes on, the last judge's word stands
+                    if v == NOT_RELEVANT or last:
+                        final[i] = v if v in (RELEVANT, NOT_RELEVANT) else None
+                    else:
+                        passed.append(i)
+            live = passed
+            if not live:
+                break
+        return final
 
     # -- the lazy walk ---------------------------------------------------------------------------------------
     def walk(self, pool: Path, ordered: list[np.ndarray], need: int, ask: Callable[[int, int], Ask]
