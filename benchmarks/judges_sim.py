@@ -11,6 +11,8 @@ seeded draw per (judge, query, document), so reruns agree. The judges run in min
 - ``confirm``: a cheap judge (0.8 / 0.8) screens, a strong one (0.9 / 0.95) re-judges what it flags;
 - ``veto2``: both must clear.
 
+Each with ``--seeds`` draws of the judges' errors (5): the runs of seed 0 and the means over the seeds.
+
 For each: hidden-relevant share of the negatives, their mean exact rank, queries short and empty, and judge calls
 per negative handed out (per judge and in all). And what ``calibrate`` reports of each judge: its miss rate on the
 held-out visible positives with the 95 % interval, against the set value (1 - sensitivity).
@@ -102,6 +104,7 @@ def main() -> None:
                         default=[ROOT.parent / "shared" / "data" / n for n in ("dbpedia_subset", "msmarco_dl19_subset")])
     parser.add_argument("--split", default="test")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "judges_sim.json")
+    parser.add_argument("--seeds", type=int, default=5, help="draws of the simulated judges' errors (seeds 0..K-1)")
     args = parser.parse_args()
     results = {"device": "simulated judges from the hidden labels (not models)", "num_negatives": N,
                "strong": {"sensitivity": STRONG[0], "specificity": STRONG[1]},
@@ -112,19 +115,27 @@ def main() -> None:
         relevant = hidden | {(r.query_id, r.doc_id) for r in ds.qrels}  # what a judge should call relevant
         cache = ROOT / "build" / "bench" / f"judges-{folder.name}" / "verdicts"
         shutil.rmtree(cache, ignore_errors=True)  # every run asks afresh: the calls are what is measured
-        strong = lambda: SimulatedJudge("strong", relevant, *STRONG)  # noqa: E731
-        cheap = lambda: SimulatedJudge("cheap", relevant, *CHEAP)  # noqa: E731
-        runs = {"no judge": scores.score(*_plain(engine, scores)),
-                "veto": run(engine, scores, Judging([strong()]), cache / "veto"),
-                "confirm": run(engine, scores, Judging([cheap(), strong()], mode="confirm"), cache / "confirm"),
-                "veto2": run(engine, scores, Judging([cheap(), strong()]), cache / "veto2")}
-        runs["calibrate_misses"] = {"strong": misses(engine, strong(), scores.dids),
-                                    "cheap": misses(engine, cheap(), scores.dids)}
+        runs = {"no judge": scores.score(*_plain(engine, scores))}
+        for seed in range(args.seeds):
+            strong = lambda: SimulatedJudge("strong", relevant, *STRONG, seed=seed)  # noqa: E731
+            cheap = lambda: SimulatedJudge("cheap", relevant, *CHEAP, seed=seed)  # noqa: E731
+            tag = "" if seed == 0 else f" seed {seed}"
+            runs[f"veto{tag}"] = run(engine, scores, Judging([strong()]), cache / f"veto{seed}")
+            runs[f"confirm{tag}"] = run(engine, scores, Judging([cheap(), strong()], mode="confirm"),
+                                        cache / f"confirm{seed}")
+            runs[f"veto2{tag}"] = run(engine, scores, Judging([cheap(), strong()]), cache / f"veto2{seed}")
+        runs["over_seeds"] = {name: {k: round(float(np.mean([runs[n][k] for n in runs if n.split(" seed")[0] == name])),
+                                               4) for k in ("hidden_share", "mean_rank", "queries_empty",
+                                                            "calls_per_negative")}
+                              for name in ("veto", "confirm", "veto2")}
+        runs["calibrate_misses"] = {"strong": misses(engine, SimulatedJudge("strong", relevant, *STRONG), scores.dids),
+                                    "cheap": misses(engine, SimulatedJudge("cheap", relevant, *CHEAP), scores.dids)}
         results["sets"][folder.name] = runs
         print(f"{folder.name}: {len(ds.queries.ids)} queries")
         for name, r in runs.items():
-            if name == "calibrate_misses":
-                print(f"  calibrate's miss rates: {r}")
+            if name in ("calibrate_misses", "over_seeds") or " seed " in name:
+                if " seed " not in name:
+                    print(f"  {name}: {r}")
                 continue
             print(f"  {name:9s} hidden share {r['hidden_share']}, mean rank {r['mean_rank']}, short "
                   f"{r['queries_short']}, empty {r['queries_empty']}, calls/negative {r.get('calls_per_negative', '-')}")
