@@ -93,18 +93,19 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
     _probe_judges(judging)
     with _bar(progress, "retrieving") as tick:
         folder = build_pool(Embeddings(embeddings), pool_params, progress=tick, out=pool, force=force, ray=ray)
-    calibrated = None
+    calibrated = arrays = None
     with _bar(progress, "cross-encoder") as tick:
         if max_leak is not None:
             from .select.calibrate import DEFAULT_GRID, calibrate as run_calibration, pick
 
             opened = OpenedPool(folder, params, judge, tick, needs=_grid_needs_judge(params, DEFAULT_GRID))
-            row = pick(run_calibration(opened.whole(), params, DEFAULT_GRID), max_leak, max_short)
-            params, calibrated = row.params, row.to_dict()
+            selector = opened.whole()
+            row = pick(run_calibration(selector, params, DEFAULT_GRID), max_leak, max_short)
+            params, calibrated, arrays = row.params, row.to_dict(), selector.arrays  # the pool is read once
             opened.params = params
         else:
             opened = OpenedPool(folder, params, judge, tick)
-        summary = _write(opened, output, fmt, scores, batch_order, batch_size, force, judging)
+        summary = _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, arrays=arrays)
     return {**summary, **({"calibrated": calibrated} if calibrated is not None else {})}
 
 
@@ -144,11 +145,12 @@ def _probe_judges(judging: Any) -> None:
 
 
 def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch_order: str, batch_size: int,
-           force: bool, judging: Any = None, clusters: dict[int, int] | None = None) -> dict[str, Any]:
+           force: bool, judging: Any = None, clusters: dict[int, int] | None = None,
+           arrays: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     params, manifest, emb = opened.params, opened.manifest, opened.emb
     try:
-        selection = opened.select(judging=judging)
+        selection = opened.select(arrays, judging=judging)
     finally:
         if judging is not None:
             judging.close()
