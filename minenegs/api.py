@@ -18,7 +18,8 @@ from .artifacts import check_output, read_parquet, write_text_atomic
 from .errors import AcceptanceError, InputError
 from .select.filters import needs_judge
 from .select.calibrate import check_bounds
-from .select.from_pool import OpenedPool
+from .select.from_pool import OpenedPool, check_judge
+from .select.judging import running
 from .select.params import MineParams
 from .write.batching import check_order
 from .write.outputs import FORMATS, write_output
@@ -87,10 +88,10 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
     _check_selection(output, fmt, force, min_coverage)
     check_bounds(max_leak, max_short)
     check_order(batch_order, batch_size, fmt, pool_params.query_clusters > 0)
-    if judge is None and needs_judge(params.thresholds):
-        raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
+    check_judge(judge, needs_judge(params.thresholds))  # before retrieval, which the pool must wait for
     _probe(ray)
-    _probe_judges(judging)
+    if judging is not None:
+        judging.probe()
     with _bar(progress, "retrieving") as tick:
         folder = build_pool(Embeddings(embeddings), pool_params, progress=tick, out=pool, force=force, ray=ray)
     calibrated = arrays = None
@@ -122,7 +123,8 @@ def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: A
     opened = OpenedPool(pool, params, judge)  # a folder that is not a pool: one line, before anything reads it
     clusters = _clusters(opened.pool)
     check_order(batch_order, batch_size, fmt, clusters is not None)
-    _probe_judges(judging)
+    if judging is not None:
+        judging.probe()
     with _bar(progress, "cross-encoder") as opened.progress:
         return _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, clusters)
 
@@ -137,23 +139,13 @@ def _clusters(pool: Path) -> dict[int, int] | None:
     return dict(enumerate(col.to_pylist()))
 
 
-def _probe_judges(judging: Any) -> None:
-    """Judges that call a server: fail in seconds, before any work, when nothing answers there."""
-    for judge in getattr(judging, "judges", ()):
-        if hasattr(judge, "probe"):
-            judge.probe()
-
-
 def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch_order: str, batch_size: int,
            force: bool, judging: Any = None, clusters: dict[int, int] | None = None,
            arrays: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     params, manifest, emb = opened.params, opened.manifest, opened.emb
-    try:
+    with running(judging):
         selection = opened.select(arrays, judging=judging)
-    finally:
-        if judging is not None:
-            judging.close()
     clusters = _clusters(opened.pool) if clusters is None else clusters
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
@@ -211,15 +203,13 @@ def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: A
 
     if not grid:
         raise InputError("give at least one list to sweep, e.g. --relative-margin 0,0.02,0.05,0.1")
-    _probe_judges(judging)
+    if judging is not None:
+        judging.probe()
     with _bar(progress, "cross-encoder") as tick:
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
         selector = opened.whole()
-        try:
+        with running(judging):
             return run_sweep(selector, base, grid, opened.adjuster(selector, judging) if judging else None)
-        finally:
-            if judging is not None:
-                judging.close()
 
 
 def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: Any = None,
@@ -239,19 +229,17 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
     if max_leak is not None:
         check_output(Path(recipe), force)
     grid = DEFAULT_GRID if grid is None else grid
-    _probe_judges(judging)
+    if judging is not None:
+        judging.probe()
     with _bar(progress, "cross-encoder") as tick:
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
         selector = opened.whole()
         judged = opened.adjuster(selector, judging) if judging is not None else None
-        try:
+        with running(judging):
             rows = run_calibration(selector, base, grid, judged=judged, **options)
             if judging is not None:
                 misses = opened.judge_misses(selector, judging, options.get("max_holdouts", 10_000),
                                              options.get("seed", 0))
-        finally:
-            if judging is not None:
-                judging.close()
     info = summary(rows)
     if judging is not None:
         info["judges"], info["judging"] = misses, judging.summary()

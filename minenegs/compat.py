@@ -222,20 +222,14 @@ def mine_hard_negatives(
     sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
     params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
     judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
-    judging = None
-    if judges:
-        from .select.judging import Judging, parse_judge
+    from .select.judging import Judging, parse_judge, running
 
-        judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
-                          judge_budget)
-        for j in judging.judges:
-            if hasattr(j, "probe"):
-                j.probe()
-    try:
+    judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
+                      judge_budget) if judges else None
+    if judging is not None:
+        judging.probe()
+    with running(judging):
         sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool), judging=judging)
-    finally:
-        if judging is not None:
-            judging.close()
 
     order = [np.argsort([pos_of[int(q)].index(d) for d in ds.tolist()], kind="stable") for q, ds in
              zip(sel.query_idx, sel.positives)]  # each query's positives in the order the pairs gave them

@@ -4,6 +4,7 @@ judge's scores for any of its rows (scored once, cached in the pool). ``sweep``,
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ from .params import MineParams
 from .selection import Selection
 
 
+def check_judge(judge: Any, needed: bool) -> None:
+    """Filters that read a judge's scores need a judge."""
+    if judge is None and needed:
+        raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
+
+
 class OpenedPool:
     """A pool folder ready to select from; ``judge`` scores the pairs the judge filters read (None: no judge,
     and no filter that needs one may be set: ``needs_judge``)."""
@@ -30,18 +37,24 @@ class OpenedPool:
         self.manifest = read_manifest(self.pool, POOL_KIND)
         self.emb = Embeddings(self.manifest["embeddings"])
         self.corpus = corpus_view(self.emb)
-        if judge is None and (needs_judge(params.thresholds) if needs is None else needs):
-            raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
-        self.queries = self.emb.table("queries").texts if judge is not None else None
-        self.query_text: dict[str, str] | None = None
+        check_judge(judge, needs_judge(params.thresholds) if needs is None else needs)
 
     def selector(self, arrays: dict[str, Any]) -> Selector:
         """The selection engine over ``arrays`` (all of the pool, or a chunk of its queries)."""
         logits = None
         if self.judge is not None:
-            logits = self.judge.scores(self.pool, judge_pairs(arrays, self.params), self.queries.__getitem__,
+            logits = self.judge.scores(self.pool, judge_pairs(arrays, self.params), self.queries.texts.__getitem__,
                                        self.corpus.text, self.progress)
         return Selector(arrays, self.corpus, logits)
+
+    @cached_property
+    def queries(self) -> Any:
+        """The queries' ids and texts (read when a judge first needs them)."""
+        return self.emb.table("queries")
+
+    @cached_property
+    def query_text(self) -> dict[str, str]:
+        return dict(zip(self.queries.ids, self.queries.texts))
 
     def whole(self) -> Selector:
         """The engine over all of the pool at once (``sweep``, ``calibrate``)."""
@@ -56,8 +69,9 @@ class OpenedPool:
         parts = []
         for chunk in chunks:
             selector = self.selector(chunk)
-            adjust = None if judging is None else self._judge(selector, judging)
-            parts.append(selector.selection(self.params, adjust))
+            adjust = None if judging is None else self.adjuster(selector, judging)
+            parts.append(selector.selection(self.params, None if adjust is None else
+                                            lambda got, view: adjust(got, view, self.params)))
         return Selection.merge(parts)
 
     def ask(self, selector: Selector, segment: int, doc: int, leave_out: int = -1) -> Any:
@@ -65,20 +79,13 @@ class OpenedPool:
         its positives' texts (the pool row ``leave_out`` left out) and the document's text."""
         from .judges.base import Ask
 
-        if self.query_text is None:
-            table = self.emb.table("queries")
-            self.query_text = dict(zip(table.ids, table.texts))
         a, start = selector.arrays, selector.starts[segment]
         rows = start + np.flatnonzero(a["is_positive"][start:start + selector.sizes[segment]])
         return Ask(self.query_text[selector.query_ids[segment]],
                    tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out), self.corpus.text(doc))
 
-    def _judge(self, selector: Selector, judging: Any, params: Any = None):
-        """``judged`` for a selection over ``selector`` under ``params`` (default: the pool's)."""
-        return lambda got, view: self.judged(selector, judging, got, view, params or self.params)
-
     def adjuster(self, selector: Selector, judging: Any) -> Any:
-        """``judged(picked, view, params)`` for ``sweep`` and ``calibrate``, with ``.calls`` so far."""
+        """``judged(picked, view, params)`` over ``selector``, with ``.calls`` so far (for ``calibrate``)."""
         opened = self
 
         class Judged:

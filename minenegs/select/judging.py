@@ -122,10 +122,22 @@ class Judging:
             self._caches[key] = VerdictCache(pool, key[1])
         return self._caches[key]
 
+    def probe(self) -> None:
+        """Judges that call a server: fail in seconds, before any work, when nothing answers there."""
+        for judge in self.judges:
+            if hasattr(judge, "probe"):
+                judge.probe()
+
     def close(self) -> None:
         for cache in self._caches.values():
             cache.close()
         self._caches.clear()
+
+    def __enter__(self) -> "Judging":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     @property
     def calls(self) -> int:
@@ -239,6 +251,13 @@ def provenance(judging: Judging) -> dict[str, Any]:
     """What an output records of the judging that made it (no run counts: the bytes stay the same on a rerun)."""
     return {"mode": judging.mode, "action": judging.action, "depth": judging.depth, "budget": judging.budget,
             "max_flagged": judging.max_flagged, "judges": [j.fingerprint() for j in judging.judges]}
+
+
+def running(judging: Judging | None) -> Any:
+    """``judging`` as a context that closes its verdict caches at the end (nothing to do without judges)."""
+    import contextlib
+
+    return judging if judging is not None else contextlib.nullcontext()
 
 
 def _usage(judge: Any) -> dict[str, Any]:
