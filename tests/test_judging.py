@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -65,7 +66,7 @@ def test_judges_lazily_and_hands_out_only_what_it_cleared(pool, tmp_path):
     assert len(asked) == len(negatives) + flagged  # asked only until each query had its three
     assert len(asked) < 16 * 20  # not the whole depth
     judge = summary["judging"]["judges"]["llm:tiny"]
-    assert judge["calls"] == len(asked) and judge["cache_hits"] == 0
+    assert judge["calls"] == len(asked) and judge["cache_hits"] == 0 and judge["seconds"] > 0
     assert judge["verdicts"]["relevant"] == flagged == summary["removed_by_judges"]
     assert judge["usage"]["completion_tokens"] == 5 * len(asked)
 
@@ -87,7 +88,8 @@ def test_a_rerun_and_a_new_strategy_ask_no_answered_pair_again(pool, tmp_path):
         first = len(stub.requests)
         again = run(pool, tmp_path / "b.jsonl", "--judge", f"llm:tiny@{stub.url}")
         assert len(stub.requests) == first  # every verdict came from the pool's cache
-        assert json.loads(again.stdout)["judging"]["judges"]["llm:tiny"]["cache_hits"] == first
+        rerun = json.loads(again.stdout)["judging"]["judges"]["llm:tiny"]
+        assert rerun["cache_hits"] == first and rerun["calls"] == 0 and rerun["seconds"] == 0
         assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
         run(pool, tmp_path / "c.jsonl", "--judge", f"llm:tiny@{stub.url}", "--strategy", "random", "--seed", "4")
         prompts = [r["body"]["messages"][0]["content"] for r in stub.requests]
@@ -321,3 +323,40 @@ def test_a_recipe_lists_its_judges(pool, tmp_path):
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["judging"]["mode"] == "confirm" and stub.requests
     assert all(len(n) % 3 != 0 for r in rows(tmp_path / "r.jsonl") for n in r["neg"])
+
+
+@pytest.fixture(scope="module")
+def tiny_ce(tmp_path_factory) -> Path:
+    from fakes import tiny_cross_encoder
+
+    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
+
+
+def test_a_cross_encoder_judge_clears_by_its_threshold_then_an_llm_confirms_its_flags(pool, tmp_path, tiny_ce):
+    from minenegs.select.judges import CrossEncoderJudge, sigmoid
+
+    ce = CrossEncoderJudge(str(tiny_ce))
+    queries = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (SAMPLES / "queries.jsonl").open()}
+    docs = [json.loads(line)["text"] for line in (SAMPLES / "corpus.jsonl").open()]
+    probs = sigmoid(ce.predict([(q, d) for q in queries.values() for d in docs]).astype("float64"))
+    t = float(np.median(probs))  # about half of all pairs above: both verdicts occur
+
+    alone = run(pool, tmp_path / "ce.jsonl", "--judge", f"cross-encoder:{tiny_ce}@{t}")
+    assert alone.exit_code == 0, alone.output
+    judge = json.loads(alone.stdout)["judging"]["judges"]["cross-encoder"]
+    assert judge["calls"] > 0 and judge["seconds"] > 0 and judge["verdicts"]["relevant"] > 0
+    handed = [(r["query"], n) for r in rows(tmp_path / "ce.jsonl") for n in r["neg"]]
+    assert handed and (sigmoid(ce.predict(handed).astype("float64")) <= t).all()  # only what it cleared
+    assert judge["calls"] == len(handed) + judge["verdicts"]["relevant"]
+
+    with Stub(thirds) as strong:
+        confirm = run(pool, tmp_path / "cc.jsonl", "--judge", f"cross-encoder:{tiny_ce}@{t}", "--judge",
+                      f"llm:strong@{strong.url}", "--judge-mode", "confirm")
+        to_strong = [(r["body"]["messages"][0]["content"].split("Query: ")[1].split("\n")[0],
+                      candidate(r["body"]["messages"][0]["content"])) for r in strong.requests]
+    assert confirm.exit_code == 0, confirm.output
+    summary = json.loads(confirm.stdout)["judging"]["judges"]
+    assert summary["cross-encoder"]["calls"] == 0 and summary["cross-encoder"]["cache_hits"] > 0  # cached verdicts
+    assert to_strong and (sigmoid(ce.predict(to_strong).astype("float64")) > t).all()  # only the cross-encoder's flags
+    negatives = [n for r in rows(tmp_path / "cc.jsonl") for n in r["neg"]]
+    assert {c for _, c in to_strong if len(c) % 3 != 0} & set(negatives)  # the LLM's last word stands

@@ -23,6 +23,7 @@ killed half-way never asks again for a pair already answered.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -82,6 +83,7 @@ class VerdictCache:
 class JudgeStats:
     calls: int = 0
     cache_hits: int = 0
+    seconds: float = 0.0  # wall time of this judge's calls (a cached verdict costs none)
     verdicts: dict[str, int] = field(default_factory=lambda: {"relevant": 0, "not_relevant": 0, "unsure": 0,
                                                               "none": 0})
 
@@ -147,7 +149,8 @@ class Judging:
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "action": self.action, **({"budget": self.budget} if self.budget else {}),
                 "judges": {name: {"calls": s.calls, "cache_hits": s.cache_hits, "verdicts": s.verdicts,
-                                  **_usage(j)} for (name, s), j in zip(self.stats.items(), self.judges)}}
+                                  "seconds": round(s.seconds, 3), **_usage(j)}
+                           for (name, s), j in zip(self.stats.items(), self.judges)}}
 
     # -- one judge over a batch ------------------------------------------------------------------------------
     def _ask(self, judge: Any, cache: VerdictCache, asks: list[Ask]) -> list[str | None]:
@@ -167,8 +170,10 @@ class Judging:
                 if verdict is not None:
                     cache.add(keys[todo[j]], verdict)
 
+            started = time.perf_counter()
             for i, verdict in zip(todo, judge.verdicts([asks[i] for i in todo], done)):
                 out[i] = verdict
+            stats.seconds += time.perf_counter() - started
         for v in out:
             stats.verdicts[v or "none"] += 1
         return out
