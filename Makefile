@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune clean
+.PHONY: install demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-llm-judge clean
 
 install: $(STAMP)
 
@@ -60,6 +60,16 @@ bench-dropin: $(BENCH_STAMP)
 bench-finetune: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/finetune.py --data $(SHARED)/scifact --skip-done
 	$(BIN)/python benchmarks/finetune.py --report --plot benchmarks/results/finetune.png
+
+# opt-in: an LLM judge against llama.cpp's server with Gemma 3 270M on 127.0.0.1, end to end on the sample data
+# (the mechanics, not judgement); the first install builds llama.cpp from source (about 5 minutes on 2 cores)
+JUDGE_STAMP := $(VENV)/.minenegs-judge-server-installed
+$(JUDGE_STAMP): $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install --quiet -e '.[test,ray,judge-server]'
+	touch $(JUDGE_STAMP)
+
+bench-llm-judge: $(JUDGE_STAMP)
+	$(BIN)/python benchmarks/llm_judge_server.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,7 +1,9 @@
 """An OpenAI-compatible chat-completions server for tests, on 127.0.0.1 and a free port, in a thread of the test
 process. Its answers are scripted: ``verdict(prompt)`` gives the verdict for a prompt; ``faults`` is a list of
 what the next requests get instead (``"429"``, ``"500"``, ``"malformed"``, ``"drop"``: the connection closed
-without an answer, ``"slow"``: an answer after ``slow_seconds``), consumed one per request."""
+without an answer, ``"slow"``: an answer after ``slow_seconds``), consumed one per request. ``schema``: True takes
+any ``response_format``, False none (a 400), ``"json_object"`` takes only that form and answers ``json_schema``
+with a 500 naming ``response_format``, as llama.cpp's server through llama-cpp-python does."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Stub:
-    def __init__(self, verdict: Callable[[str], str], delay: float = 0.0, schema: bool = True) -> None:
+    def __init__(self, verdict: Callable[[str], str], delay: float = 0.0, schema: bool | str = True) -> None:
         self.verdict, self.delay, self.schema = verdict, delay, schema
         self.faults: list[str] = []
         self.slow_seconds = 2.0
@@ -39,8 +41,13 @@ class Stub:
                     return
                 if fault in ("429", "500"):
                     return self._send(int(fault), {"error": {"message": fault}}, {"Retry-After": "0"})
-                if "response_format" in body and not stub.schema:
+                form = (body.get("response_format") or {}).get("type")
+                if form and not stub.schema:
                     return self._send(400, {"error": {"message": "response_format is not supported"}})
+                if form == "json_schema" and stub.schema == "json_object":  # as llama-cpp-python's server answers
+                    return self._send(500, {"error": {"message": "1 validation error: ('body', 'response_format', "
+                                                                 "'type') Input should be 'text' or 'json_object'",
+                                                      "type": "internal_server_error"}})
                 with stub.lock:
                     stub.in_flight += 1
                     stub.most_in_flight = max(stub.most_in_flight, stub.in_flight)

@@ -69,11 +69,27 @@ def test_a_malformed_answer_is_no_verdict_and_not_asked_again():
     assert j.usage.requests == 2 and j.usage.no_verdict == 1
 
 
-def test_a_server_without_json_schema_is_asked_in_plain_words():
+def test_a_server_without_json_schema_is_asked_in_plain_words_and_each_form_is_tried_once():
     with Stub(by_marker, schema=False) as stub:
-        answers = judge(stub).ask_all(ASKS[:1])
-    assert answers[0].verdict == RELEVANT
-    assert "response_format" in stub.requests[0]["body"] and "response_format" not in stub.requests[1]["body"]
+        j = judge(stub, concurrency=1)
+        answers = j.ask_all(ASKS[:3])
+    assert [a.verdict for a in answers] == [RELEVANT, NOT_RELEVANT, RELEVANT]
+    forms = [(r["body"].get("response_format") or {}).get("type") for r in stub.requests]
+    assert forms == ["json_schema", "json_object", None, None, None]  # refused once each, then plain for all
+    assert j.usage.retries == 0
+
+
+def test_a_server_that_takes_only_json_object_gets_the_schema_there_and_a_500_about_it_is_not_retried():
+    with Stub(by_marker, schema="json_object") as stub:  # llama-cpp-python's server: a 500 for json_schema
+        j = judge(stub, concurrency=1)
+        answers = j.ask_all(ASKS[:3])
+    assert [a.verdict for a in answers] == [RELEVANT, NOT_RELEVANT, RELEVANT]
+    bodies = [r["body"] for r in stub.requests]
+    assert [b["response_format"]["type"] for b in bodies] == ["json_schema", "json_object", "json_object",
+                                                              "json_object"]
+    assert bodies[1]["response_format"]["schema"]["properties"]["verdict"]["enum"] == [
+        "relevant", "not_relevant", "unsure"]
+    assert j.usage.retries == 0 and j.usage.no_verdict == 0
 
 
 def test_requests_go_out_concurrently():

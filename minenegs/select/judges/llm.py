@@ -4,8 +4,10 @@ reference.
 
 A careful client: requests go out ``concurrency`` at a time, each with a timeout; a 429 or a 5xx answer, a timeout
 or a dropped connection is retried with exponential backoff (``Retry-After`` honoured) up to ``retries`` times;
-token usage is counted. Where the server takes one, the answer is asked for as JSON under a schema; a server that
-refuses the schema is asked again without it. An answer that is missing, malformed or not one of the verdicts is
+token usage is counted. Where the server takes one, the answer is asked for as JSON under a schema: OpenAI's
+``json_schema`` form, else the ``json_object`` form with the schema beside it (llama.cpp's server through
+llama-cpp-python, which answers the first with a 500 naming ``response_format``), else in plain words; the first
+refusal moves the whole judge to the next form, so each form is tried once per run, not once per request. An answer that is missing, malformed or not one of the verdicts is
 *no verdict* (counted), never "not relevant".
 """
 
@@ -45,6 +47,17 @@ Is the candidate relevant to the query, as the reference documents are? Answer w
 SCHEMA = {"type": "object", "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)}},
           "required": ["verdict"], "additionalProperties": False}
 SLOTS = ("query", "candidate")  # a template must have these; {positives} is optional
+FORMS = ("json_schema", "json_object", "plain")  # how the answer is asked for, most structured first
+
+
+def response_format(form: str) -> dict:
+    """The request's ``response_format`` for ``form`` (none for ``plain``)."""
+    if form == "json_schema":
+        return {"response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}}
+    if form == "json_object":
+        return {"response_format": {"type": "json_object", "schema": SCHEMA}}
+    return {}
 
 
 @dataclass
@@ -100,8 +113,11 @@ class LLMJudge:
     max_tokens: int = 32
     structured: bool = True  # ask for JSON under SCHEMA where the server takes it
     usage: Usage = field(default_factory=Usage, repr=False)
+    form: int = field(default=0, init=False, repr=False)  # the FORMS index this server takes, as far as known
 
     def __post_init__(self) -> None:
+        self.form = 0 if self.structured else FORMS.index("plain")
+        self._form_lock = threading.Lock()
         missing = [s for s in SLOTS if "{" + s + "}" not in self.template]
         if missing:
             raise InputError(f"--judge-template: has no {{{missing[0]}}} slot; a template needs {{query}} and "
@@ -179,26 +195,26 @@ class LLMJudge:
     def _ask(self, ask: Ask) -> Answer:
         body = {"model": self.model, "messages": [{"role": "user", "content": self.prompt(ask)}],
                 "temperature": 0, "max_tokens": self.max_tokens}
-        structured = self.structured
-        last = "no answer"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.usage.add(retries=1)
+        form, attempt = self.form, 0
+        while True:
             try:
-                payload = {**body, **({"response_format": {"type": "json_schema", "json_schema": {
-                    "name": "verdict", "schema": SCHEMA, "strict": True}}} if structured else {})}
-                return _answer(self._post(payload))
+                return _answer(self._post({**body, **response_format(FORMS[form])}))
             except _Refused as exc:
-                if structured:  # the server does not take a schema: ask in plain words, once
-                    structured = False
-                    continue
-                return Answer(None, error=str(exc))
+                if not exc.form or form == len(FORMS) - 1:
+                    return Answer(None, error=str(exc))
+                form = self._next_form(form)  # the server does not take this form: the next one, for every ask
             except _Retry as exc:
-                last = str(exc)
-                if attempt < self.retries:
-                    wait = exc.wait if exc.wait is not None else self.backoff * 2 ** attempt
-                    time.sleep(min(wait, 30.0) * (1 + 0.1 * random.random()))
-        return Answer(None, error=last)
+                if attempt == self.retries:
+                    return Answer(None, error=str(exc))
+                wait = exc.wait if exc.wait is not None else self.backoff * 2 ** attempt
+                time.sleep(min(wait, 30.0) * (1 + 0.1 * random.random()))
+                attempt += 1
+                self.usage.add(retries=1)
+
+    def _next_form(self, refused: int) -> int:
+        with self._form_lock:
+            self.form = max(self.form, refused + 1)
+            return self.form
 
     def _post(self, payload: dict) -> dict:
         request = urllib.request.Request(self.url.rstrip("/") + "/chat/completions", data=json.dumps(payload).encode(),
@@ -210,6 +226,10 @@ class LLMJudge:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
+            about_form = "response_format" in payload and exc.code != 429 and (
+                exc.code < 500 or "response_format" in _text(exc))  # a 4xx, or llama-cpp-python's 500 naming it
+            if about_form:
+                raise _Refused(f"HTTP {exc.code}: the server does not take this response_format", form=True) from None
             if exc.code == 429 or exc.code >= 500:
                 after = exc.headers.get("Retry-After") if exc.headers else None
                 raise _Retry(f"HTTP {exc.code}", float(after) if after and after.isdigit() else None) from None
@@ -223,7 +243,19 @@ class LLMJudge:
 
 
 class _Refused(Exception):
-    """A 4xx other than 429: the request itself is wrong for this server."""
+    """A 4xx other than 429, or an error naming the response format: the request itself is wrong for this server
+    (``form``: its ``response_format``)."""
+
+    def __init__(self, why: str, form: bool = False) -> None:
+        super().__init__(why)
+        self.form = form
+
+
+def _text(exc: urllib.error.HTTPError) -> str:
+    try:
+        return exc.read(65536).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
 
 
 _WORD = re.compile(r"\b(not[ _-]?relevant|relevant|unsure)\b", re.I)
