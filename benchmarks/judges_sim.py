@@ -11,7 +11,8 @@ seeded draw per (judge, query, document), so reruns agree. The judges run in min
 - ``confirm``: a cheap judge (0.8 / 0.8) screens, a strong one (0.9 / 0.95) re-judges what it flags;
 - ``veto2``: both must clear.
 
-Each with ``--seeds`` draws of the judges' errors (5): the runs of seed 0 and the means over the seeds.
+Each with ``--seeds`` draws of the judges' errors (20): the runs of seed 0, the means over the seeds, and the spread
+of the hidden-relevant share (standard error of the mean, lowest, highest, draws at or below 10 %).
 
 For each: hidden-relevant share of the negatives, their mean exact rank, queries short and empty, and judge calls
 per negative handed out (per judge and in all). And what ``calibrate`` reports of each judge: its miss rate on the
@@ -104,7 +105,7 @@ def main() -> None:
                         default=[ROOT.parent / "shared" / "data" / n for n in ("dbpedia_subset", "msmarco_dl19_subset")])
     parser.add_argument("--split", default="test")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "judges_sim.json")
-    parser.add_argument("--seeds", type=int, default=5, help="draws of the simulated judges' errors (seeds 0..K-1)")
+    parser.add_argument("--seeds", type=int, default=20, help="draws of the simulated judges' errors (seeds 0..K-1)")
     args = parser.parse_args()
     results = {"device": "simulated judges from the hidden labels (not models)", "num_negatives": N,
                "strong": {"sensitivity": STRONG[0], "specificity": STRONG[1]},
@@ -128,6 +129,11 @@ def main() -> None:
                                                4) for k in ("hidden_share", "mean_rank", "queries_empty",
                                                             "calls_per_negative")}
                               for name in ("veto", "confirm", "veto2")}
+        for name, means in runs["over_seeds"].items():
+            shares = np.asarray([runs[n]["hidden_share"] for n in runs if n.split(" seed")[0] == name])
+            means.update(hidden_share_se=round(float(shares.std(ddof=1) / np.sqrt(len(shares))), 4) if len(shares) > 1
+                         else None, hidden_share_low=float(shares.min()), hidden_share_high=float(shares.max()),
+                         draws_at_most_10_percent=int((shares <= 0.1).sum()), draws=len(shares))
         runs["calibrate_misses"] = {"strong": misses(engine, SimulatedJudge("strong", relevant, *STRONG), scores.dids),
                                     "cheap": misses(engine, SimulatedJudge("cheap", relevant, *CHEAP), scores.dids)}
         results["sets"][folder.name] = runs
