@@ -360,3 +360,52 @@ def test_a_cross_encoder_judge_clears_by_its_threshold_then_an_llm_confirms_its_
     assert to_strong and (sigmoid(ce.predict(to_strong).astype("float64")) > t).all()  # only the cross-encoder's flags
     negatives = [n for r in rows(tmp_path / "cc.jsonl") for n in r["neg"]]
     assert {c for _, c in to_strong if len(c) % 3 != 0} & set(negatives)  # the LLM's last word stands
+
+
+class Scripted:
+    """A judge that calls the candidates in ``relevant`` relevant and records what it was asked."""
+
+    name = "scripted"
+
+    def __init__(self, relevant: set[str]) -> None:
+        self.relevant, self.asked = relevant, []
+
+    def fingerprint(self) -> str:
+        return "scripted"
+
+    def verdicts(self, asks, done):
+        out = []
+        for i, a in enumerate(asks):
+            self.asked.append(a.candidate)
+            out.append("relevant" if a.candidate in self.relevant else "not_relevant")
+            done(i, out[-1])
+        return out
+
+
+def test_a_candidate_near_a_flagged_one_is_set_aside_without_a_call(tmp_path):
+    from minenegs.select.judges.base import Ask
+    from minenegs.select.judging import Judging
+
+    judge = Scripted({"c0"})
+    near = lambda flagged, c: (c, tuple(flagged)) in {(1, (0,)), (4, (0,))}  # noqa: E731  1 and 4 are near 0
+    with Judging([judge]) as judging:
+        cleared, flagged, aside = judging.walk(tmp_path, [np.arange(6)], 2, lambda q, c: Ask("q", (), f"c{c}"), near)
+    # two a batch: c0 and c1 are asked together, before c0's flag is known; then c2
+    assert judge.asked == ["c0", "c1", "c2"] and cleared == [[1, 2]] and flagged == [[0]] and aside == [[]]
+    judge = Scripted({"c0"})
+    with Judging([judge]) as judging:
+        cleared, flagged, aside = judging.walk(tmp_path / "b", [np.arange(6)], 1, lambda q, c: Ask("q", (), f"c{c}"),
+                                               near)
+    assert judge.asked == ["c0", "c2"] and cleared == [[2]] and flagged == [[0]] and aside == [[1]]
+
+
+def test_the_guard_counts_flagged_candidates_as_positives(pool, tmp_path):
+    with Stub(thirds) as stub:
+        result = run(pool, tmp_path / "g.jsonl", "--max-positive-similarity", "0.8", "--judge", f"llm:tiny@{stub.url}")
+        asked = [candidate(r["body"]["messages"][0]["content"]) for r in stub.requests]
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["removed_by_near_flagged"] >= 1  # set aside beside a flagged candidate, never asked
+    negatives = [n for r in rows(tmp_path / "g.jsonl") for n in r["neg"]]
+    calls = summary["judging"]["judges"]["llm:tiny"]["calls"]
+    assert len(asked) == calls == len(negatives) + summary["removed_by_judges"]

@@ -13,7 +13,9 @@ Two ways to chain judges, cheapest first:
   judge, whose verdict stands; so a cheap judge's false alarms do not cost good hard negatives.
 
 A candidate called relevant is *flagged*: dropped (``action="drop"``), or written as a positive of its query
-(``"promote"``); with ``max_flagged``, a query with more flagged candidates than that is dropped whole. A
+(``"promote"``); with ``max_flagged``, a query with more flagged candidates than that is dropped whole. A flagged
+candidate then counts as a positive for the positive-similarity guard: a later candidate of its query with cosine
+>= the guard's threshold to it is set aside without a call (counted as ``near_flagged``). A
 candidate left unsure, or without a verdict (a failed or malformed answer), is neither cleared nor flagged: it
 is not handed out. Every verdict is cached in the pool folder under the judge's fingerprint and the pair's texts
 (``judges/<fingerprint>.jsonl``, appended as answers arrive), so a rerun, a new threshold or strategy, or a run
@@ -204,20 +206,31 @@ class Judging:
         return final
 
     # -- the lazy walk ---------------------------------------------------------------------------------------
-    def walk(self, pool: Path, ordered: list[np.ndarray], need: int, ask: Callable[[int, int], Ask]
-             ) -> tuple[list[list[int]], list[list[int]]]:
-        """Each query's cleared candidates (at most ``need``, in order) and flagged ones, from ``ordered`` (each
-        query's candidates in preference order, as indices ``ask(query, index)`` understands)."""
+    def walk(self, pool: Path, ordered: list[np.ndarray], need: int, ask: Callable[[int, int], Ask],
+             near: Callable[[list[int], int], bool] | None = None
+             ) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+        """Each query's cleared candidates (at most ``need``, in order), flagged ones, and ones set aside unasked,
+        from ``ordered`` (each query's candidates in preference order, as indices ``ask(query, index)``
+        understands). ``near(flagged, index)``: whether a candidate is as close to one of its query's flagged
+        candidates as the positive-similarity guard allows to a positive; such a candidate is set aside without
+        a call, as the guard would drop it beside a positive."""
         cleared: list[list[int]] = [[] for _ in ordered]
         flagged: list[list[int]] = [[] for _ in ordered]
+        aside: list[list[int]] = [[] for _ in ordered]
         at = [0] * len(ordered)
         limit = [len(o) if self.depth is None else min(len(o), self.depth) for o in ordered]
         while self.budget_left is None or self.budget_left > 0:
             batch = []
             for q, cands in enumerate(ordered):
-                take = min(need - len(cleared[q]), limit[q] - at[q])
-                batch += [(q, int(c)) for c in cands[at[q]:at[q] + max(0, take)]]
-                at[q] += max(0, take)
+                take = need - len(cleared[q])
+                while take > 0 and at[q] < limit[q]:
+                    c = int(cands[at[q]])
+                    at[q] += 1
+                    if near is not None and flagged[q] and near(flagged[q], c):
+                        aside[q].append(c)
+                        continue
+                    batch.append((q, c))
+                    take -= 1
             if not batch:
                 break
             for (q, c), verdict in zip(batch, self.decide(pool, [ask(q, c) for q, c in batch])):
@@ -225,7 +238,7 @@ class Judging:
                     cleared[q].append(c)
                 elif verdict == RELEVANT:
                     flagged[q].append(c)
-        return cleared, flagged
+        return cleared, flagged, aside
 
 
 def parse_judge(spec: str, *, key_env: str | None = None, template: str | None = None, concurrency: int = 8,
@@ -279,7 +292,8 @@ def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
     owner = view.inst.owner[picked.ordered]
     bounds = np.cumsum(np.bincount(owner, minlength=n_inst))[:-1] if n_inst else []
     ordered = np.split(picked.ordered, bounds) if n_inst else []
-    cleared, flagged = judging.walk(pool, ordered, params.num_negatives, ask)
+    near = _near_flagged(view, params)
+    cleared, flagged, aside = judging.walk(pool, ordered, params.num_negatives, ask, near)
     if judging.max_flagged is not None:  # RLHN: a query with too many flagged candidates is dropped whole
         for q in range(n_inst):
             if len(flagged[q]) > judging.max_flagged:
@@ -292,6 +306,25 @@ def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
         extra = np.zeros(len(view.rows), dtype=bool)
         extra[[r for rows in flagged for r in rows]] = True
         lifted = extra if lifted is None else lifted | extra
-    removed = {**picked.removed, "judges": n_flagged}
+    removed = {**picked.removed, "judges": n_flagged,
+               **({} if near is None else {"near_flagged": sum(len(a) for a in aside)})}
     return replace(picked, chosen=chosen, counts=counts, lifted=lifted, removed=removed)
+
+
+def _near_flagged(view: Any, params: Any) -> Callable[[list[int], int], bool] | None:
+    """The positive-similarity guard with the judges' flags as positives: whether view row ``row`` has cosine
+    >= the guard's threshold with one of the rows in ``flagged`` (None without the guard or the corpus's
+    vectors)."""
+    t = (params.thresholds or {}).get("max_positive_similarity")
+    corpus = getattr(view.pool, "corpus", None)
+    if t is None or corpus is None:
+        return None
+    seen: dict[int, np.ndarray] = {}
+
+    def vector(row: int) -> np.ndarray:
+        if row not in seen:
+            seen[row] = np.asarray(corpus.vectors[view.doc_idx[[row]]], dtype=np.float32)[0]
+        return seen[row]
+
+    return lambda flagged, row: any(float(vector(row) @ vector(f)) >= t for f in flagged)
 
