@@ -8,6 +8,7 @@ seeded draw per (judge, query, document), so reruns agree. The judges run in min
 (``minenegs.select.judging``) on top of the default recipe, 5 negatives a query:
 
 - ``veto``: one judge (sensitivity 0.9, specificity 0.95) must clear every negative;
+- ``veto-unguarded``: the same without the guard reading the judge's flags as positives (``--no-judge-guard``);
 - ``confirm``: a cheap judge (0.8 / 0.8) screens, a strong one (0.9 / 0.95) re-judges what it flags;
 - ``veto2``: both must clear.
 
@@ -122,13 +123,15 @@ def main() -> None:
             cheap = lambda: SimulatedJudge("cheap", relevant, *CHEAP, seed=seed)  # noqa: E731
             tag = "" if seed == 0 else f" seed {seed}"
             runs[f"veto{tag}"] = run(engine, scores, Judging([strong()]), cache / f"veto{seed}")
+            runs[f"veto-unguarded{tag}"] = run(engine, scores, Judging([strong()], guard_flags=False),
+                                               cache / f"veto-unguarded{seed}")
             runs[f"confirm{tag}"] = run(engine, scores, Judging([cheap(), strong()], mode="confirm"),
                                         cache / f"confirm{seed}")
             runs[f"veto2{tag}"] = run(engine, scores, Judging([cheap(), strong()]), cache / f"veto2{seed}")
         runs["over_seeds"] = {name: {k: round(float(np.mean([runs[n][k] for n in runs if n.split(" seed")[0] == name])),
                                                4) for k in ("hidden_share", "mean_rank", "queries_empty",
                                                             "calls_per_negative")}
-                              for name in ("veto", "confirm", "veto2")}
+                              for name in ("veto", "veto-unguarded", "confirm", "veto2")}
         for name, means in runs["over_seeds"].items():
             shares = np.asarray([runs[n]["hidden_share"] for n in runs if n.split(" seed")[0] == name])
             means.update(hidden_share_se=round(float(shares.std(ddof=1) / np.sqrt(len(shares))), 4) if len(shares) > 1
@@ -143,7 +146,7 @@ def main() -> None:
                 if " seed " not in name:
                     print(f"  {name}: {r}")
                 continue
-            print(f"  {name:9s} hidden share {r['hidden_share']}, mean rank {r['mean_rank']}, short "
+            print(f"  {name:14s} hidden share {r['hidden_share']}, mean rank {r['mean_rank']}, short "
                   f"{r['queries_short']}, empty {r['queries_empty']}, calls/negative {r.get('calls_per_negative', '-')}")
     write_results(args.output, results)
 

@@ -409,3 +409,10 @@ def test_the_guard_counts_flagged_candidates_as_positives(pool, tmp_path):
     negatives = [n for r in rows(tmp_path / "g.jsonl") for n in r["neg"]]
     calls = summary["judging"]["judges"]["llm:tiny"]["calls"]
     assert len(asked) == calls == len(negatives) + summary["removed_by_judges"]
+    with Stub(thirds) as stub:  # --no-judge-guard: what was set aside is asked now (the rest comes from the cache)
+        off = run(pool, tmp_path / "o.jsonl", "--max-positive-similarity", "0.8", "--judge", f"llm:tiny@{stub.url}",
+                  "--no-judge-guard")
+        again = [candidate(r["body"]["messages"][0]["content"]) for r in stub.requests]
+    assert off.exit_code == 0, off.output
+    assert "removed_by_near_flagged" not in json.loads(off.stdout)
+    assert again and not set(again) & set(asked)

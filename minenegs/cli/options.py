@@ -102,7 +102,7 @@ def _judging(judges: list[str] | None, **settings: Any):
     specs = [parse_judge(spec, key_env=settings["judge_key_env"], template=template,
                          concurrency=settings["judge_concurrency"], timeout=settings["judge_timeout"]) for spec in judges]
     return Judging(specs, settings["judge_mode"], settings["judge_depth"], settings["judge_budget"],
-                   settings["judge_action"], settings["judge_max_flagged"])
+                   settings["judge_action"], settings["judge_max_flagged"], settings["judge_guard"])
 
 
 JUDGING = {
@@ -111,6 +111,7 @@ JUDGING = {
     "judge_budget": opt(Optional[int], "--judge-budget", help="Judge calls per run at most (cached verdicts are free).", min=1),
     "judge_action": opt(str, "--judge-action", help="drop (a flagged candidate) or promote (write it as a positive).", default="drop"),
     "judge_max_flagged": opt(Optional[int], "--judge-max-flagged", help="Drop a query with more flagged candidates than this.", min=0),
+    "judge_guard": opt(bool, "--judge-guard/--no-judge-guard", help="Flagged candidates count as positives for the positive-similarity guard: a later candidate as close to one is set aside unasked.", default=True),
     "judge_key_env": opt(Optional[str], "--judge-key-env", help="The environment variable holding the LLM server's API key."),
     "judge_template": opt(Optional[Path], "--judge-template", help="A prompt template file with {query}, {candidate} and optionally {positives}."),
     "judge_concurrency": opt(int, "--judge-concurrency", help="LLM requests at once.", default=8, min=1),

@@ -15,7 +15,8 @@ Two ways to chain judges, cheapest first:
 A candidate called relevant is *flagged*: dropped (``action="drop"``), or written as a positive of its query
 (``"promote"``); with ``max_flagged``, a query with more flagged candidates than that is dropped whole. A flagged
 candidate then counts as a positive for the positive-similarity guard: a later candidate of its query with cosine
->= the guard's threshold to it is set aside without a call (counted as ``near_flagged``). A
+>= the guard's threshold to it is set aside without a call (counted as ``near_flagged``; ``guard_flags=False``
+turns this off). A
 candidate left unsure, or without a verdict (a failed or malformed answer), is neither cleared nor flagged: it
 is not handed out. Every verdict is cached in the pool folder under the judge's fingerprint and the pair's texts
 (``judges/<fingerprint>.jsonl``, appended as answers arrive), so a rerun, a new threshold or strategy, or a run
@@ -100,6 +101,7 @@ class Judging:
     budget: int | None = None
     action: str = "drop"
     max_flagged: int | None = None
+    guard_flags: bool = True  # flagged candidates count as positives for the positive-similarity guard
     stats: dict[str, JudgeStats] = field(default_factory=dict)
     budget_left: int | None = field(default=None, init=False)
     _caches: dict[tuple[str, str], VerdictCache] = field(default_factory=dict, init=False, repr=False)
@@ -268,7 +270,8 @@ def parse_judge(spec: str, *, key_env: str | None = None, template: str | None =
 def provenance(judging: Judging) -> dict[str, Any]:
     """What an output records of the judging that made it (no run counts: the bytes stay the same on a rerun)."""
     return {"mode": judging.mode, "action": judging.action, "depth": judging.depth, "budget": judging.budget,
-            "max_flagged": judging.max_flagged, "judges": [j.fingerprint() for j in judging.judges]}
+            "max_flagged": judging.max_flagged, **({} if judging.guard_flags else {"guard_flags": False}),
+            "judges": [j.fingerprint() for j in judging.judges]}
 
 
 def running(judging: Judging | None) -> Any:
@@ -292,7 +295,7 @@ def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
     owner = view.inst.owner[picked.ordered]
     bounds = np.cumsum(np.bincount(owner, minlength=n_inst))[:-1] if n_inst else []
     ordered = np.split(picked.ordered, bounds) if n_inst else []
-    near = _near_flagged(view, params)
+    near = _near_flagged(view, params) if judging.guard_flags else None
     cleared, flagged, aside = judging.walk(pool, ordered, params.num_negatives, ask, near)
     if judging.max_flagged is not None:  # RLHN: a query with too many flagged candidates is dropped whole
         for q in range(n_inst):
