@@ -16,11 +16,10 @@ A candidate called relevant is *flagged*: dropped (``action="drop"``), or writte
 (``"promote"``); with ``max_flagged``, a query with more flagged candidates than that is dropped whole. A flagged
 candidate then counts as a positive for the positive-similarity guard: a later candidate of its query with cosine
 >= the guard's threshold to it is set aside without a call (counted as ``near_flagged``; ``guard_flags=False``
-turns this off). A
-candidate left unsure, or without a verdict (a failed or malformed answer), is neither cleared nor flagged: it
-is not handed out. Every verdict is cached in the pool folder under the judge's fingerprint and the pair's texts
-(``judges/<fingerprint>.jsonl``, appended as answers arrive), so a rerun, a new threshold or strategy, or a run
-killed half-way never asks again for a pair already answered.
+turns this off). A candidate left unsure, or without a verdict (a failed or malformed answer), is neither cleared
+nor flagged: it is not handed out. Every verdict is cached in the pool folder under the judge's fingerprint and
+the pair's texts (``judges/<fingerprint>.jsonl``, appended as answers arrive), so a rerun, a new threshold or
+strategy, or a run killed half-way never asks again for a pair already answered.
 """
 
 from __future__ import annotations
