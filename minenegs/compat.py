@@ -115,6 +115,9 @@ def mine_hard_negatives(
     judge_mode: str = "veto",
     judge_depth: int | None = None,
     judge_budget: int | None = None,
+    judge_action: str = "drop",
+    judge_max_flagged: int | None = None,
+    judge_guard: bool = True,
     **filters: float | None,
 ):
     """Add hard negatives to (anchor, positive) pairs; a drop-in for
@@ -127,8 +130,9 @@ def mine_hard_negatives(
     cross-encoder's ``ce_max=`` and ``promote=``, ...), ``ce_batch_size``, ``simans_a``/``simans_b``, ``index``
     (``flat``, ``ivf``, ``hnsw`` or ``auto``), ``precision`` (``fp32``, as sentence-transformers encodes, or
     ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias). ``judges`` (specs as for ``--judge``:
-    ``"llm:MODEL@URL"``, ``"cross-encoder:NAME[@T]"``, or judge objects), with ``judge_mode``, ``judge_depth`` and
-    ``judge_budget``, judge the negatives lazily (the README's "Judges").
+    ``"llm:MODEL@URL"``, ``"cross-encoder:NAME[@T]"``, or judge objects), with ``judge_mode``, ``judge_depth``,
+    ``judge_budget``, ``judge_action``, ``judge_max_flagged`` and ``judge_guard`` (the CLI's ``--judge-*`` options),
+    judge the negatives lazily (the README's "Judges").
     Returns a ``datasets.Dataset`` in ``output_format``.
     """
     from .encode.embeddings import encode_dataset
@@ -225,7 +229,7 @@ def mine_hard_negatives(
     from .select.judging import Judging, parse_judge, running
 
     judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
-                      judge_budget) if judges else None
+                      judge_budget, judge_action, judge_max_flagged, judge_guard) if judges else None
     if judging is not None:
         judging.probe()
     with running(judging):

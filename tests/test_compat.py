@@ -194,3 +194,8 @@ def test_judges_in_the_dropin(st_model, pairs, cache):
         asked = len(stub.requests)
     assert asked > 0 and len(out) > 0
     assert all(len(n) % 2 == 1 for n in out["negative"])  # nothing the judge flagged is handed out
+    with Stub(shortish) as stub:  # the verdicts cached in the pool; any query with a flagged candidate dropped
+        strict = _ours(pairs, st_model, cache, output_format="triplet", judges=[f"llm:tiny@{stub.url}"],
+                       judge_max_flagged=0)
+        assert len(stub.requests) == 0
+    assert len(strict) < len(out) and set(strict["anchor"]) <= set(out["anchor"])
