@@ -419,3 +419,15 @@ def test_the_guard_counts_flagged_candidates_as_positives(pool, tmp_path):
     assert off.exit_code == 0, off.output
     assert "removed_by_near_flagged" not in json.loads(off.stdout)
     assert again and not set(again) & set(asked)
+
+
+def test_the_summary_shows_each_judge_on_one_line(pool, tmp_path):
+    with Stub(thirds) as stub:
+        result = runner.invoke(app, ["filter", str(pool), "-o", str(tmp_path / "h.parquet"), "--num-negatives", "3",
+                                     "--preview", "0", "--judge", f"llm:tiny@{stub.url}"], env={"COLUMNS": "200"})
+        asked = len(stub.requests)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stderr.splitlines() if "judge llm:tiny" in line)
+    flagged = sum(1 for r in stub.requests if thirds(r["body"]["messages"][0]["content"]) == "relevant")
+    assert f"{asked} calls, 0 cached; {flagged} relevant / {asked - flagged} not / 0 unsure / 0 no verdict" in line
+    assert "retries" in line and "mode veto action drop" in result.stderr

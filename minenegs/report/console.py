@@ -66,11 +66,27 @@ def _flat(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
             rows.append((name, "none" if not value["n"] else
                          f"n {value['n']:,}  mean {value['mean']:.3f}  p5 {value['p5']:.3f}  p50 {value['p50']:.3f}  "
                          f"p95 {value['p95']:.3f}"))
+        elif key == "judging" and isinstance(value, dict):
+            rows.append(("judging", " ".join(f"{k} {value[k]}" for k in ("mode", "action", "budget") if k in value)))
+            rows.extend((f"judge {judge}", _judge_line(stats)) for judge, stats in value.get("judges", {}).items())
         elif isinstance(value, dict):
             rows.extend(_flat(value, f"{name} "))
         else:
             rows.append((name, value))
     return rows
+
+
+def _judge_line(stats: dict[str, Any]) -> str:
+    """A judge's run on one line: calls and cache hits, verdicts, tokens and seconds."""
+    v, usage = stats.get("verdicts", {}), stats.get("usage") or {}
+    parts = [f"{stats.get('calls', 0):,} calls, {stats.get('cache_hits', 0):,} cached",
+             f"{v.get('relevant', 0):,} relevant / {v.get('not_relevant', 0):,} not / {v.get('unsure', 0):,} unsure / "
+             f"{v.get('none', 0):,} no verdict"]
+    if usage:
+        parts.append(f"{usage.get('prompt_tokens', 0):,} + {usage.get('completion_tokens', 0):,} tokens, "
+                     f"{usage.get('retries', 0):,} retries")
+    parts.append(f"{stats.get('seconds', 0):.1f} s")
+    return "; ".join(parts)
 
 
 def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool, stream=None) -> None:
