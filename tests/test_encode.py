@@ -177,7 +177,11 @@ def test_killed_midway_then_rerun_redoes_only_unfinished_chunks(tmp_path, sample
     while len(chunk_files(cache_dir)) < 4 and proc.poll() is None:  # it stalls after its fourth chunk
         time.sleep(0.02)
     os.kill(proc.pid, sig)
-    proc.wait()
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the encode run did not stop within 120 s of {sig.name}")
     assert proc.returncode != 0
     assert not out.exists()
     assert not list((cache_dir / "chunks").glob("*/*.tmp")) or sig == signal.SIGKILL
