@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,17 +37,13 @@ from _proc import write_results  # noqa: E402
 ALIAS = "gemma-3-270m"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """llama.cpp's server (llama-cpp-python) on 127.0.0.1: started in its own process group, stopped on exit."""
 
     def __init__(self, model: Path, log: Path, threads: int) -> None:
-        self.port = free_port()
+        from minenegs.distributed.head import free_ports
+
+        self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.args = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", ALIAS,
                      "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048",

@@ -223,7 +223,7 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
     ``judging``, each judge's miss rate on the held-out positives (how often it calls a known relevant document
     not relevant) with its interval, as ``judges``."""
     from .report.stats import plot_frontier
-    from .select.calibrate import DEFAULT_GRID, calibrate as run_calibration, pick, recipe_toml, summary
+    from .select.calibrate import MAX_HOLDOUTS, DEFAULT_GRID, calibrate as run_calibration, pick, recipe_toml, summary
 
     check_bounds(max_leak, max_short)
     if max_leak is not None:
@@ -238,7 +238,7 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
         with running(judging):
             rows = run_calibration(selector, base, grid, judged=judged, **options)
             if judging is not None:
-                misses = opened.judge_misses(selector, judging, options.get("max_holdouts", 10_000),
+                misses = opened.judge_misses(selector, judging, options.get("max_holdouts", MAX_HOLDOUTS),
                                              options.get("seed", 0))
     info = summary(rows)
     if judging is not None:

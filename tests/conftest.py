@@ -36,6 +36,14 @@ def fake() -> FakeEncoder:
     return FakeEncoder()
 
 
+@pytest.fixture(scope="session")
+def tiny_ce(tmp_path_factory) -> Path:
+    """A tiny CrossEncoder with seeded random weights (:func:`fakes.tiny_cross_encoder`), built once."""
+    from fakes import tiny_cross_encoder
+
+    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """No test writes to the user's cache or depends on their default model."""

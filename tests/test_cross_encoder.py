@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from fakes import FakeEncoder, tiny_cross_encoder
+from fakes import FakeEncoder
 from minenegs.cli import app
 from minenegs.inputs.dataset import load_beir
 from minenegs.encode.embeddings import encode_dataset
@@ -21,11 +21,6 @@ from minenegs.select.params import MineParams
 from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.select.judges import CrossEncoderJudge, sigmoid
 from minenegs.api import negatives_from_pool
-
-
-@pytest.fixture(scope="module")
-def tiny_ce(tmp_path_factory) -> Path:
-    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
 
 
 @pytest.fixture

@@ -325,13 +325,6 @@ def test_a_recipe_lists_its_judges(pool, tmp_path):
     assert all(len(n) % 3 != 0 for r in rows(tmp_path / "r.jsonl") for n in r["neg"])
 
 
-@pytest.fixture(scope="module")
-def tiny_ce(tmp_path_factory) -> Path:
-    from fakes import tiny_cross_encoder
-
-    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
-
-
 def test_a_cross_encoder_judge_clears_by_its_threshold_then_an_llm_confirms_its_flags(pool, tmp_path, tiny_ce):
     from minenegs.select.judges import CrossEncoderJudge, sigmoid
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import minenegs
 from conftest import SAMPLES
-from fakes import DyadicEncoder, tiny_cross_encoder
+from fakes import DyadicEncoder
 from minenegs.cli import app
 
 runner = CliRunner()
@@ -104,9 +104,9 @@ def pool(emb, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ce(tmp_path_factory) -> Path:
+def ce(tiny_ce) -> Path:
     """A tiny CrossEncoder with seeded random weights (the same judgement on every run)."""
-    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"))
+    return tiny_ce
 
 
 def _check(name: str, digest: str) -> None:

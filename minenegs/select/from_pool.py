@@ -79,10 +79,14 @@ class OpenedPool:
         its positives' texts (the pool row ``leave_out`` left out) and the document's text."""
         from .judges.base import Ask
 
+        return Ask(*self._query_side(selector, segment, leave_out), self.corpus.text(doc))
+
+    def _query_side(self, selector: Selector, segment: int, leave_out: int) -> tuple[str, tuple[str, ...]]:
+        """The query's text and its positives' texts (the pool row ``leave_out`` left out)."""
         a, start = selector.arrays, selector.starts[segment]
         rows = start + np.flatnonzero(a["is_positive"][start:start + selector.sizes[segment]])
-        return Ask(self.query_text[selector.query_ids[segment]],
-                   tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out), self.corpus.text(doc))
+        return (self.query_text[selector.query_ids[segment]],
+                tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out))
 
     def adjuster(self, selector: Selector, judging: Any) -> Any:
         """``judged(picked, view, params)`` over ``selector``, with ``.calls`` so far (for ``calibrate``)."""
@@ -101,11 +105,15 @@ class OpenedPool:
     def judged(self, selector: Selector, judging: Any, got: Any, view: Any, params: Any) -> Any:
         """What ``selector`` picked over ``view`` under ``params``, judged; a held-out positive is left out of the
         positives the judge is shown."""
+        from functools import cache
+
+        from .judges.base import Ask
         from .judging import judged
 
         inst = view.inst
-        return judged(got, view, params, judging, self.pool, lambda q, row: self.ask(
-            selector, int(inst.segment[q]), int(view.doc_idx[row]), int(inst.held_out[q])))
+        query_side = cache(lambda q: self._query_side(selector, int(inst.segment[q]), int(inst.held_out[q])))
+        return judged(got, view, params, judging, self.pool,
+                      lambda q, row: Ask(*query_side(q), self.corpus.text(int(view.doc_idx[row]))))
 
     def judge_misses(self, selector: Selector, judging: Any, max_holdouts: int, seed: int) -> dict[str, Any]:
         """Each judge's miss rate on known positives: every reached positive of a query with two or more held out
@@ -119,7 +127,7 @@ class OpenedPool:
         asks = [self.ask(selector, int(s), int(a["doc_idx"][r]), int(r)) for s, r in zip(inst.segment, inst.held_out)]
         out = {}
         for judge in judging.judges:
-            said = np.asarray(judging._ask(judge, judging.cache(self.pool, judge), asks), dtype=object)
+            said = np.asarray(judging.verdicts(self.pool, judge, asks), dtype=object)
             answered = np.asarray([v is not None for v in said], dtype=bool)
             missed = np.asarray([v == NOT_RELEVANT for v in said], dtype=bool)[answered]
             e = leak_interval(missed, inst.segment[answered]) if answered.any() else None

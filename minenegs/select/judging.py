@@ -156,10 +156,10 @@ class Judging:
                            for (name, s), j in zip(self.stats.items(), self.judges)}}
 
     # -- one judge over a batch ------------------------------------------------------------------------------
-    def _ask(self, judge: Any, cache: VerdictCache, asks: list[Ask]) -> list[str | None]:
-        """Verdicts for ``asks`` from ``judge``: cached ones without a call, the rest asked while the budget
-        lasts (beyond it: None)."""
-        stats = self.stats[judge.name]
+    def verdicts(self, pool: Path, judge: Any, asks: list[Ask]) -> list[str | None]:
+        """Verdicts for ``asks`` from ``judge``: cached ones (in ``pool``) without a call, the rest asked while
+        the budget lasts (beyond it: None)."""
+        cache, stats = self.cache(pool, judge), self.stats[judge.name]
         keys = [a.key() for a in asks]
         out: list[str | None] = [cache.known.get(k) for k in keys]
         todo = [i for i, v in enumerate(out) if v is None]
@@ -183,12 +183,11 @@ class Judging:
 
     def decide(self, pool: Path, asks: list[Ask]) -> list[str | None]:
         """The chain's verdict per ask: ``not_relevant`` (cleared), ``relevant`` (flagged) or None (neither)."""
-        caches = [self.cache(pool, j) for j in self.judges]
         final: list[str | None] = [None] * len(asks)
         live = list(range(len(asks)))
-        for step, (judge, cache) in enumerate(zip(self.judges, caches)):
+        for step, judge in enumerate(self.judges):
             last = step == len(self.judges) - 1
-            said = self._ask(judge, cache, [asks[i] for i in live])
+            said = self.verdicts(pool, judge, [asks[i] for i in live])
             passed = []
             for i, v in zip(live, said):
                 if self.mode == "veto":
@@ -317,8 +316,9 @@ def _near_flagged(view: Any, params: Any) -> Callable[[list[int], int], bool] | 
     """The positive-similarity guard with the judges' flags as positives: whether view row ``row`` has cosine
     >= the guard's threshold with one of the rows in ``flagged`` (None without the guard or the corpus's
     vectors)."""
-    t = (params.thresholds or {}).get("max_positive_similarity")
-    corpus = getattr(view.pool, "corpus", None)
+    from .filters.max_positive_similarity import FILTER as GUARD
+
+    t, corpus = (params.thresholds or {}).get(GUARD.name), view.pool.corpus
     if t is None or corpus is None:
         return None
     seen: dict[int, np.ndarray] = {}

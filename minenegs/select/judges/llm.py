@@ -70,7 +70,8 @@ class Answer:
 
 @dataclass
 class Usage:
-    """What a run of the client cost: requests sent (retries included), answers, tokens, seconds."""
+    """What a run of the client cost: requests sent (retries included), answers, tokens (its seconds are in the
+    judging summary, as every judge's)."""
 
     requests: int = 0
     retries: int = 0
@@ -78,16 +79,15 @@ class Usage:
     no_verdict: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, **counts: float) -> None:
+    def add(self, **counts: int) -> None:
         with self.lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "lock"}
+    def to_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
 
 
 class _Retry(Exception):
@@ -175,7 +175,6 @@ class LLMJudge:
         """Answers to ``asks``, ``concurrency`` requests at a time; ``done(i, answer)`` is called as the answer to
         ``asks[i]`` arrives (from the worker threads, one at a time)."""
         asks = list(asks)
-        started = time.perf_counter()
         lock = threading.Lock()
 
         def one(i: int) -> Answer:
@@ -188,9 +187,7 @@ class LLMJudge:
             return answer
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(asks)))) as pool:
-            answers = list(pool.map(one, range(len(asks))))
-        self.usage.add(seconds=time.perf_counter() - started)
-        return answers
+            return list(pool.map(one, range(len(asks))))
 
     def _ask(self, ask: Ask) -> Answer:
         body = {"model": self.model, "messages": [{"role": "user", "content": self.prompt(ask)}],
