@@ -13,6 +13,10 @@ Where the two differ, on purpose:
   rows, but not sentence-transformers' (unseeded) rows.
 - A ``cross_encoder`` filters with minenegs' thresholds on its probability (``ce_max``, ``promote``), not by
   replacing the dense scores under the margins; it is given by name or folder.
+- What changed between sentence-transformers releases follows the one installed: from 6.3 on, a corpus text
+  equal to the query's own is never its candidate, and one more candidate per query is retrieved (range_max +
+  the most positives of a query + 1: with filters and few negatives, one candidate more can be handed out).
+  Before 6.3, neither (:func:`st_behaviour`).
 - Arguments with no equivalent (``include_positives=True``, ``use_multi_process``, a ``faiss_batch_size`` other
   than the default) raise ``TypeError`` naming them.
 """
@@ -21,9 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -36,6 +41,25 @@ from .write.outputs import ST_FORMATS, Shape, output_rows
 
 OUTPUT_FORMATS = ("triplet", "n-tuple", "labeled-pair", "labeled-list")
 _ST_FAISS_BATCH = 16384
+
+
+class STBehaviour(NamedTuple):
+    """What the installed sentence-transformers' ``mine_hard_negatives`` does where releases differ."""
+
+    version: tuple[int, ...]
+    extra_candidates: int  # retrieved beyond range_max + the most positives of a query
+    skips_query_text: bool  # a corpus text equal to the query's own is not its candidate
+
+
+def st_behaviour(version: str | None = None) -> STBehaviour:
+    """The behaviour of sentence-transformers ``version`` (default: the installed one); 6.3 changed both."""
+    if version is None:
+        from importlib.metadata import version as installed
+
+        version = installed("sentence-transformers")
+    parts = tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3])
+    since_6_3 = parts >= (6, 3)
+    return STBehaviour(parts, 1 if since_6_3 else 0, since_6_3)
 
 
 def _no_equivalent(name: str, why: str) -> TypeError:
@@ -218,7 +242,8 @@ def mine_hard_negatives(
         encode_dataset(Dataset(TextTable(d_ids, docs), TextTable(q_ids, queries), qrels), folder, encoder,
                        cache_dir=root, query_prompt=q_prompt, corpus_prompt=d_prompt, force=True)
     emb = Embeddings(folder)
-    pool = build_pool(emb, PoolParams(depth=range_max + max_positives, index=IndexParams(index)))
+    st = st_behaviour()
+    pool = build_pool(emb, PoolParams(depth=range_max + max_positives + st.extra_candidates, index=IndexParams(index)))
 
     given = {"absolute_margin": absolute_margin, "relative_margin": relative_margin, "max_score": max_score,
              "min_score": min_score, **filters}
@@ -232,8 +257,11 @@ def mine_hard_negatives(
                       judge_budget, judge_action, judge_max_flagged, judge_guard) if judges else None
     if judging is not None:
         judging.probe()
+    arrays = _pool_arrays(pool)
+    if st.skips_query_text:
+        arrays = _without_query_text(arrays, np.array([doc_row.get(q, -1) for q in queries]))
     with running(judging):
-        sel = OpenedPool(pool, params, judge).select(_pool_arrays(pool), judging=judging)
+        sel = OpenedPool(pool, params, judge).select(arrays, judging=judging)
 
     order = [np.argsort([pos_of[int(q)].index(d) for d in ds.tolist()], kind="stable") for q, ds in
              zip(sel.query_idx, sel.positives)]  # each query's positives in the order the pairs gave them
@@ -287,6 +315,14 @@ def _pool_arrays(pool: Path) -> dict[str, Any]:
         _POOL_ARRAYS.clear()
         _POOL_ARRAYS[str(pool)] = (stamp, read_pool_arrays(pool))
     return _POOL_ARRAYS[str(pool)][1]
+
+
+def _without_query_text(arrays: dict[str, Any], own_doc: np.ndarray) -> dict[str, Any]:
+    """The pool's arrays with each query's own text (``own_doc[query]``, -1 where the corpus lacks it) no longer
+    a retrieved candidate, as sentence-transformers 6.3 excludes it."""
+    own = arrays["doc_idx"] == own_doc[arrays["query_idx"]]
+    own &= ~arrays["is_positive"]
+    return {**arrays, "retrieved": arrays["retrieved"] & ~own} if own.any() else arrays
 
 
 def _columns_of(fmt: str, anchor: str, positive: str, n: int, scores: bool) -> list[str]:

@@ -152,8 +152,8 @@ def test_the_trainer_reads_rows_in_file_order_with_in_order(tmp_path, pools):
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.models import StaticEmbedding
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     out = tmp_path / "o.parquet"

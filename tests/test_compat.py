@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import SAMPLES
+from conftest import SAMPLES, clear_of_noise
 from minenegs.inputs.dataset import load_beir
 
 pytestmark = pytest.mark.slow  # the bundled model, and sentence-transformers' own function beside ours
@@ -43,6 +43,23 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("compat-cache")
 
 
+@pytest.fixture(scope="module")
+def dense(st_model, pairs):
+    """Every (query, document) score of the sample data under the bundled model, each query's lowest positive
+    score beside it: what a positive-aware setting is compared with (:func:`conftest.clear_of_noise`)."""
+    dataset, corpus = pairs
+    queries = list(dict.fromkeys(dataset["anchor"]))
+    docs = list(dict.fromkeys([*corpus, *dataset["positive"]]))
+    q = st_model.encode(queries, normalize_embeddings=True)
+    d = st_model.encode(docs, normalize_embeddings=True)
+    scores = q @ d.T
+    row, col = {t: i for i, t in enumerate(queries)}, {t: i for i, t in enumerate(docs)}
+    floor = np.full(len(queries), np.inf)
+    for a, p in zip(dataset["anchor"], dataset["positive"]):
+        floor[row[a]] = min(floor[row[a]], scores[row[a], col[p]])
+    return scores, np.broadcast_to(floor[:, None], scores.shape)
+
+
 def _ours(pairs, model, cache, **kw):
     import minenegs
 
@@ -53,10 +70,12 @@ def _ours(pairs, model, cache, **kw):
 @pytest.mark.parametrize("scores", [False, True])
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "none")
-def test_rows_match_sentence_transformers(st_model, pairs, cache, tmp_path_factory, setting, fmt, scores):
+def test_rows_match_sentence_transformers(st_model, pairs, cache, dense, tmp_path_factory, setting, fmt, scores):
+    """Established on sentence-transformers 6.2.0 and 6.3.0."""
     from sentence_transformers.util import mine_hard_negatives
 
     dataset, corpus = pairs
+    setting = clear_of_noise(setting, *dense)
     theirs = mine_hard_negatives(dataset, st_model, corpus=corpus, output_format=fmt, output_scores=scores,
                                  use_faiss=True, verbose=False, cache_folder=str(tmp_path_factory.getbasetemp() / "st"),
                                  **setting)
@@ -73,6 +92,40 @@ def test_rows_match_sentence_transformers(st_model, pairs, cache, tmp_path_facto
             assert [np.size(x) for x in a[column]] == [np.size(x) for x in b[column]]
             flat = [np.concatenate([np.atleast_1d(np.asarray(x, dtype=float)) for x in d[column]]) for d in (a, b)]
             np.testing.assert_allclose(*flat, atol=2e-5)
+
+
+@pytest.mark.parametrize("setting", [{}, {"max_score": 0.45}], ids=["none", "max_score"])
+def test_where_releases_differ_the_installed_one_is_followed(st_model, pairs, cache, dense, tmp_path, monkeypatch,
+                                                            setting):
+    """sentence-transformers 6.3 skips a corpus text equal to the query's own and searches one candidate deeper;
+    6.2 did neither. Two queries' texts in the corpus and as many negatives as the window holds make both show:
+    the drop-in gives the installed release's rows, and the other release's behaviour would not."""
+    import minenegs.compat as compat
+    from sentence_transformers.util import mine_hard_negatives
+
+    dataset, corpus = pairs
+    queries = list(dict.fromkeys(dataset["anchor"]))
+    corpus = [*corpus, queries[0], queries[3]]
+    setting = clear_of_noise(setting, *dense)
+    kw = dict(corpus=corpus, range_max=10, num_negatives=10, output_format="triplet", verbose=False, **setting)
+    theirs = mine_hard_negatives(dataset, st_model, use_faiss=True, cache_folder=str(tmp_path / "st"), **kw).to_dict()
+    ours = compat.mine_hard_negatives(dataset, st_model, cache_dir=cache, **kw).to_dict()
+    assert ours == theirs and len(ours["negative"]) > 0
+    installed = compat.st_behaviour()
+    other = compat.st_behaviour("6.2.0" if installed.skips_query_text else "6.3.0")
+    monkeypatch.setattr(compat, "st_behaviour", lambda: other)
+    assert compat.mine_hard_negatives(dataset, st_model, cache_dir=cache, **kw).to_dict() != theirs
+    own_text = {(a, n) for a, n in zip(ours["anchor"], ours["negative"]) if a == n}
+    assert bool(own_text) is not installed.skips_query_text
+
+
+def test_release_behaviours_are_read_from_the_version():
+    from minenegs.compat import st_behaviour
+
+    assert st_behaviour("6.2.0") == ((6, 2, 0), 0, False)
+    assert st_behaviour("6.3.0") == ((6, 3, 0), 1, True)
+    assert st_behaviour("7.0.0.dev1+local") == ((7, 0, 0), 1, True)
+    assert st_behaviour("5.7") == ((5, 7), 0, False)
 
 
 def test_a_second_call_selects_again_without_encoding(st_model, pairs, cache, monkeypatch):
@@ -137,7 +190,7 @@ def test_the_returned_dataset_trains_with_the_sentence_transformers_trainer(st_m
 
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     train = _ours(pairs, st_model, cache, output_format="n-tuple", num_negatives=2)
     model = copy.deepcopy(st_model)

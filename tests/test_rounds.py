@@ -93,7 +93,7 @@ def test_bad_previous_pools_are_errors(rounds, tmp_path):
 def _save_static_model(folder: Path, seed: int) -> Path:
     """A tiny sentence-transformers model (static word embeddings over the sample data's words), saved."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import StaticEmbedding
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     ds = load_beir(SAMPLES)
