@@ -5,16 +5,47 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 
-.PHONY: install demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-llm-judge clean
+.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-llm-judge clean
 
 install: $(STAMP)
 
-# torch goes in first with its pin, so sentence-transformers finds it and pip takes the CPU wheel.
-$(STAMP): pyproject.toml
+# The test environment is the lock (requirements.lock, every file's SHA-256): exactly the versions of the last green
+# run on any fresh machine. --no-deps installs only what it names, so no resolution runs and pip cannot reach for a
+# CUDA build of torch: the lock holds the CPU build pip takes from this machine's disk (torch==2.13.0+cpu).
+LOCK := requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# The lock anew from pyproject.toml's ranges and .ci/lock.in, at the newest versions the registry has: then
+# `make test`, and commit the lock only when it is green. pip-compile (pip-tools) resolves with pip itself, so the
+# machine's pip settings (torch's CPU wheel on disk, the torch cap) hold as they do for `make install`.
+LOCK_TOOLS := build/lock-tools
+lock:
+	test -x $(LOCK_TOOLS)/bin/python || $(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install --quiet pip==26.3 pip-tools==7.7.0
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --strip-extras \
+		--extra test --extra ray --no-emit-find-links --no-emit-index-url -o $(LOCK) pyproject.toml .ci/lock.in
+
+# Drift check, not in CI: the newest versions pyproject.toml allows (torch held at its pin), in a venv of its own.
+LATEST := .venv-latest
+test-latest:
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c .ci/lock.in -e '.[test,ray]'
+	$(LATEST)/bin/python -m pip list --format=freeze | grep -i -E '^(sentence-transformers|transformers|torch|faiss-cpu|numpy|pyarrow|datasets|ray|typer|click|rich|bm25s)=='
+	$(LATEST)/bin/python -m pytest
+
+# The floors, not in CI: every direct dependency at the lowest version pyproject.toml declares (.ci/floors.py).
+OLDEST := .venv-oldest
+test-oldest:
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	mkdir -p build && $(PYTHON) .ci/floors.py > build/floors.txt
+	$(OLDEST)/bin/python -m pip install --quiet -c build/floors.txt -c .ci/lock.in -e '.[test,ray]'
+	$(OLDEST)/bin/python -m pip list --format=freeze | grep -i -E '^(sentence-transformers|transformers|torch|faiss-cpu|numpy|pyarrow|datasets|ray|typer|click|rich|bm25s)=='
+	$(OLDEST)/bin/python -m pytest
 
 demo: $(STAMP)
 	$(BIN)/minenegs encode data_samples --split train --output build/demo/embeddings --cache-dir build/cache --force
