@@ -9,8 +9,9 @@ from typing import Any
 def setting(default: Any = None, help: str = "", **cli: Any) -> Any:
     """A dataclass field users set. ``help`` says what it does; ``cli`` may give the command line's ``flag``
     (default ``--name-with-dashes``), a ``short`` one, the ``min`` value its parser takes, a ``type`` to parse it
-    as, and ``grid=True`` where ``sweep`` and ``calibrate`` take a list of values to try. The command line derives
-    its options from these fields; TOML recipes and Python callers set them by name."""
+    as, ``grid=True`` where ``sweep`` and ``calibrate`` take a list of values to try, the ``choices`` its help shows
+    and the ``panel`` it is shown in (else its group's). The command line derives its options from these fields;
+    TOML recipes and Python callers set them by name."""
     return field(default=default, metadata={"help": help, **cli})
 
 

@@ -173,7 +173,20 @@ def test_cli_encode_and_mine_on_ray_match_a_local_run_with_the_bundled_model(clu
         outs[name] = tmp_path / name
     a, b = (np.load(outs[n] / "corpus.npy") for n in ("local", "ray"))
     assert float(np.min(np.sum(a * b, axis=1))) > 0.9999  # the same model, maybe other thread counts
-    assert (tmp_path / "local.parquet").read_bytes() == (tmp_path / "ray.parquet").read_bytes()
+    # the same rows and provenance; the score statistics agree to float noise (a score summed in another order by
+    # another thread count may round the other way at the 4th decimal)
+    import json
+
+    import pyarrow.parquet as pq
+
+    local, ray = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("local", "ray"))
+    assert local.to_pydict() == ray.to_pydict() and local.num_rows > 0
+    meta = [json.loads(pq.ParquetFile(tmp_path / f"{n}.parquet").metadata.metadata[b"minenegs"]) for n in ("local", "ray")]
+    stats = [m["counts"].pop("scores") for m in meta]
+    assert meta[0] == meta[1]
+    for side in stats[0]:
+        for key, value in stats[0][side].items():
+            assert stats[1][side][key] == pytest.approx(value, abs=2e-4), (side, key)
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "no-such-host.invalid:6379", "nonsense", "ray://"])

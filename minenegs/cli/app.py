@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, MinenegsError
@@ -19,8 +19,22 @@ DEBUG_ENV = "MINENEGS_DEBUG"
 _USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError") + (click.UsageError,)
 
 
+class _Command(TyperCommand):
+    """A command whose ``--help`` is :func:`minenegs.cli.help.render_help`'s."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from .help import render_help
+
+        render_help(self, ctx)
+
+
 class _Group(TyperGroup):
     """Turns library errors into one line on stderr and their exit status; tracebacks only with --debug."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from .help import render_help
+
+        render_help(self, ctx)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -42,7 +56,15 @@ class _Group(TyperGroup):
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Mine hard negatives for training retrieval and embedding models.")
+                  help="Mine hard negatives for training retrieval and embedding models.",
+                  epilog="minenegs encode data_samples --split train -o runs/emb\n"
+                         "minenegs mine runs/emb -o train.parquet\n"
+                         "minenegs run configs/default.toml --force")
+
+
+def command(name: str | None = None, *, examples: str):
+    """Register a command on ``app``; ``examples`` (a few command lines, one a line) end its ``--help``."""
+    return app.command(name, cls=_Command, epilog=examples)
 
 
 def _version(value: bool) -> None:

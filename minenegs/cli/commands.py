@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import app
+from .app import command
 from .options import (Force, Json, MaxLeak, MaxShort, PoolArg, Quiet, columns_options, grid_options, judge_options,
                       judging_options,
                       model_options, output_options, pool_options, ray_gpu_options, ray_options, selection_options)
@@ -28,7 +28,11 @@ def _negatives(summary: dict, out) -> None:
     check_coverage(summary, out.min_coverage)
 
 
-@app.command()
+@command(examples="""
+minenegs encode data/scifact --split train -o runs/emb
+minenegs encode pairs.jsonl --query-column question --positive-column answer -o runs/emb
+minenegs encode data/scifact -o runs/emb-e5 --model intfloat/e5-base-v2 --query-prompt "query: " --corpus-prompt "passage: "
+""")
 @columns_options
 @model_options
 @ray_gpu_options
@@ -58,7 +62,11 @@ def encode(
     show_summary(f"encoded -> {output}", summary, quiet=quiet, as_json=json_)
 
 
-@app.command()
+@command(examples="""
+minenegs mine runs/emb -o train.parquet
+minenegs mine runs/emb -o train.parquet --strategy simans --num-negatives 15 --relative-margin 0.05
+minenegs mine runs/emb -o train.parquet --max-leak 0.1 --pool runs/pool
+""")
 @selection_options
 @judge_options
 @judging_options
@@ -78,7 +86,11 @@ def mine(
                    max_short=max_short, ray=ray, progress=_bars(out.quiet or out.json), **out.writing), out)
 
 
-@app.command("filter")
+@command("filter", examples="""
+minenegs filter runs/pool -o train.parquet --relative-margin 0.05
+minenegs filter runs/pool -o train.parquet --cross-encoder cross-encoder/ms-marco-MiniLM-L6-v2 --ce-max 0.9
+minenegs filter runs/pool -o - --format flag-jsonl --max-positive-similarity 0.6 | head
+""")
 @selection_options
 @judge_options
 @judging_options
@@ -91,7 +103,11 @@ def filter_(pool: PoolArg, params=None, judge=None, judging=None, out=None) -> N
                    **out.writing), out)
 
 
-@app.command("inspect")
+@command("inspect", examples="""
+minenegs inspect runs/pool
+minenegs inspect train.parquet --plot scores.png
+minenegs inspect train.parquet --json | jq .negatives
+""")
 def inspect_(
     path: Annotated[Path, typer.Argument(help="A pool folder or an output file (.parquet, .jsonl).")],
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG histogram of positive vs negative scores.", show_default=False)] = None,
@@ -104,7 +120,10 @@ def inspect_(
     show_summary(f"inspect {path}", run(path, plot), quiet=quiet, as_json=json_)
 
 
-@app.command("sweep")
+@command("sweep", examples="""
+minenegs sweep runs/pool --relative-margin 0,0.02,0.05,0.1
+minenegs sweep runs/pool --strategy top,simans --max-positive-similarity off,0.7,0.6 --json
+""")
 @grid_options
 @judge_options
 @judging_options
@@ -122,7 +141,11 @@ def sweep_(pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")
         show_table(f"sweep {pool} ({params.num_negatives} negatives)", rows)
 
 
-@app.command("calibrate")
+@command("calibrate", examples="""
+minenegs calibrate runs/pool
+minenegs calibrate runs/pool --max-leak 0.1 --recipe calibrated.toml
+minenegs calibrate runs/pool --range-min 0,10,30 --max-positive-similarity off,0.7 --plot leak.png
+""")
 @grid_options
 @judge_options
 @judging_options
@@ -146,7 +169,10 @@ def calibrate_(
     show_calibration(info, pool, quiet=quiet, as_json=json_)
 
 
-@app.command()
+@command(examples="""
+minenegs run configs/default.toml
+minenegs run configs/simans-strict.toml --set mine.num_negatives=10 --force
+""")
 def run(
     ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="A TOML recipe (see configs/).")],

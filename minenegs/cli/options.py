@@ -17,11 +17,15 @@ import typer
 
 from .. import recipe
 from ..errors import InputError
+from ..select.judging import ACTIONS, MODES
+from ..write.batching import ORDERS
+from ..write.outputs import FORMATS
 
 
-def opt(kind: Any, *flags: str, help: str, default: Any = None, **kw: Any) -> tuple[Any, Any]:
-    """An option as (annotation, default)."""
-    return Annotated[kind, typer.Option(*flags, help=help, show_default=default is not None and kind is not bool, **kw)], default
+def opt(kind: Any, *flags: str, help: str, default: Any = None, panel: str | None = None, **kw: Any) -> tuple[Any, Any]:
+    """An option as (annotation, default); ``panel`` is where ``--help`` shows it (:data:`minenegs.cli.help.PANELS`)."""
+    show = default is not None and (kind is not bool or "/" in flags[0])  # a plain flag's default goes unsaid
+    return Annotated[kind, typer.Option(*flags, help=help, show_default=show, rich_help_panel=panel, **kw)], default
 
 
 def fields(cls: type, grid: bool = False) -> dict[str, tuple[Any, Any]]:
@@ -33,14 +37,20 @@ def fields(cls: type, grid: bool = False) -> dict[str, tuple[Any, Any]]:
         kind = Optional[list[Path]] if m.get("type") == "paths" else Optional[typing.get_args(kind)[0]] if type(None) in typing.get_args(kind) else kind
         flags = [m.get("flag") or "--" + f.name.replace("_", "-"), *([m["short"]] if "short" in m else [])]
         if grid and m.get("grid"):
-            out[f.name] = opt(Optional[str], *flags, help=f"{m['help']} A comma-separated list to try.")
+            out[f.name] = opt(Optional[str], *flags, help=f"{m['help']} A comma-separated list to try.", panel=m.get("panel"))
         else:
-            out[f.name] = opt(kind, *flags, help=m["help"], default=default, **({"min": m["min"]} if "min" in m else {}))
+            out[f.name] = opt(kind, *flags, help=m["help"], default=default, panel=m.get("panel"),
+                              metavar="|".join(m["choices"]) if "choices" in m else None,
+                              **({"min": m["min"]} if "min" in m else {}))
     return out
 
 
-def group(name: str, options: dict[str, tuple[Any, Any]], build: Callable[..., Any]):
-    """Give a command ``options``; it receives ``build(**their values)`` as ``name`` instead."""
+def group(name: str, options: dict[str, tuple[Any, Any]], build: Callable[..., Any], panel: str | None = None):
+    """Give a command ``options``; it receives ``build(**their values)`` as ``name`` instead. Its options that name
+    no panel of their own are shown in ``panel``."""
+    for annotation, _ in options.values():
+        info = typing.get_args(annotation)[1]
+        info.rich_help_panel = info.rich_help_panel or panel
 
     def decorate(func):
         signature = inspect.signature(func, eval_str=True)
@@ -65,8 +75,8 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing output
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 PoolArg = Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")]
-MaxLeak = Annotated[Optional[float], typer.Option("--max-leak", help="Calibrate (see `calibrate`) and pick the hardest setting whose leak upper bound is at most this share: `mine` mines with it, `calibrate` writes it as a recipe.", show_default=False)]
-MaxShort = Annotated[float, typer.Option("--max-short", help="With --max-leak: the largest share of queries a picked setting may leave short.")]
+MaxLeak = Annotated[Optional[float], typer.Option("--max-leak", rich_help_panel="Calibration", help="Calibrate (see `calibrate`) and pick the hardest setting whose leak upper bound is at most this share: `mine` mines with it, `calibrate` writes it as a recipe.", show_default=False)]
+MaxShort = Annotated[float, typer.Option("--max-short", rich_help_panel="Calibration", help="With --max-leak: the largest share of queries a picked setting may leave short.")]
 
 
 RAY = {"ray": opt(Optional[str], "--ray", help="Run on Ray (pip install 'minenegs[ray]'): local (start Ray on this machine), auto (the cluster this machine is part of), HOST:PORT or ray://HOST:PORT."),
@@ -80,8 +90,8 @@ def _ray(ray: str | None, **options: float):
     return RaySettings.of(ray, *options.values())
 
 
-ray_options = group("ray", RAY, _ray)
-ray_gpu_options = group("ray", {**RAY, "ray_gpus": opt(float, "--ray-gpus", help="GPUs per Ray worker (model actors on GPUs).", default=0.0)}, _ray)
+ray_options = group("ray", RAY, _ray, panel="Ray")
+ray_gpu_options = group("ray", {**RAY, "ray_gpus": opt(float, "--ray-gpus", help="GPUs per Ray worker (model actors on GPUs).", default=0.0)}, _ray, panel="Ray")
 
 
 def _judge(cross_encoder: str | None, ce_batch_size: int):
@@ -106,20 +116,20 @@ def _judging(judges: list[str] | None, **settings: Any):
 
 
 JUDGING = {
-    "judge_mode": opt(str, "--judge-mode", help="veto (every judge must clear a candidate) or confirm (what a judge does not clear goes to the next, whose word stands).", default="veto"),
+    "judge_mode": opt(str, "--judge-mode", metavar="|".join(MODES), help="veto (every judge must clear a candidate) or confirm (what a judge does not clear goes to the next, whose word stands).", default="veto"),
     "judge_depth": opt(Optional[int], "--judge-depth", help="Judge at most this many candidates per query [default: all that passed the filters].", min=1),
     "judge_budget": opt(Optional[int], "--judge-budget", help="Judge calls per run at most (cached verdicts are free).", min=1),
-    "judge_action": opt(str, "--judge-action", help="drop (a flagged candidate) or promote (write it as a positive).", default="drop"),
+    "judge_action": opt(str, "--judge-action", metavar="|".join(ACTIONS), help="drop (a flagged candidate) or promote (write it as a positive).", default="drop"),
     "judge_max_flagged": opt(Optional[int], "--judge-max-flagged", help="Drop a query with more flagged candidates than this.", min=0),
     "judge_guard": opt(bool, "--judge-guard/--no-judge-guard", help="Flagged candidates count as positives for the positive-similarity guard: a later candidate as close to one is set aside unasked.", default=True),
     "judge_key_env": opt(Optional[str], "--judge-key-env", help="The environment variable holding the LLM server's API key."),
     "judge_template": opt(Optional[Path], "--judge-template", help="A prompt template file with {query}, {candidate} and optionally {positives}."),
     "judge_concurrency": opt(int, "--judge-concurrency", help="LLM requests at once.", default=8, min=1),
     "judge_timeout": opt(float, "--judge-timeout", help="Seconds to wait for one LLM answer.", default=60.0)}
-judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help="A judge, cheapest first (repeatable): llm:MODEL@URL (an OpenAI-compatible server) or cross-encoder:NAME_OR_PATH[@T]."), **JUDGING}, _judging)
+judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help="A judge, cheapest first (repeatable): llm:MODEL@URL (an OpenAI-compatible server) or cross-encoder:NAME_OR_PATH[@T]."), **JUDGING}, _judging, panel="Judges")
 judge_options = group("judge", {
     "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool)."),
-    "ce_batch_size": opt(int, "--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", default=64, min=1)}, _judge)
+    "ce_batch_size": opt(int, "--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", default=64, min=1)}, _judge, panel="Judges")
 
 
 def _out(output, fmt, scores, preview, batch_order, batch_size, min_coverage, force, quiet, json):
@@ -132,20 +142,20 @@ def _out(output, fmt, scores, preview, batch_order, batch_size, min_coverage, fo
 
 output_options = group("out", {
     "output": (Output, ...),
-    "fmt": opt(str, "--format", help="triplet, n-tuple, labeled-list, ids or flag-jsonl.", default=recipe.FORMAT),
+    "fmt": opt(str, "--format", metavar="|".join(FORMATS), help="triplet, n-tuple, labeled-list, ids or flag-jsonl.", default=recipe.FORMAT),
     "scores": opt(bool, "--scores", help="Add the positives' and negatives' scores.", default=False),
     "preview": opt(int, "--preview", help="Show this many output rows when done.", default=3, min=0),
-    "batch_order": opt(str, "--batch-order", help="pool (the pool's query order) or clusters: blocks of --batch-size rows from one query cluster (pool mined with --query-clusters), blocks shuffled with --seed, no anchor or positive text twice in a block. Train without reshuffling (README).", default="pool"),
+    "batch_order": opt(str, "--batch-order", metavar="|".join(ORDERS), help="pool (the pool's query order) or clusters: blocks of --batch-size rows from one query cluster (pool mined with --query-clusters), blocks shuffled with --seed, no anchor or positive text twice in a block. Train without reshuffling (README).", default="pool"),
     "batch_size": opt(int, "--batch-size", help="Rows per block with --batch-order clusters: the trainer's batch size.", default=32, min=1),
     "min_coverage": opt(Optional[float], "--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95)."),
-    "force": (Force, False), "quiet": (Quiet, False), "json": (Json, False)}, _out)
+    "force": (Force, False), "quiet": (Quiet, False), "json": (Json, False)}, _out, panel="Input and output")
 
 
 def _pool_options():
     from ..retrieve.index import IndexParams
     from ..retrieve.search import PoolParams
 
-    return group("pool_params", {**fields(PoolParams), **fields(IndexParams)}, PoolParams.flat)
+    return group("pool_params", {**fields(PoolParams), **fields(IndexParams)}, PoolParams.flat, panel="Retrieval and index")
 
 
 pool_options = _pool_options()
@@ -158,11 +168,11 @@ def _selection(grid: bool) -> dict[str, tuple[Any, Any]]:
     from ..select.params import MineParams
     from ..select.strategies import StrategyParams
 
-    out = {**fields(MineParams, grid), **fields(StrategyParams), "keep_duplicates": opt(bool, "--keep-duplicates", help="Keep candidates similar to positives: no normalised-text and no --dup-threshold filter, and no --max-positive-similarity unless given.", default=False)}
+    out = {**fields(MineParams, grid), **fields(StrategyParams), "keep_duplicates": opt(bool, "--keep-duplicates", panel="Filters", help="Keep candidates similar to positives: no normalised-text and no --dup-threshold filter, and no --max-positive-similarity unless given.", default=False)}
     for f in (f for f in REGISTRY.values() if f.flag):
         default = f" [default: {recipe.THRESHOLDS[f.name]}]" if f.name in recipe.THRESHOLDS else ""
-        out[f.name] = opt(Optional[str], f.flag, help=f"Values to try, comma-separated ('off' for none). {f.help}") if grid \
-            else opt(Optional[float], f.flag, help=f"{f.help}{default}")
+        out[f.name] = opt(Optional[str], f.flag, help=f"Values to try, comma-separated ('off' for none). {f.help}",
+                          panel="Filters") if grid else opt(Optional[float], f.flag, help=f"{f.help}{default}", panel="Filters")
     return out
 
 
@@ -190,8 +200,9 @@ def _encode_groups():
     from ..encode.models import SentenceTransformerEncoder
     from ..inputs.tables import Columns
 
-    return (group("columns", fields(Columns), Columns),
-            group("model_settings", fields(SentenceTransformerEncoder), lambda **settings: settings))
+    return (group("columns", fields(Columns), Columns, panel="Input and output"),
+            group("model_settings", fields(SentenceTransformerEncoder), lambda **settings: settings,
+                  panel="Model and encoding"))
 
 
 columns_options, model_options = _encode_groups()

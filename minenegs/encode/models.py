@@ -153,7 +153,7 @@ class SentenceTransformerEncoder:
 
     model: str | None = setting(help="sentence-transformers model name or folder [default: $MINENEGS_MODEL, else the bundled all-MiniLM-L6-v2].", short="-m")
     device: str | None = setting(help="cpu, cuda, cuda:1, ... [default: the best available].")
-    precision: str = setting("auto", "auto (bf16 where the hardware has it), fp32 or bf16.")
+    precision: str = setting("auto", "auto (bf16 where the hardware has it), fp32 or bf16.", choices=PRECISIONS)
     max_seq_length: int | None = setting(help="Truncate texts to this many tokens [default: the model's].", min=1)
     batch_size: int = setting(32, "Texts per forward pass.", min=1)
     fingerprint_memo: Path | None = None

@@ -47,7 +47,7 @@ class IndexParams:
     ``hnsw``: graph with ``hnsw_m`` links and ``ef_search`` candidates at search time. ``auto``: see the module.
     """
 
-    kind: str = setting("auto", "auto (by corpus size: flat to 100k documents, IVF to 1.5M, IVF-PQ above), flat (exact), ivf or hnsw.", flag="--index")
+    kind: str = setting("auto", "auto (by corpus size: flat to 100k documents, IVF to 1.5M, IVF-PQ above), flat (exact), ivf or hnsw.", flag="--index", choices=INDEX_TYPES)
     nlist: int | None = setting(help="IVF cells [default: min(2*sqrt(docs), docs/40)].", min=1)
     nprobe: int | None = setting(help="IVF cells searched [default: tuned for recall@depth >= 0.96 on a sample of the queries].", min=1)
     pq_m: int = setting(0, "IVF-PQ sub-quantisers (0: IVF-Flat; auto above 1.5M documents: dim/8).", min=0)

@@ -24,7 +24,7 @@ RETRIEVERS = ("dense", "bm25", "hybrid")
 @dataclass(frozen=True)
 class PoolParams:
     depth: int = setting(recipe.DEPTH, "Candidates retrieved per query.", min=1)
-    retriever: str = setting(recipe.RETRIEVER, "dense, bm25 or hybrid (union fused by reciprocal rank).")
+    retriever: str = setting(recipe.RETRIEVER, "dense, bm25 or hybrid (union fused by reciprocal rank).", choices=RETRIEVERS)
     index: IndexParams = field(default_factory=IndexParams)
     rrf_k: int = 60
     query_clusters: int = setting(0, "k-means clusters of queries, written as cluster_id (0: off).", min=0)

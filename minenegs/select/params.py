@@ -15,14 +15,14 @@ from .strategies import STRATEGIES, StrategyParams
 
 @dataclass(frozen=True)
 class MineParams:
-    strategy: str = setting(recipe.STRATEGY, "top, random or simans.", grid=True)
-    num_negatives: int = setting(recipe.NUM_NEGATIVES, "Negatives per query.", min=1)
-    range_min: int = setting(0, "Skip this many top original ranks.", min=0, grid=True)
-    range_max: int | None = setting(help="Consider ranks up to this one [default: all].", min=1)
-    seed: int = setting(0, "Seed for random and simans.")
+    strategy: str = setting(recipe.STRATEGY, "top, random or simans.", grid=True, choices=tuple(STRATEGIES), panel="Strategy")
+    num_negatives: int = setting(recipe.NUM_NEGATIVES, "Negatives per query.", min=1, panel="Strategy")
+    range_min: int = setting(0, "Skip this many top original ranks.", min=0, grid=True, panel="Strategy")
+    range_max: int | None = setting(help="Consider ranks up to this one [default: all].", min=1, panel="Strategy")
+    seed: int = setting(0, "Seed for random and simans.", panel="Strategy")
     strategy_params: StrategyParams = field(default_factory=StrategyParams)
     thresholds: dict[str, float] = field(default_factory=dict)  # filter name -> value (None: off)
-    ce_depth: int = setting(30, "Re-score candidates up to this original rank (with a judge).", min=1)
+    ce_depth: int = setting(30, "Re-score candidates up to this original rank (with a judge).", min=1, panel="Judges")
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

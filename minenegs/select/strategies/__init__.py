@@ -20,8 +20,8 @@ from . import simans, top
 
 @dataclass(frozen=True)
 class StrategyParams:
-    simans_a: float = setting(simans.DEFAULT_A, "SimANS sharpness a.")
-    simans_b: float = setting(simans.DEFAULT_B, "SimANS offset b (negative: below the positive).")
+    simans_a: float = setting(simans.DEFAULT_A, "SimANS sharpness a.", panel="Strategy")
+    simans_b: float = setting(simans.DEFAULT_B, "SimANS offset b (negative: below the positive).", panel="Strategy")
 
 
 Key = Callable[[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None", StrategyParams], "np.ndarray | None"]

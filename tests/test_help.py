@@ -1,0 +1,80 @@
+"""``--help``: every declared help text whole, options in panels, flags as flags, choices as choices, option
+names never cut, and a few example command lines at the end that use only options the command has."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from minenegs.cli import app
+
+ROOT = typer.main.get_command(app)
+COMMANDS = {name: ROOT.commands[name] for name in ROOT.commands}
+
+
+def _help(args: list[str], columns: int) -> str:
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": str(columns), "TERMINAL_WIDTH": None})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _declared(command) -> list[str]:
+    return [p.help for p in command.params if getattr(p, "help", None)]
+
+
+@pytest.mark.parametrize("name", [None, *COMMANDS])
+def test_every_declared_help_text_is_shown_whole(name):
+    command = ROOT if name is None else COMMANDS[name]
+    shown = _help([] if name is None else [name], columns=2000)
+    for text in [*_declared(command), " ".join(command.help.split())]:
+        assert text in shown, f"{name} --help lost: {text!r}"
+    assert "<bool>" not in shown and "<str>" not in shown
+
+
+@pytest.mark.parametrize("name", [None, *COMMANDS])
+def test_examples_end_the_help_and_use_options_the_command_has(name):
+    command = ROOT if name is None else COMMANDS[name]
+    shown = _help([] if name is None else [name], columns=2000)
+    panel = shown[shown.index("─ Examples ─"):].splitlines()
+    lines = [line.strip(" │") for line in panel[1:] if line.startswith("│")]
+    assert not shown[shown.index("─ Examples ─"):].split("╰")[1].strip("─╯ \n")  # nothing after the examples
+    assert 2 <= len(lines) <= 3 and all(line.startswith("minenegs ") for line in lines)
+    assert lines == [line.strip() for line in command.epilog.strip().splitlines()]
+    for line in lines:
+        words = shlex.split(line.split("|")[0])
+        sub = COMMANDS[words[1]]
+        if name is not None:
+            assert words[1] == name
+        known = {o for p in sub.params + ROOT.params for o in [*p.opts, *getattr(p, "secondary_opts", [])]}
+        for word in words:
+            if word.startswith("-") and word != "-":
+                assert word in known, f"{line}: {word} is not an option of {words[1]}"
+
+
+def test_mine_help_groups_options_in_panels_and_shows_choices_and_flags():
+    from minenegs.select.strategies import STRATEGIES
+    from minenegs.write.outputs import FORMATS
+
+    shown = _help(["mine"], columns=2000)
+    assert "pip install 'minenegs[ray]'" in shown
+    titles = ["Arguments", "Input and output", "Retrieval and index", "Strategy", "Filters", "Judges", "Ray"]
+    at = [shown.index(f"─ {title} ─") for title in titles]
+    assert at == sorted(at)
+    row = {line.split()[1]: line for line in shown.splitlines() if line.startswith("│ --")}
+    assert "|".join(STRATEGIES) in row["--strategy"] and "|".join(FORMATS) in row["--format"]
+    assert row["--scores"].split()[2] == "Add"  # a flag takes no value: nothing between its name and its help
+    assert "[default: --judge-guard]" in shown and "--judge-guard / --no-judge-guard" in shown
+    filters = shown[shown.index("─ Filters ─"):shown.index("─ Judges ─")]
+    assert "--relative-margin" in filters and "--depth" not in filters
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_option_names_are_never_cut_at_a_narrow_width(columns):
+    shown = _help(["mine"], columns=columns)
+    assert "…" not in shown
+    for p in COMMANDS["mine"].params:
+        for flag in p.opts:
+            assert flag in shown
