@@ -10,6 +10,7 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_ACCEPTED = 3
 EXIT_INTERRUPTED = 130
+DEBUG_ENV = "MINENEGS_DEBUG"  # set (or --debug): tracebacks, and the libraries' own log lines
 
 
 class MinenegsError(Exception):

@@ -78,3 +78,30 @@ def test_option_names_are_never_cut_at_a_narrow_width(columns):
     for p in COMMANDS["mine"].params:
         for flag in p.opts:
             assert flag in shown
+
+
+def test_every_option_a_message_names_exists():
+    """Error messages and notes name options the user can type: each ``--flag`` in the package's strings (its
+    docstrings aside) is an option of some command, or a flag of the ``ray start`` command a message tells to run."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import minenegs
+
+    known = {o for c in [ROOT, *COMMANDS.values()] for p in c.params for o in [*p.opts, *getattr(p, "secondary_opts", [])]}
+    known.add("--help")
+    named: dict[str, str] = {}
+    package = Path(minenegs.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name == "head.py":  # builds `ray start` command lines
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                text = re.sub(r"ray start( --[a-z-]+)+", "", node.value)
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text):
+                    named.setdefault(flag, str(path.relative_to(package)))
+    assert {f: where for f, where in named.items() if f not in known} == {}

@@ -170,7 +170,10 @@ def test_promote_writes_flagged_candidates_as_positives_and_a_budget_caps_calls(
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--judge", "llm:tiny@http://127.0.0.1:{dead}/v1"], "no server answers there"),
+    (["--judge", "llm:tiny@http://127.0.0.1:{dead}/v1"], "--judge llm:tiny@http://127.0.0.1:{dead}/v1: no server answers"),
+    (["--judge", "llm:tiny@localhost"], "--judge llm:tiny@localhost: give the server's base URL"),
+    (["--judge", "cross-encoder:/no/such/path"], "--judge cross-encoder:/no/such/path: no such folder"),
+    (["--cross-encoder", "/no/such/path", "--ce-max", "0.9"], "--cross-encoder /no/such/path: no such folder"),
     (["--judge", "llm:tiny@{url}", "--judge-key-env", "MINENEGS_NO_SUCH_KEY"], "environment variable is not set"),
     (["--judge", "llm:tiny@{url}", "--judge-template", "{template}"], "has no {candidate} slot"),
     (["--judge", "llm:tiny@{url}", "--judge-budget", "0"], "--judge-budget"),
@@ -189,7 +192,7 @@ def test_bad_judge_settings_are_one_line_exit_2_and_no_output(pool, tmp_path, ex
         result = run(pool, tmp_path / "o.jsonl", *args)
         assert stub.requests == []
     assert result.exit_code == 2, result.output
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert message.replace("{dead}", str(dead)) in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -307,8 +310,12 @@ def test_calibrate_and_sweep_after_judging(near_pool):
     assert [row["leak_rate"] for row in judged["settings"]] == [0.0, 0.0]  # the judge sees them for what they are
     assert all(row["judge_calls"] > 0 for row in judged["settings"]) and "judge_calls" not in plain["settings"][0]
     # mining with every label: 3 negatives a query, nothing flagged (the oracle clears non-positives): 3,000 calls
-    # per 1,000 queries the first time, none once the verdicts are cached
+    # per 1,000 queries, whether the verdicts are cached (the held-out pass asked many of them first) or not
     assert judged["settings"][0]["judge_calls_per_1000_queries"] == 3000.0
+    again = api.calibrate(near_pool, MineParams("top", 3), grid, judging=Judging([Oracle()]))
+    assert [row["judge_calls"] for row in again["settings"]] == [0, 0]  # every verdict cached: no call made
+    assert [row["judge_calls_per_1000_queries"] for row in again["settings"]] == \
+        [row["judge_calls_per_1000_queries"] for row in judged["settings"]]
     swept = api.sweep(near_pool, MineParams("top", 3), grid, judging=Judging([Oracle()]))
     assert [row["negatives_per_query"] for row in swept] == [3.0, 3.0]
 

@@ -113,7 +113,7 @@ def test_the_key_comes_from_the_named_variable(monkeypatch):
     ({"template": "no slots at all"}, "has no {query} slot"),
     ({"template": "{query} but no candidate"}, "has no {candidate} slot"),
     ({"template": "{query} {candidate} {other}"}, "not a template"),
-    ({"url": "not a url"}, "--judge-url not a url"),
+    ({"url": "not a url"}, "--judge llm:m@not a url: give the server's base URL"),
     ({"key_env": "NO_SUCH_VARIABLE_SET"}, "--judge-key-env NO_SUCH_VARIABLE_SET: that environment variable is not set"),
     ({"concurrency": 0}, "--judge-concurrency 0"),
 ])
@@ -128,7 +128,7 @@ def test_an_unreachable_server_is_found_before_any_work():
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(InputError, match=f"--judge-url http://127.0.0.1:{port}/v1: no server answers there"):
+    with pytest.raises(InputError, match=f"--judge llm:m@http://127.0.0.1:{port}/v1: no server answers at http://127.0.0.1:{port}/v1"):
         LLMJudge("m", f"http://127.0.0.1:{port}/v1").probe()
 
 

@@ -251,6 +251,23 @@ def test_a_workers_own_error_reaches_the_caller_as_itself(cluster, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def _live_processes_of_local_heads() -> list[str]:
+    """Live processes (zombies aside) started by a `--ray local` head (their environment carries its mark)."""
+    from minenegs.distributed.head import HEAD_ENV
+
+    left = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            marked = f"{HEAD_ENV}=".encode() in (entry / "environ").read_bytes() and b"minenegs-ray-" in \
+                (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marked and stat[stat.rindex(")") + 2] not in "ZX":
+            left.append(stat[:stat.rindex(")") + 1])
+    return left
+
+
 MINE_ON_LOCAL_RAY = [sys.executable, "-m", "minenegs", "mine", "-q", "--depth", "20", "--ray", "local",
                      "--ray-workers", "1"]
 
@@ -276,7 +293,22 @@ def test_two_local_runs_at_once_both_finish_with_the_local_output(emb, tmp_path)
     for run in runs:
         out, err = run.communicate(timeout=600)
         assert run.returncode == 0, err
+        assert err == ""  # -q: nothing, and none of Ray's own log lines ("... core_worker.cc:...: Actor ...")
+    assert _live_processes_of_local_heads() == []  # each run waited for what it started
     for copy in copies:
         assert Path(str(copy) + ".parquet").read_bytes() == local.read_bytes()
     assert sorted(p.relative_to(stale) for p in stale.rglob("*")) == before  # nothing read there was changed
     assert (stale / "ray_current_cluster").read_text() == "127.0.0.1:1"
+
+
+def test_rays_own_log_lines_are_kept_off_standard_error_and_nothing_else(capfd):
+    from minenegs.distributed.runner import without_ray_log_lines
+
+    ray_line = (b"[2026-12-06 11:08:53,915 E 15809 15809] core_worker.cc:2465: Actor with class name: "
+                b"'MapWorker(MapBatches(_EncodeWorker))' has constructor arguments in the object store\n")
+    with without_ray_log_lines():
+        os.write(2, b"before\n" + ray_line + b"after\n")
+        os.write(2, b"[not a Ray line] kept\n")
+        os.write(2, b"\rencoding 10/20")  # a progress bar's partial line passes as it is
+    os.write(2, ray_line)  # outside the context: untouched
+    assert capfd.readouterr().err.encode() == b"before\nafter\n[not a Ray line] kept\n\rencoding 10/20" + ray_line

@@ -12,9 +12,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..errors import EXIT_INTERRUPTED, MinenegsError
+from ..errors import DEBUG_ENV, EXIT_INTERRUPTED, MinenegsError
 
-DEBUG_ENV = "MINENEGS_DEBUG"
 # typer parses with its own copy of click: its usage errors are the bases of typer.BadParameter
 _USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError") + (click.UsageError,)
 
@@ -77,7 +76,7 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help=f"Show tracebacks (or set {DEBUG_ENV}=1).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show tracebacks and Ray's own log lines (or set {DEBUG_ENV}=1).")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="A TOML recipe whose [encode]/[mine] sections set the defaults; flags override it.", show_default=False)] = None,
 ) -> None:
     if debug:

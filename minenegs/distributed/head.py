@@ -36,6 +36,7 @@ LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": every node address is the loopback
 AUTH_ENV = "RAY_AUTH_MODE"  # "token", as for a cluster `ray.init` starts, unless the user says otherwise
 TOKEN_ENV = "RAY_AUTH_TOKEN"  # a head of ours gets a token of its own, passed to its drivers, no file written
+HEAD_ENV = "MINENEGS_RAY_HEAD"  # set to a head's folder in its environment, so in every process it starts
 STARTED = "Ray runtime started"  # what `ray start` prints once its processes are up
 PORT_FLAGS = ("--port", "--dashboard-agent-grpc-port", "--dashboard-agent-listen-port", "--metrics-export-port",
               "--runtime-env-agent-port", "--object-manager-port", "--node-manager-port")
@@ -43,6 +44,7 @@ CLIENT_PORT_FLAG = "--ray-client-server-port"  # Ray opens it only where Ray Cli
 WORKER_PORTS = 200  # one per worker process alive at once
 WORKER_RANGE = (20000, 32000)  # below Linux's ephemeral ports, so no outgoing connection takes one
 START_SECONDS = 120.0
+STOP_SECONDS = 15.0  # how long stopping a head waits at most for its processes to be gone
 
 
 def is_loopback(host: str) -> bool:
@@ -70,13 +72,25 @@ def on_loopback(head: Head | None = None) -> Iterator[None]:
     in the environment of that head (its token)."""
     updates = {name: value for name, value in head.env().items() if os.environ.get(name) != value} if head \
         else {SINGLE_MACHINE_ENV: "0"}
-    before = {name: os.environ.get(name) for name in updates}
-    os.environ.update(updates)  # read by Ray when imported, and by the processes it starts
     constants = sys.modules.get("ray._private.ray_constants")
     flag = getattr(constants, "ENABLE_RAY_CLUSTER", None)
-    if constants is not None:  # Ray was imported before: its flag is already read
-        constants.ENABLE_RAY_CLUSTER = False
+    with environ(updates):  # read by Ray when imported, and by the processes it starts
+        if constants is not None:  # Ray was imported before: its flag is already read
+            constants.ENABLE_RAY_CLUSTER = False
+        _reload_ray_config()
+        try:
+            yield
+        finally:
+            if constants is not None:
+                constants.ENABLE_RAY_CLUSTER = flag
     _reload_ray_config()
+
+
+@contextlib.contextmanager
+def environ(updates: dict[str, str]) -> Iterator[None]:
+    """This process's environment with ``updates`` for the duration, as it was afterwards."""
+    before = {name: os.environ.get(name) for name in updates}
+    os.environ.update(updates)
     try:
         yield
     finally:
@@ -85,9 +99,6 @@ def on_loopback(head: Head | None = None) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        if constants is not None:
-            constants.ENABLE_RAY_CLUSTER = flag
-        _reload_ray_config()
 
 
 def _reload_ray_config() -> None:
@@ -155,30 +166,46 @@ class Head:
         except OSError:
             return ""
 
-    def stop(self, grace: float = 3.0) -> None:
-        """Stop the head and everything it started; a head that already exited is fine."""
+    def stop(self, grace: float = 3.0, wait: float = STOP_SECONDS) -> None:
+        """Stop the head and everything it started, and return once none of it runs (``wait`` seconds at most);
+        a head that already exited is fine."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # whatever is left of its process group
-        self.process.wait()
-        for pid in _processes_naming(self.temp_dir):  # and any process that left the group (workers, agents)
+        group, deadline = self.process.pid, time.monotonic() + wait
+        while True:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(group, signal.SIGKILL)  # whatever is left of its process group
+            self.process.poll()  # reap our own child, so it is not counted as left
+            left = _processes_of(group, self.temp_dir)  # the group, and any process that left it (workers, agents)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.process.wait()
 
 
-def _processes_naming(folder: Path) -> list[int]:
-    """Processes whose command line names ``folder`` (every Ray process gets its session folder)."""
-    needle = str(folder).encode()
+def _processes_of(group: int, folder: Path) -> list[int]:
+    """Live processes (zombies aside) in process group ``group``, or whose command line names ``folder`` (Ray's
+    own processes get their session folder), or that inherited the head's mark (:data:`HEAD_ENV`; workers, whose
+    command line Ray rewrites as ``ray::NAME``)."""
+    needle, mark = str(folder).encode(), f"{HEAD_ENV}={folder}\0".encode()
     pids = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if needle in (entry / "cmdline").read_bytes() and int(entry.name) != os.getpid():
-                pids.append(int(entry.name))
+            pid = int(entry.name)
+            stat = (entry / "stat").read_text()
+            state, _ppid, pgrp = stat[stat.rindex(")") + 2:].split()[:3]
+            if pid == os.getpid() or state in ("Z", "X"):
+                continue
+            if int(pgrp) == group or needle in (entry / "cmdline").read_bytes() or \
+                    mark in (entry / "environ").read_bytes():
+                pids.append(pid)
         except (OSError, ValueError):
             continue
     return pids
@@ -201,7 +228,7 @@ def start_head(temp_dir: Path, *, cpus: float | None = None, env: dict[str, str]
             *([f"--num-cpus={cpus:g}"] if cpus is not None else [])]
     token = secrets.token_hex(32)
     with log.open("wb") as out:
-        process = subprocess.Popen(args, env=head_env(env, token),
+        process = subprocess.Popen(args, env={**head_env(env, token), HEAD_ENV: str(temp_dir)},
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     head = Head(f"{LOOPBACK}:{ports[0]}", temp_dir, log, process, token)

@@ -14,16 +14,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, MinenegsError
+from ..errors import DEBUG_ENV, InputError, MinenegsError
 
 KILL_ENV = "MINENEGS_TEST_KILL_FILE"
+# a line of Ray's own C++ logging: "[2026-12-06 11:08:53,915 E 15809 15809] core_worker.cc:2465: ..."
+RAY_LOG_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] [\w.]+:\d+: ")
 PROBE_SECONDS = 5.0
 
 
@@ -131,6 +136,8 @@ def connect(settings: RaySettings) -> Iterator[Any]:
         logging.getLogger(name).setLevel(logging.ERROR)
     endpoint = _endpoint(settings.address)
     with contextlib.ExitStack() as stack:
+        if not os.environ.get(DEBUG_ENV):
+            stack.enter_context(without_ray_log_lines())
         if not ray.is_initialized():
             head = stack.enter_context(local_head()) if settings.address == "local" else None
             if head or (endpoint and is_loopback(endpoint[0])):
@@ -142,6 +149,53 @@ def connect(settings: RaySettings) -> Iterator[Any]:
         context.print_on_execution_start = False
         context.raise_original_map_exception = True  # a worker's MinenegsError reaches the caller as itself
         yield ray
+
+
+@contextlib.contextmanager
+def without_ray_log_lines() -> Iterator[None]:
+    """This process's standard error for the duration with the lines of Ray's own C++ logging left out (Ray
+    writes them there itself, below Python: an error-level note on every Ray Data actor pool, for one). Everything
+    else passes at once, partial lines too; a terminal stays a terminal (a pseudo-terminal of its size)."""
+    import fcntl
+    import termios
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    tty = os.isatty(saved)
+    if tty:
+        reader, writer = os.openpty()
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(writer, termios.TIOCSWINSZ, fcntl.ioctl(saved, termios.TIOCGWINSZ, b"\0" * 8))
+        attrs = termios.tcgetattr(writer)
+        attrs[1] &= ~termios.ONLCR  # pass "\n" as written
+        termios.tcsetattr(writer, termios.TCSANOW, attrs)
+    else:
+        reader, writer = os.pipe()
+
+    def forward() -> None:
+        while True:
+            try:
+                chunk = os.read(reader, 65536)
+            except OSError:  # a pseudo-terminal whose other end closed
+                break
+            if not chunk:
+                break
+            kept = b"".join(line for line in chunk.splitlines(keepends=True) if not RAY_LOG_LINE.match(line))
+            if kept:
+                os.write(saved, kept)
+
+    thread = threading.Thread(target=forward, name="minenegs-stderr", daemon=True)
+    thread.start()
+    os.dup2(writer, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(writer)
+        thread.join(5.0)
+        os.close(reader)
+        os.close(saved)
 
 
 def _join(ray: Any, given: str, address: str) -> None:

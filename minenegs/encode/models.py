@@ -51,21 +51,23 @@ def bundled_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def resolve_model(model: str | None) -> tuple[str, Path | None]:
+def resolve_model(model: str | None, given: str | None = None) -> tuple[str, Path | None]:
     """``(display name, local directory or None for a hub name not yet on disk)``.
 
-    ``None`` means ``$MINENEGS_MODEL`` if set, else the bundled all-MiniLM-L6-v2.
+    ``None`` means ``$MINENEGS_MODEL`` if set, else the bundled all-MiniLM-L6-v2. ``given`` is what the user typed
+    to name it, for the errors (default ``--model MODEL``).
     """
     model = model or os.environ.get(MODEL_ENV) or None
     if model is None:
         return DEFAULT_MODEL, bundled_model_path()
+    given = given or f"--model {model}"
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise InputError(f"--model {model}: a model path must be a folder saved by sentence-transformers")
+            raise InputError(f"{given}: a model path must be a folder saved by sentence-transformers")
         return model, path
     if model.startswith((".", "/", "~")):
-        raise InputError(f"--model {model}: no such folder; check the path")
+        raise InputError(f"{given}: no such folder; check the path")
     return model, _hub_snapshot(model)
 
 

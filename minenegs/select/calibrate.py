@@ -78,8 +78,9 @@ class Row:
     share_short: float
     share_empty: float
     negatives_per_query: float
-    judge_calls: int | None = None  # with judging: calls this setting made (held-out instances and mining)
-    judge_calls_per_1000: float | None = None  # with judging: calls mining with every label made, per 1,000 queries
+    judge_calls: int | None = None  # with judging: calls this run made for the setting (held-out instances, mining)
+    judge_calls_per_1000: float | None = None  # with judging: calls mining with every label needs with an empty
+    # cache (verdicts asked, called for or cached), per 1,000 queries
 
     def to_dict(self) -> dict[str, Any]:
         e = self.estimate
@@ -97,7 +98,8 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
               judged: Any = None) -> list[Row]:
     """The leak estimate, hardness and shortfall of every setting in ``grid`` (``DEFAULT_GRID`` when None).
     ``judged(picked, view, params)`` (judging) changes what each setting picks, held-out instances and all; then
-    each row also says how many judge calls the setting made (``judged.calls`` before and after)."""
+    each row also says how many judge calls the setting made in this run (``judged.calls`` before and after) and
+    how many mining with it needs per 1,000 queries, cached or not (``judged.asked``)."""
     inst = pool.holdouts(max_holdouts, seed)
     n_queries = len(np.unique(inst.segment))
     if n_queries < max(1, min_queries):
@@ -113,9 +115,9 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
         owner = inst.owner[got.chosen]
         hit = held.rows[got.chosen] == inst.held_out[owner]
         leaked = np.bincount(owner[hit], minlength=len(inst.segment)) > 0
-        before_mining = getattr(judged, "calls", 0)
+        before_mining = getattr(judged, "asked", 0)
         mined = adjust(pool.pick(pool.view, params), pool.view, params)
-        mining_calls = getattr(judged, "calls", 0) - before_mining
+        mining_calls = getattr(judged, "asked", 0) - before_mining
         ranks = pool.view.rank[mined.chosen]
         rows.append(Row(setting, params, leak_interval(leaked, inst.segment),
                         float(ranks.mean()) if len(ranks) else math.nan,

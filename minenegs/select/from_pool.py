@@ -89,7 +89,8 @@ class OpenedPool:
                 tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out))
 
     def adjuster(self, selector: Selector, judging: Any) -> Any:
-        """``judged(picked, view, params)`` over ``selector``, with ``.calls`` so far (for ``calibrate``)."""
+        """``judged(picked, view, params)`` over ``selector``, with ``.calls`` made and verdicts ``.asked`` (cached
+        or not) so far (for ``calibrate``)."""
         opened = self
 
         class Judged:
@@ -99,6 +100,10 @@ class OpenedPool:
             @property
             def calls(self) -> int:
                 return judging.calls
+
+            @property
+            def asked(self) -> int:
+                return judging.asked
 
         return Judged()
 

@@ -149,6 +149,12 @@ class Judging:
         """Judge calls so far, over every judge."""
         return sum(s.calls for s in self.stats.values())
 
+    @property
+    def asked(self) -> int:
+        """Verdicts wanted so far, over every judge, whether called for or read from the cache: the calls a run
+        with an empty cache would make."""
+        return sum(s.calls + s.cache_hits for s in self.stats.values())
+
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "action": self.action, **({"budget": self.budget} if self.budget else {}),
                 "judges": {name: {"calls": s.calls, "cache_hits": s.cache_hits, "verdicts": s.verdicts,
@@ -259,9 +265,11 @@ def parse_judge(spec: str, *, key_env: str | None = None, template: str | None =
 
         name, at, threshold = rest.rpartition("@")
         try:
-            return CrossEncoderVerdicts(CrossEncoderJudge(name if at else rest), float(threshold) if at else 0.5)
-        except ValueError:
-            return CrossEncoderVerdicts(CrossEncoderJudge(rest))
+            threshold = float(threshold) if at else None
+        except ValueError:  # an @ inside the name, not a threshold
+            name, threshold = rest, None
+        return CrossEncoderVerdicts(CrossEncoderJudge(name if at else rest, given=f"--judge {spec}"),
+                                    0.5 if threshold is None else threshold)
     raise InputError(f"--judge {spec}: give llm:MODEL@URL or cross-encoder:NAME_OR_PATH[@THRESHOLD]")
 
 

@@ -31,12 +31,14 @@ class CrossEncoderJudge:
     ``batch_size`` pairs per forward pass (batches span queries), ``device``. The model loads on first use;
     :meth:`scores` gives logits for pairs, scoring only those not cached in the pool yet."""
 
-    def __init__(self, name: str, batch_size: int = 64, device: str | None = None, memo: Path | None = None) -> None:
-        """``memo`` remembers model folders' fingerprints (default: the embedding cache's)."""
+    def __init__(self, name: str, batch_size: int = 64, device: str | None = None, memo: Path | None = None,
+                 given: str | None = None) -> None:
+        """``memo`` remembers model folders' fingerprints (default: the embedding cache's); ``given`` is what the
+        user typed to name it, for the errors (default ``--cross-encoder NAME``)."""
         from ...encode.cache import default_cache_dir
 
         self.name, self.batch_size, self.device = name, batch_size, device
-        _, self.path = resolve_model(name)
+        _, self.path = resolve_model(name, given or f"--cross-encoder {name}")
         self._model = None
         self._memo = memo if memo is not None else default_cache_dir() / "fingerprints.json"
 

@@ -129,13 +129,14 @@ class LLMJudge:
                              f"only ({exc}); write a literal brace as {{{{ or }}}}") from None
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError(f"--judge-url {self.url}: give the server's base URL, e.g. http://127.0.0.1:8000/v1")
+            raise InputError(f"--judge {self.spec}: give the server's base URL after the @, "
+                             "e.g. llm:MODEL@http://127.0.0.1:8000/v1")
         if self.key_env is not None and not os.environ.get(self.key_env):
             raise InputError(f"--judge-key-env {self.key_env}: that environment variable is not set")
-        for name in ("concurrency", "retries"):
-            if getattr(self, name) < (1 if name == "concurrency" else 0):
-                raise InputError(f"--judge-{name} {getattr(self, name)}: must be at least "
-                                 f"{1 if name == 'concurrency' else 0}")
+        if self.concurrency < 1:
+            raise InputError(f"--judge-concurrency {self.concurrency}: must be at least 1")
+        if self.retries < 0:
+            raise InputError(f"LLMJudge(retries={self.retries}): must be at least 0")
         if not (0 < self.timeout < float("inf")):
             raise InputError(f"--judge-timeout {self.timeout}: give a number of seconds above 0")
 
@@ -155,7 +156,7 @@ class LLMJudge:
         try:
             socket.create_connection((parts.hostname, port), timeout=min(5.0, self.timeout)).close()
         except OSError as exc:
-            raise InputError(f"--judge-url {self.url}: no server answers there "
+            raise InputError(f"--judge {self.spec}: no server answers at {self.url} "
                              f"({exc.strerror or type(exc).__name__})") from None
 
     # -- asking -------------------------------------------------------------------------------------------
@@ -166,6 +167,11 @@ class LLMJudge:
     @property
     def name(self) -> str:
         return f"llm:{self.model}"
+
+    @property
+    def spec(self) -> str:
+        """The judge as ``--judge`` takes it."""
+        return f"llm:{self.model}@{self.url}"
 
     def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]:
         """The verdict per ask (None: no verdict), ``done(i, verdict)`` called as each arrives."""
