@@ -1,5 +1,6 @@
-"""Pinned outputs: the SHA-256 of what each of these recipes writes on the sample data must not change when the
-code is reorganised. The embeddings are the dyadic fake's (exact inner products, the same bytes on every CPU),
+"""Pinned outputs: the SHA-256 of what each of these recipes writes on the sample data (a Parquet file's schema,
+rows and provenance, whatever pyarrow's version; other outputs' bytes) must not change when the code is
+reorganised. The embeddings are the dyadic fake's (exact inner products, the same bytes on every CPU),
 so a changed hash means changed behaviour, never another machine. Only the public surfaces are used: the
 command line, the package's top-level calls and ``minenegs.mine_hard_negatives``.
 
@@ -54,18 +55,18 @@ MINE = [
 ]
 
 PINS = {
-    "mine-default": "b0e7950f827e5d51bc9b65f4049e0f58313bc5ed2d79311615c4945cedffc781",
-    "mine-random-triplet": "aa1b55432b3b82a84f04290778cc358fae4860f4e8cb76793a83c28464dbc688",
-    "mine-simans-labeled-list-scores": "51068cc16c9a931d8b7d9e90130c3629cce0f27ac0f6aed899112efe0a9bbe1b",
-    "mine-ids-window-scores": "63a85d007ce7d02bbc951af5a0531f65b8e1f0706228213d390aa5280954eed7",
+    "mine-default": "8c090f527338668a5c66401d07d8186c16fd1f0f786930cdb99edf313946d4ee",
+    "mine-random-triplet": "1d2183a325fef75c79346dc908d53ea53fbf2213f8415feff7cdfbcdbc3bfeb4",
+    "mine-simans-labeled-list-scores": "42636120d4dd0d426ddedd1cf2d1f10e25b35622b7d36b2f05f7a385d5873058",
+    "mine-ids-window-scores": "d5d8ce3ba49862645c920f05d17a06b441298049730723d5b3679c847846a7bf",
     "mine-flag-jsonl": "7098207efc0282f61283d3e42017d55ba349d00d049a2c61a528a3658b93cad9",
-    "mine-bm25": "92fda2526e8be86278c069eb7d0bb7aecef0a4093db5411af949f279de386322",
-    "mine-hybrid-relative": "b941a3b2e2d49f1695698e978e7c04de563e1628af290c7c680c5f3e9a78d782",
-    "mine-clusters": "9511e1f1d9e348398e5fc5748f3e5311b72ffcbeea0a8744e62d27e2d7a2d74d",
-    "filter-margins": "66486e5459c5cdad1b037259b4a81847f9033bd03f4331e38d283aec15a50019",
-    "filter-guards": "eb27b3057049b4dfb05470f471d79e4b8eca8480490e997c7bbab89e5469cbfb",
-    "filter-keep-duplicates": "32af9338361f4cbd322b213d9c2996c8b543167a6c09dce59a034bbcf866f19c",
-    "filter-ce-max": "2ae30da21040ef003807d9d4215e8f525eed7cc0409a7ddb5cc3b7a532703b05",
+    "mine-bm25": "7afb0eede5efd11e55bc8bce436a83087f379fe094afb624f5c4996179d53eca",
+    "mine-hybrid-relative": "65c9d9bb7c888df222fad4320ed43299ca80273e45dbd67b896360a1136030c0",
+    "mine-clusters": "c571b25d4853fc9b9b804e3acb8fd2bdf2de235309d44c1c77e687b08a927bdd",
+    "filter-margins": "87a24e824c1687ca2717a67adc7dc184efa4bd2156408600536d7526e8cf4caa",
+    "filter-guards": "0f0c9abbb4166723cc9d34bd4290d02ac574185d217f239ce27a493bf2ad2adf",
+    "filter-keep-duplicates": "194204185f2852e94e62457e993aee0c699b2d6e538b282e972c0511084fa0d1",
+    "filter-ce-max": "c30da8d60a388c65311fa4bfdcf53f6b106a90501c72adaef1ac80e18e19c00a",
     "filter-ce-promote": "d261cbb20599d534791ec0e25f6d222b18e885de74a872cc756ac7d8e43bd445",
     "sweep-json": "695c1df0e6462ea11390dc9f75e4a5086d9839a951613b135cc006822ba4725a",
     "calibrate-json": "00ecc9f90e9146bf4702d75f14a55bcfd32475714089d68e85f22422ceeae5aa",
@@ -77,6 +78,19 @@ PINS = {
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _content(path: Path) -> bytes:
+    """What an output says: a Parquet file's schema, rows and minenegs provenance (not pyarrow's encoding of them,
+    which changes with pyarrow's version: the writer's name and version are in every footer); other files' bytes."""
+    if path.suffix != ".parquet":
+        return path.read_bytes()
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = pq.ParquetFile(path).metadata.metadata or {}
+    return json.dumps({"schema": [(f.name, str(f.type)) for f in table.schema], "rows": table.to_pydict(),
+                       "minenegs": json.loads(meta.get(b"minenegs", b"null"))}, sort_keys=True).encode()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +141,7 @@ def test_recipe_output_is_pinned(name, args, out, emb, pool, ce, tmp_path):
         argv[1] = str(copy)
     result = runner.invoke(app, argv)
     assert result.exit_code == 0, result.output
-    data = (tmp_path / out).read_bytes() if out else json.dumps(json.loads(result.stdout), sort_keys=True).encode()
+    data = _content(tmp_path / out) if out else json.dumps(json.loads(result.stdout), sort_keys=True).encode()
     _check(name, _sha(data))
 
 

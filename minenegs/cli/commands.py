@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..encode.embeddings import DTYPES
 from .app import command
 from .options import (Force, Json, MaxLeak, MaxShort, PoolArg, Quiet, columns_options, grid_options, judge_options,
                       judging_options,
@@ -38,17 +39,17 @@ minenegs encode data/scifact -o runs/emb-e5 --model intfloat/e5-base-v2 --query-
 @ray_gpu_options
 def encode(
     data: Annotated[Optional[Path], typer.Argument(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/), or pairs (query and positive texts): a file, or a Hugging Face dataset (a save_to_disk folder, an .arrow file, a folder of .parquet files).", show_default=False)] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The embeddings folder to write.", show_default=False)] = ...,
-    split: Annotated[str, typer.Option(help="Qrels split of a BEIR folder.")] = "train",
-    corpus: Annotated[Optional[Path], typer.Option(help="Corpus file (JSONL, CSV, TSV, Parquet).")] = None,
-    queries: Annotated[Optional[Path], typer.Option(help="Queries file.")] = None,
-    qrels: Annotated[Optional[Path], typer.Option(help="Qrels file: BEIR TSV, TREC, or a table.")] = None,
-    query_prompt: Annotated[Optional[str], typer.Option(help="Prefix for queries, e.g. 'query: '.")] = None,
-    corpus_prompt: Annotated[Optional[str], typer.Option(help="Prefix for documents, e.g. 'passage: '.")] = None,
-    normalize: Annotated[bool, typer.Option(help="Store unit-length vectors (cosine scores).")] = True,
-    chunk_size: Annotated[int, typer.Option(help="Texts per cached chunk (the unit of resume).", min=1)] = 1024,
-    dtype: Annotated[str, typer.Option(help="float32, or float16: half the disk and memory, scores within about 1e-3 (see the README's sizing table).")] = "float32",
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", rich_help_panel="Input and output", help="The embeddings folder to write.", show_default=False)] = ...,
+    split: Annotated[str, typer.Option(rich_help_panel="Input and output", help="Qrels split of a BEIR folder.")] = "train",
+    corpus: Annotated[Optional[Path], typer.Option(rich_help_panel="Input and output", help="Corpus file (JSONL, CSV, TSV, Parquet).")] = None,
+    queries: Annotated[Optional[Path], typer.Option(rich_help_panel="Input and output", help="Queries file.")] = None,
+    qrels: Annotated[Optional[Path], typer.Option(rich_help_panel="Input and output", help="Qrels file: BEIR TSV, TREC, or a table.")] = None,
+    query_prompt: Annotated[Optional[str], typer.Option(rich_help_panel="Model and encoding", help="Prefix for queries, e.g. 'query: '.")] = None,
+    corpus_prompt: Annotated[Optional[str], typer.Option(rich_help_panel="Model and encoding", help="Prefix for documents, e.g. 'passage: '.")] = None,
+    normalize: Annotated[bool, typer.Option(rich_help_panel="Model and encoding", help="Store unit-length vectors (cosine scores).")] = True,
+    chunk_size: Annotated[int, typer.Option(rich_help_panel="Model and encoding", help="Texts per cached chunk (the unit of resume).", min=1)] = 1024,
+    dtype: Annotated[str, typer.Option(rich_help_panel="Model and encoding", metavar="|".join(DTYPES), help="float32, or float16: half the disk and memory, scores within about 1e-3 (see the README's sizing table).")] = "float32",
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", rich_help_panel="Model and encoding", help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].", show_default=False)] = None,
     columns=None, model_settings=None, ray=None, force: Force = False, quiet: Quiet = False, json_: Json = False,
 ) -> None:
     """Encode a corpus and its queries into an embeddings folder, reusing cached chunks."""
@@ -76,7 +77,7 @@ minenegs mine runs/emb -o train.parquet --max-leak 0.1 --pool runs/pool
 def mine(
     embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
     params=None, judge=None, judging=None, pool_params=None, ray=None, out=None,
-    pool: Annotated[Optional[Path], typer.Option(help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
+    pool: Annotated[Optional[Path], typer.Option(rich_help_panel="Retrieval and index", help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
     max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
 ) -> None:
     """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
@@ -110,7 +111,7 @@ minenegs inspect train.parquet --json | jq .negatives
 """)
 def inspect_(
     path: Annotated[Path, typer.Argument(help="A pool folder or an output file (.parquet, .jsonl).")],
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG histogram of positive vs negative scores.", show_default=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option(rich_help_panel="Input and output", help="Write a PNG histogram of positive vs negative scores.", show_default=False)] = None,
     quiet: Quiet = False, json_: Json = False,
 ) -> None:
     """Score statistics of a candidate pool or an output file."""
@@ -151,10 +152,10 @@ minenegs calibrate runs/pool --range-min 0,10,30 --max-positive-similarity off,0
 @judging_options
 def calibrate_(
     pool: PoolArg, selection=None, judge=None, judging=None, max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
-    recipe: Annotated[Path, typer.Option("--recipe", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
-    max_holdouts: Annotated[int, typer.Option("--max-holdouts", help="Held-out positives to use at most (a seeded sample beyond).", min=1)] = 10_000,
-    min_queries: Annotated[int, typer.Option("--min-queries", help="Queries with two or more positives needed for an estimate.", min=1)] = 20,
+    recipe: Annotated[Path, typer.Option("--recipe", rich_help_panel="Calibration", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
+    plot: Annotated[Optional[Path], typer.Option("--plot", rich_help_panel="Calibration", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
+    max_holdouts: Annotated[int, typer.Option("--max-holdouts", rich_help_panel="Calibration", help="Held-out positives to use at most (a seeded sample beyond).", min=1)] = 10_000,
+    min_queries: Annotated[int, typer.Option("--min-queries", rich_help_panel="Calibration", help="Queries with two or more positives needed for an estimate.", min=1)] = 20,
     force: Force = False, quiet: Quiet = False, json_: Json = False,
 ) -> None:
     """Estimate each setting's false-negative (leak) rate from your own labels: hold one positive out at a time

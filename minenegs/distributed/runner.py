@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +137,10 @@ def connect(settings: RaySettings) -> Iterator[Any]:
         logging.getLogger(name).setLevel(logging.ERROR)
     endpoint = _endpoint(settings.address)
     with contextlib.ExitStack() as stack:
-        if not os.environ.get(DEBUG_ENV):
+        if not os.environ.get(DEBUG_ENV):  # Ray's own notes, C++ log lines and Python warnings alike, stay out
             stack.enter_context(without_ray_log_lines())
+            stack.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
         if not ray.is_initialized():
             head = stack.enter_context(local_head()) if settings.address == "local" else None
             if head or (endpoint and is_loopback(endpoint[0])):
