@@ -251,3 +251,19 @@ def test_named_pool_folder_is_checked_and_default_one_reused(tmp_path, emb):
     manifest.pop("key")  # a pool written before manifests carried their key
     (default / "manifest.json").write_text(json.dumps(manifest))
     assert build_pool(emb, PoolParams(depth=9)) == default
+
+
+def test_bm25_top_k_breaks_ties_by_the_lower_index_whatever_the_order_given():
+    """Partial sorts order ties as the NumPy release pleases: the BM25 ranking may not depend on that."""
+    from minenegs.retrieve.search import top_k
+
+    scores = np.array([1, 3, 3, 2, 3, 0, 2], np.float32)
+    assert top_k(scores, 2).tolist() == [1, 2]
+    assert top_k(scores, 4).tolist() == [1, 2, 4, 3]
+    assert top_k(scores, 5).tolist() == [1, 2, 4, 3, 6]
+    assert top_k(scores, 9).tolist() == [1, 2, 4, 3, 6, 0, 5]
+    rng = np.random.default_rng(0)
+    ties = rng.integers(0, 4, 500).astype(np.float32)
+    for k in (1, 7, 100, 499):
+        want = sorted(range(500), key=lambda i: (-ties[i], i))[:k]
+        assert top_k(ties, k).tolist() == want

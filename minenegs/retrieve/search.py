@@ -85,9 +85,27 @@ class _Bm25:
         self.n = len(texts)
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        tokens = self._bm25s.tokenize(queries, stopwords="en", show_progress=False)
-        docs, scores = self.retriever.retrieve(tokens, k=min(k, self.n), show_progress=False, n_threads=1)
-        return np.asarray(docs, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+        """Each query's ``k`` best documents and their scores, best first, a tie going to the lower index: the
+        same ranking whatever the versions of bm25s and NumPy (whose partial sorts order ties as they please)."""
+        k = min(k, self.n)
+        docs, scores = np.zeros((len(queries), k), np.int64), np.zeros((len(queries), k), np.float32)
+        for i, tokens in enumerate(self._bm25s.tokenize(queries, stopwords="en", show_progress=False,
+                                                        return_ids=False)):
+            s = self.retriever.get_scores(tokens) if tokens else np.zeros(self.n, np.float32)
+            docs[i] = top_k(s, k)
+            scores[i] = s[docs[i]]
+        return docs, scores
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the ``k`` highest ``scores``, highest first, ties to the lower index."""
+    if k < len(scores):
+        edge = scores[np.argpartition(-scores, k - 1)[:k]].min()
+        above = np.flatnonzero(scores > edge)
+        idx = np.concatenate([above, np.flatnonzero(scores == edge)[:k - len(above)]])
+    else:
+        idx = np.arange(len(scores))
+    return idx[np.lexsort((idx, -scores[idx]))]
 
 
 # source codes 0..4; a fused candidate's bits: 1 dense, 2 bm25; "previous": only an earlier round's pool had it
