@@ -169,11 +169,13 @@ def _numeric_options():
     group = typer.main.get_command(app)
     for name, command in sorted(group.commands.items()):
         for param in command.params:
-            kind = getattr(getattr(param, "type_descriptor", None), "annotation", None)  # typer 0.29 on
-            if kind is None:  # typer 0.26-0.28: click's parameter types
-                kind = {"integer": int, "float": float}.get(param.type.name.split(" ")[0])
+            desc, click_type = getattr(param, "type_descriptor", None), getattr(param, "type", None)
+            if desc is not None:  # typer 0.29 on
+                kind = desc.annotation
+            else:  # typer 0.26-0.28: click's parameter types
+                kind = {"integer": int, "float": float}.get(getattr(click_type, "name", "").split(" ")[0])
             if kind in (int, float) and param.opts[0].startswith("--"):
-                yield name, param.opts[0], kind, getattr(param, "min", getattr(param.type, "min", None))
+                yield name, param.opts[0], kind, param.min if hasattr(param, "min") else getattr(click_type, "min", None)
 
 
 def _invoke_with(tmp_path, command: str, flag: str, value: str):
