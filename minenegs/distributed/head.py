@@ -72,25 +72,13 @@ def on_loopback(head: Head | None = None) -> Iterator[None]:
     in the environment of that head (its token)."""
     updates = {name: value for name, value in head.env().items() if os.environ.get(name) != value} if head \
         else {SINGLE_MACHINE_ENV: "0"}
+    before = {name: os.environ.get(name) for name in updates}
+    os.environ.update(updates)  # read by Ray when imported, and by the processes it starts
     constants = sys.modules.get("ray._private.ray_constants")
     flag = getattr(constants, "ENABLE_RAY_CLUSTER", None)
-    with environ(updates):  # read by Ray when imported, and by the processes it starts
-        if constants is not None:  # Ray was imported before: its flag is already read
-            constants.ENABLE_RAY_CLUSTER = False
-        _reload_ray_config()
-        try:
-            yield
-        finally:
-            if constants is not None:
-                constants.ENABLE_RAY_CLUSTER = flag
+    if constants is not None:  # Ray was imported before: its flag is already read
+        constants.ENABLE_RAY_CLUSTER = False
     _reload_ray_config()
-
-
-@contextlib.contextmanager
-def environ(updates: dict[str, str]) -> Iterator[None]:
-    """This process's environment with ``updates`` for the duration, as it was afterwards."""
-    before = {name: os.environ.get(name) for name in updates}
-    os.environ.update(updates)
     try:
         yield
     finally:
@@ -99,6 +87,9 @@ def environ(updates: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = flag
+        _reload_ray_config()
 
 
 def _reload_ray_config() -> None:
