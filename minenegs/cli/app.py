@@ -18,8 +18,8 @@ from ..errors import DEBUG_ENV, EXIT_INTERRUPTED, MinenegsError
 _USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError") + (click.UsageError,)
 
 
-class _Command(TyperCommand):
-    """A command whose ``--help`` is :func:`minenegs.cli.help.render_help`'s."""
+class _Help:
+    """A command or group whose ``--help`` is :func:`minenegs.cli.help.render_help`'s."""
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from .help import render_help
@@ -27,13 +27,12 @@ class _Command(TyperCommand):
         render_help(self, ctx)
 
 
-class _Group(TyperGroup):
+class _Command(_Help, TyperCommand):
+    pass
+
+
+class _Group(_Help, TyperGroup):
     """Turns library errors into one line on stderr and their exit status; tracebacks only with --debug."""
-
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from .help import render_help
-
-        render_help(self, ctx)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
