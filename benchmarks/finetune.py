@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,16 +72,120 @@ RECIPES: dict[str, dict] = {  # in the order a full run measures them
     "mn-mpnet-tas10-top3": {"kind": "mn", "strategy": "top", "n": 3, "model": "all-mpnet-base-v2",
                             "query_clusters": 10, "order": "clusters"},
 }
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a data folder is trained and evaluated: the qrels split mined for training rows, the split evaluated
+    (with every label), how many training queries are sampled (None: all), each given ONE positive or all of
+    them, the training texts' token cut (None: the model's), and whether nDCG is also reported graded."""
+
+    train: str = "train"
+    test: str = "test"
+    queries: int | None = None
+    seq_len: int | None = None
+    graded: bool = False
+
+
+# nfcorpus_train: 800 training queries (a seeded sample), each with ONE given positive (highest grade, then lowest
+# id), the other labels hidden as a user's would be; training texts cut at 128 tokens; nDCG@10 on validation
+PROFILES = {"nfcorpus_train": Profile(test="validation", queries=800, seq_len=128, graded=True)}
+SAMPLE_SEED = 0
+
+
+def profile(data: Path) -> Profile:
+    return PROFILES.get(Path(data).name, Profile())
+
+
+def work(data: Path) -> Path:
+    """Where a data folder's mined rows and checkpoints are kept (SciFact's where they always were)."""
+    return WORK if Path(data).name not in PROFILES else WORK.with_name(f"finetune-{Path(data).name}")
+
+
+def train_folder(data: Path) -> Path:
+    """The BEIR folder rows are mined from: ``data`` itself, or for a profile with sampled queries a folder with
+    the sample and its one given positive each in ``qrels/train.tsv`` and all its labels in ``qrels/hidden.tsv``
+    (what a simulated judge knows), made once."""
+    prof = profile(data)
+    if prof.queries is None:
+        return data
+    folder = work(data) / "train-data"
+    if (folder / "qrels" / "hidden.tsv").exists():
+        return folder
+    import csv
+
+    with open(data / "qrels" / f"{prof.train}.tsv", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))[1:]
+    labels: dict[str, dict[str, int]] = {}
+    for q, d, s in rows:
+        labels.setdefault(q, {})[d] = int(s)
+    judged = sorted(q for q, docs in labels.items() if max(docs.values()) > 0)
+    sample = sorted(np.random.default_rng(SAMPLE_SEED).choice(judged, prof.queries, replace=False).tolist())
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).symlink_to((data / name).resolve())
+    given = {q: min(labels[q].items(), key=lambda kv: (-kv[1], kv[0])) for q in sample}
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{s}\n" for q, (d, s) in given.items()))
+    (folder / "qrels" / "hidden.tsv.partial").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{s}\n" for q in sample for d, s in sorted(labels[q].items())))
+    (folder / "qrels" / "hidden.tsv.partial").rename(folder / "qrels" / "hidden.tsv")
+    return folder
+
+
+# densely judged data (nfcorpus_train): what might beat in-batch negatives where a quarter of the top ranks are
+# secretly relevant. "fixed" is the default recipe as it was before it adapted (top 5, duplicates and the 0.7
+# guard); "adaptive" is `minenegs mine` with no options, as a user runs it.
+RECIPES.update({
+    "st-top5": {"kind": "st", "num_negatives": 5},
+    "mn-adaptive": {"kind": "mn", "adaptive": True},
+    "mn-fixed": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95, "max_positive_similarity": 0.7},
+    "mn-top1": {"kind": "mn", "strategy": "top", "n": 1, "dup_threshold": 0.95, "max_positive_similarity": 0.7},
+    "mn-far1": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 30, "dup_threshold": 0.95,
+                "max_positive_similarity": 0.5},
+    # in-batch negatives only, batches without a repeated anchor or positive text (pairs in file order)
+    "in-batch-spread": {"kind": "pairs", "order": "spread"},
+    # in-batch negatives only, GISTEmbedLoss guided by the bundled model: in-batch candidates the guide scores
+    # above the positive are masked
+    "in-batch-gist": {"kind": "pairs", "loss": "gist"},
+    # the same guide on the fixed recipe's rows: in-batch and hard negatives the guide scores above the positive
+    # are masked
+    "mn-fixed-gist": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95, "max_positive_similarity": 0.7,
+                      "loss": "gist"},
+    # variations on mn-far1: the window's start, the guard, how many
+    "mn-far1-r10": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 10, "dup_threshold": 0.95,
+                    "max_positive_similarity": 0.5},
+    "mn-far1-r50": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 50, "dup_threshold": 0.95,
+                    "max_positive_similarity": 0.5},
+    "mn-far1-g0.7": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 30, "dup_threshold": 0.95,
+                     "max_positive_similarity": 0.7},
+    "mn-far3": {"kind": "mn", "strategy": "random", "n": 3, "range_min": 30, "dup_threshold": 0.95,
+                "max_positive_similarity": 0.5},
+    "mn-far1-gist": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 30, "dup_threshold": 0.95,
+                     "max_positive_similarity": 0.5, "loss": "gist"},
+    # hard negatives the miner's model scores below the positive (--absolute-margin 0): GIST's rule at mining time
+    "mn-below1": {"kind": "mn", "strategy": "top", "n": 1, "dup_threshold": 0.95, "max_positive_similarity": 0.7,
+                  "absolute_margin": 0.0},
+    "mn-below5": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95, "max_positive_similarity": 0.7,
+                  "absolute_margin": 0.0},
+    # SIMULATED judges (a benchmark device: verdicts drawn from the hidden labels with set error rates, as in
+    # judges_sim.py): the first n of the default recipe's candidates the judge clears
+    "mn-top5-judge-sim": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95,
+                          "max_positive_similarity": 0.7, "judge_sim": (0.9, 0.95)},
+    "mn-top1-judge-sim": {"kind": "mn", "strategy": "top", "n": 1, "dup_threshold": 0.95,
+                          "max_positive_similarity": 0.7, "judge_sim": (0.9, 0.95)},
+})
 TEACHERS = {"all-mpnet-base-v2": ROOT / "build" / "models" / "all-mpnet-base-v2"}  # made by setup_teacher.py
 
 
-def train_embeddings(ds, model: str | None = None, path: Path | None = None) -> Path:
+def train_embeddings(ds, data: Path, model: str | None = None, path: Path | None = None) -> Path:
     """SciFact train encoded (bf16 autocast) with the bundled model, a teacher by name, or the model folder
     ``path`` (under the name ``model``), made once. The encode summary is kept beside it (``texts_encoded``)."""
     from minenegs.encode.embeddings import encode_dataset
     from minenegs.encode.models import SentenceTransformerEncoder
 
-    emb_dir = ROOT / "build" / "bench" / "scifact-train" / ("emb" if model is None else f"emb-{model}")
+    emb_dir = ROOT / "build" / "bench" / f"{Path(data).name}-train" / ("emb" if model is None else f"emb-{model}")
     if not (emb_dir / "manifest.json").exists():
         if model in TEACHERS:
             from setup_teacher import assemble
@@ -88,16 +193,16 @@ def train_embeddings(ds, model: str | None = None, path: Path | None = None) -> 
             path = assemble(TEACHERS[model])
         encoder = SentenceTransformerEncoder(None if path is None else str(path))
         summary = encode_dataset(ds, emb_dir, encoder, cache_dir=ROOT / "build" / "bench-cache", force=True)
-        (WORK / f"encode-{emb_dir.name}.json").write_text(json.dumps(summary.to_dict(), indent=1))
+        (work(data) / f"encode-{emb_dir.name}.json").write_text(json.dumps(summary.to_dict(), indent=1))
     return emb_dir
 
 
 def round1_checkpoint(name: str, data: Path, seed: int = 42) -> Path:
     """The model recipe ``name`` trains with ``seed``, saved once: the round-1 model of a round-2 recipe."""
-    folder = WORK / "checkpoints" / f"{name}-s{seed}"
+    folder = work(data) / "checkpoints" / f"{name}-s{seed}"
     if not (folder / "modules.json").exists():
         model = fresh_model(seed)
-        train(model, training_rows(name, data, seed), seed, None)
+        train(model, training_rows(name, data, seed), seed, None, seq_len=profile(data).seq_len)
         staged = folder.with_name(folder.name + ".partial")
         model.save(str(staged))
         staged.rename(folder)
@@ -108,13 +213,13 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     """The recipe's training rows as Parquet (anchor, positive[, negative_1..n]), made once and cached; a recipe
     with ``order: clusters`` has one file per seed (the seed shuffles its blocks)."""
     recipe = RECIPES[name]
-    out = WORK / (f"{name}-s{seed}.parquet" if recipe.get("order") else f"{name}.parquet")
+    out = work(data) / (f"{name}-s{seed}.parquet" if recipe.get("order") else f"{name}.parquet")
     if out.exists():
         return out
-    WORK.mkdir(parents=True, exist_ok=True)
+    work(data).mkdir(parents=True, exist_ok=True)
     from minenegs.inputs.dataset import load_beir
 
-    ds = load_beir(data, "train")
+    ds = load_beir(train_folder(data), "train")
     if recipe["kind"] in ("pairs", "st"):
         from datasets import Dataset as HFDataset
 
@@ -123,6 +228,8 @@ def training_file(name: str, data: Path, seed: int) -> Path:
         pos = [r for r in ds.qrels if r.is_positive]
         pairs = HFDataset.from_dict({"anchor": [q[r.query_id] for r in pos], "positive": [d[r.doc_id] for r in pos]})
         if recipe["kind"] == "pairs":
+            if recipe.get("order") == "spread":
+                pairs = spread(pairs, seed)
             pairs.to_parquet(str(out))
             return out
         from sentence_transformers import SentenceTransformer
@@ -133,7 +240,7 @@ def training_file(name: str, data: Path, seed: int) -> Path:
         model = SentenceTransformer(str(bundled_model_path()), device="cpu")
         mined = mine_hard_negatives(pairs, model, corpus=ds.corpus.texts, num_negatives=recipe["num_negatives"],
                                     relative_margin=recipe.get("relative_margin"), use_faiss=True,
-                                    output_format="n-tuple", verbose=False, cache_folder=str(WORK / "st-cache"))
+                                    output_format="n-tuple", verbose=False, cache_folder=str(work(data) / "st-cache"))
         mined.to_parquet(str(out))
         return out
     from minenegs.encode.folder import Embeddings
@@ -144,16 +251,78 @@ def training_file(name: str, data: Path, seed: int) -> Path:
     if "round1" in recipe:
         pool, _ = round2_pool(ds, recipe["round1"], data)
     else:
-        pool = build_pool(Embeddings(train_embeddings(ds, recipe.get("model"))),
+        pool = build_pool(Embeddings(train_embeddings(ds, data, recipe.get("model"))),
                           PoolParams(depth=100, retriever=recipe.get("retriever", "dense"),
                                      query_clusters=recipe.get("query_clusters", 0)))
     thresholds = {"relative_margin": recipe.get("relative_margin"), "dup_threshold": recipe.get("dup_threshold"),
+                  "absolute_margin": recipe.get("absolute_margin"),
                   "max_positive_similarity": recipe.get("max_positive_similarity"), "duplicate_text": 1.0}
+    if recipe.get("adaptive"):  # the default as a user gets it: no options; what it chose is kept beside
+        summary = negatives_from_pool(pool, out, MineParams.default(), fmt="n-tuple")
+        out.with_suffix(".density.json").write_text(json.dumps(summary["density"], indent=1))
+        return out
+    if "judge_sim" in recipe:
+        return judged_rows(ds, data, pool, MineParams(recipe["strategy"], JUDGE_DRAW, thresholds=thresholds),
+                           recipe["n"], recipe["judge_sim"], out)
     ordered = recipe.get("order") == "clusters"
     negatives_from_pool(pool, out, MineParams(recipe["strategy"], recipe["n"], range_min=recipe.get("range_min", 0),
                                               seed=seed if ordered else 0, thresholds=thresholds), fmt="n-tuple",
-                        batch_order=recipe.get("order", "pool"), batch_size=BATCH)
+                        batch_order=recipe.get("order", "pool"), batch_size=BATCH, adapt="fixed")
     return out
+
+
+JUDGE_DRAW = 30  # candidates a simulated judge goes through per query, in the recipe's order
+
+
+def judged_rows(ds, data: Path, pool: Path, params, n: int, judge: tuple[float, float], out: Path) -> Path:
+    """n-tuple rows of the first ``n`` of each query's candidates (``params``' selection) a SIMULATED judge clears:
+    a hidden relevant document (``qrels/hidden.tsv``) is caught with probability ``judge[0]``, any other passes
+    with probability ``judge[1]``, one seeded draw per (query, document). Queries left with fewer than ``n`` are
+    dropped, as sentence-transformers' n-tuple output drops them."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from minenegs.encode.folder import Embeddings
+    from minenegs.select.candidates import corpus_view, read_pool_arrays
+    from minenegs.select.engine import Selector
+
+    hidden = {(r.query_id, r.doc_id) for r in load_beir_split(train_folder(data), "hidden").qrels if r.is_positive}
+    emb = Embeddings(train_embeddings(ds, data))
+    doc_ids, q_text = emb.ids("corpus"), dict(zip(ds.queries.ids, ds.queries.texts))
+    d_text = dict(zip(ds.corpus.ids, ds.corpus.texts))
+    sel = Selector(read_pool_arrays(pool), corpus_view(emb)).selection(params)
+
+    def cleared(q: str, d: str) -> bool:
+        u = int.from_bytes(hashlib.blake2b(f"{q}|{d}".encode(), digest_size=8).digest(), "little") / 2 ** 64
+        return u >= judge[0] if (q, d) in hidden else u < judge[1]
+
+    rows = []
+    for q, negs, poss in zip(sel.query_ids, sel.negatives, sel.positives):
+        kept = [doc_ids[int(d)] for d in negs if cleared(q, doc_ids[int(d)])][:n]
+        if len(kept) == n:
+            rows.append({"anchor": q_text[q], "positive": d_text[doc_ids[int(poss[0])]],
+                         **{f"negative_{i + 1}": d_text[d] for i, d in enumerate(kept)}})
+    pq.write_table(pa.Table.from_pylist(rows), out)
+    return out
+
+
+def load_beir_split(folder: Path, split: str):
+    from minenegs.inputs.dataset import load_beir
+
+    return load_beir(folder, split)
+
+
+def spread(pairs, seed: int):
+    """The (anchor, positive) rows in a seeded random order, then placed in batches of ``BATCH`` where no anchor or
+    positive text comes twice (minenegs' batch placement with one cluster): a positive shared by two queries is
+    never the other row's in-batch negative."""
+    from minenegs.write.batching import cluster_order
+
+    shuffled = pairs.select(np.random.default_rng(seed).permutation(len(pairs)).tolist())
+    keys = list(zip(shuffled["anchor"], shuffled["positive"]))
+    return shuffled.select(cluster_order([None] * len(keys), keys, BATCH, seed))
 
 
 def round2_pool(ds, round1: str, data: Path) -> tuple[Path, Path]:
@@ -162,8 +331,8 @@ def round2_pool(ds, round1: str, data: Path) -> tuple[Path, Path]:
     from minenegs.encode.folder import Embeddings
     from minenegs.retrieve.pool import PoolParams, build_pool
 
-    previous = (str(build_pool(Embeddings(train_embeddings(ds)), PoolParams(depth=100))),)
-    emb_dir = train_embeddings(ds, f"r1-{round1}", round1_checkpoint(round1, data))
+    previous = (str(build_pool(Embeddings(train_embeddings(ds, data)), PoolParams(depth=100))),)
+    emb_dir = train_embeddings(ds, data, f"r1-{round1}", round1_checkpoint(round1, data))
     return build_pool(Embeddings(emb_dir), PoolParams(depth=100, previous=previous)), emb_dir
 
 
@@ -183,7 +352,7 @@ def union_share(data: Path, round1: str = "mn-top3") -> dict:
     from minenegs.select.engine import Selector
     from minenegs.select.params import MineParams
 
-    ds = load_beir(data, "train")
+    ds = load_beir(train_folder(data), "train")
     pool, emb_dir = round2_pool(ds, round1, data)
     table = read_parquet(pool / "candidates.parquet", columns=["query_idx", "doc_idx", "source"])
     columns = (table.column(c).to_pylist() for c in table.column_names)
@@ -198,8 +367,10 @@ def union_share(data: Path, round1: str = "mn-top3") -> dict:
     return {"round1": round1, "strategies": out}
 
 
-def measure(test, query_ids: list[str], doc_ids: list[str], queries: np.ndarray, docs: np.ndarray) -> dict[str, float]:
-    """nDCG@10 and Recall@100 (ir-measures, binary relevance) of an exact search of ``docs`` for ``queries``."""
+def measure(test, query_ids: list[str], doc_ids: list[str], queries: np.ndarray, docs: np.ndarray,
+            graded: bool = False) -> dict[str, float]:
+    """nDCG@10 and Recall@100 (ir-measures, binary relevance) of an exact search of ``docs`` for ``queries``;
+    ``graded``: also nDCG@10 with the qrels' grades (``ndcg@10_graded``)."""
     import faiss
     import ir_measures
     from ir_measures import R, nDCG
@@ -211,7 +382,11 @@ def measure(test, query_ids: list[str], doc_ids: list[str], queries: np.ndarray,
            for qid, row_s, row_d in zip(query_ids, scores, idx) for s, d in zip(row_s, row_d)]
     qrels = [ir_measures.Qrel(r.query_id, r.doc_id, 1 if r.is_positive else 0) for r in test.qrels]
     agg = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], qrels, run)
-    return {"ndcg@10": round(float(agg[nDCG @ 10]), 4), "recall@100": round(float(agg[R @ 100]), 4)}
+    found = {"ndcg@10": round(float(agg[nDCG @ 10]), 4), "recall@100": round(float(agg[R @ 100]), 4)}
+    if graded:
+        grades = [ir_measures.Qrel(r.query_id, r.doc_id, max(0, r.score)) for r in test.qrels]
+        found["ndcg@10_graded"] = round(float(ir_measures.calc_aggregate([nDCG @ 10], grades, run)[nDCG @ 10]), 4)
+    return found
 
 
 def evaluate(model, data: Path) -> dict[str, float]:
@@ -219,22 +394,31 @@ def evaluate(model, data: Path) -> dict[str, float]:
 
     from minenegs.inputs.dataset import load_beir
 
-    test = load_beir(data, "test")
+    test = load_beir(data, profile(data).test)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         docs = model.encode(test.corpus.texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
         queries = model.encode(test.queries.texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-    return measure(test, test.queries.ids, test.corpus.ids, queries, docs)
+    return measure(test, test.queries.ids, test.corpus.ids, queries, docs, profile(data).graded)
 
 
-def train(model, rows: list[dict], seed: int, max_steps: int | None, in_order: bool = False) -> int:
-    """One epoch of sentence-transformers' MultipleNegativesRankingLoss: batches of 32 rows in a seeded random
-    order (``in_order``: consecutive rows, as the file has them), AdamW at 2e-5 with 10 % linear warm-up then
-    linear decay, under bf16 autocast. Returns the steps."""
+def train(model, rows: list[dict], seed: int, max_steps: int | None, in_order: bool = False,
+          seq_len: int | None = None, loss: str = "mnrl") -> int:
+    """One epoch of sentence-transformers' MultipleNegativesRankingLoss (``loss="gist"``: GISTEmbedLoss guided by
+    the bundled model, frozen): batches of 32 rows in a seeded random order (``in_order``: consecutive rows, as
+    the file has them), AdamW at 2e-5 with 10 % linear warm-up then linear decay, under bf16 autocast, texts cut
+    at ``seq_len`` tokens (None: the model's limit, restored after). Returns the steps."""
     import torch
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss, MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
-    loss_fn = MultipleNegativesRankingLoss(model)
+    if loss == "gist":
+        guide = fresh_model(0)
+        guide.max_seq_length = seq_len or guide.max_seq_length
+        loss_fn = GISTEmbedLoss(model, guide)
+    else:
+        loss_fn = MultipleNegativesRankingLoss(model)
+    limit = model.max_seq_length
+    model.max_seq_length = seq_len or limit
     columns = list(rows[0])
     order = np.arange(len(rows)) if in_order else np.random.default_rng(seed).permutation(len(rows))
     batches = [order[i:i + BATCH] for i in range(0, len(order), BATCH)][: max_steps or None]
@@ -253,6 +437,7 @@ def train(model, rows: list[dict], seed: int, max_steps: int | None, in_order: b
         optimizer.zero_grad()
         print(f"step {k}/{len(batches)} {time.perf_counter() - tick:.1f} s loss {loss.item():.3f}", file=sys.stderr, flush=True)
     model.eval()
+    model.max_seq_length = limit
     return len(batches)
 
 
@@ -278,6 +463,16 @@ def training_rows(name: str, data: Path, seed: int) -> list[dict]:
                          or c.startswith("negative")]).to_pylist()
 
 
+def loss_of(name: str, data: Path, seed: int) -> str:
+    """The recipe's loss: its own, or for the adaptive default the one its output says to train with (the guided
+    loss where it chose the dense recipe), as a user following it would."""
+    recipe = RECIPES.get(name, {})
+    if recipe.get("adaptive"):
+        said = json.loads(training_file(name, data, seed).with_suffix(".density.json").read_text())
+        return "gist" if (said.get("loss") or {}).get("name") == "GISTEmbedLoss" else "mnrl"
+    return recipe.get("loss", "mnrl")
+
+
 def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) -> dict:
     rows = training_rows(name, data, seed) if name != "zero-shot" else []  # mined before the clock starts
     recipe = RECIPES.get(name, {})
@@ -286,7 +481,8 @@ def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) 
     started = time.perf_counter()
     steps = 0
     if rows:
-        steps = train(model, rows, seed, max_steps, in_order=recipe.get("order") == "clusters")
+        steps = train(model, rows, seed, max_steps, in_order=recipe.get("order") in ("clusters", "spread"),
+                      seq_len=profile(data).seq_len, loss=loss_of(name, data, seed))
     train_seconds = time.perf_counter() - started
     return {"recipe": name, "seed": seed, "rows": len(rows), "steps": steps, "train_seconds": round(train_seconds, 1),
             **evaluate(model, data)}
@@ -302,7 +498,7 @@ def teacher_zero_shot(model: str, data: Path) -> dict:
 
     from setup_teacher import assemble
 
-    test = load_beir(data, "test")
+    test = load_beir(data, profile(data).test)
     folder = ROOT / "build" / "bench" / "scifact-test" / f"emb-{model}"
     summary = encode_dataset(test, folder, SentenceTransformerEncoder(str(assemble(TEACHERS[model]))),
                              cache_dir=ROOT / "build" / "bench-cache", force=True)
@@ -341,6 +537,30 @@ def report(results: dict) -> str:
         same_delta = f"{100 * (np.mean(nd) - np.mean(same)):+.2f}" if best_st and None not in same else "-"
         lines.append(f"| {name} | {len(runs)} | {runs[0]['rows']} | {np.mean(nd):.4f} | {min(nd):.4f}-{max(nd):.4f} "
                      f"| {fair[name]:.4f} | {delta} | {same_delta} | {np.mean([r['recall@100'] for r in runs]):.4f} |")
+    return "\n".join(lines)
+
+
+def report_graded(results: dict, baselines: tuple[str, ...] = ("in-batch", "st-top5")) -> str:
+    """A Markdown table for a graded profile (nfcorpus_train): per recipe, graded nDCG@10 mean and min-max over
+    its seeds, binary nDCG@10 mean, and its distance to each baseline over the seeds both have (points x 100)."""
+    by: dict[str, dict[int, dict]] = {}
+    for r in results["runs"]:
+        by.setdefault(r["recipe"], {})[r["seed"]] = r
+    head = " | ".join(f"vs {b} (points, same seeds)" for b in baselines)
+    lines = [f"| recipe | seeds | rows | nDCG@10 graded mean | min-max | nDCG@10 binary mean | {head} |",
+             "|---|---|---|---|---|---|" + "---|" * len(baselines)]
+    order = sorted(by, key=lambda n: -np.mean([r["ndcg@10_graded"] for r in by[n].values()]))
+    for name in order:
+        runs = by[name]
+        g = [r["ndcg@10_graded"] for r in runs.values()]
+        deltas = []
+        for b in baselines:
+            common = sorted(set(runs) & set(by.get(b, {})))
+            deltas.append(f"{100 * np.mean([runs[k]['ndcg@10_graded'] - by[b][k]['ndcg@10_graded'] for k in common]):+.2f}"
+                          f" ({len(common)})" if common and name != b else "-")
+        seeds = ",".join(map(str, sorted(runs)))
+        lines.append(f"| {name} | {seeds} | {next(iter(runs.values()))['rows']} | {np.mean(g):.4f} | {min(g):.4f}-{max(g):.4f} "
+                     f"| {np.mean([r['ndcg@10'] for r in runs.values()]):.4f} | " + " | ".join(deltas) + " |")
     return "\n".join(lines)
 
 
@@ -408,7 +628,7 @@ def main() -> None:
         write_results(args.output.with_name("union_share.json"), entry)
         return
     if args.report:
-        print(report(results))
+        print(report_graded(results) if profile(args.data).graded else report(results))
         if args.plot:
             plot(results, args.plot)
         return

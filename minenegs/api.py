@@ -63,9 +63,14 @@ def encode(data: Path | str | None, output: Path | str, *, split: str = "train",
         return encode_dataset(dataset, output, encoder, cache_dir=cache, progress=tick, ray=ray, **options).to_dict()
 
 
-def _check_selection(output: Path | str, fmt: str, force: bool, min_coverage: float | None) -> None:
+def _check_selection(output: Path | str, fmt: str, force: bool, min_coverage: float | None,
+                     adapt: str = "adaptive") -> None:
+    from .select.adaptive import RECIPES
+
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if adapt not in RECIPES:
+        raise InputError(f"--recipe {adapt}: choose one of {', '.join(RECIPES)}")
     if min_coverage is not None and not 0 <= min_coverage <= 1:
         raise InputError(f"--min-coverage {min_coverage:g}: give a share between 0 and 1")
     check_output(Path(output), force)
@@ -75,17 +80,18 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
          pool: Path | str | None = None, judge: Any = None, judging: Any = None, max_leak: float | None = None,
          max_short: float = 0.0,
          fmt: str = recipe.FORMAT, scores: bool = False, batch_order: str = "pool", batch_size: int = 32,
-         min_coverage: float | None = None, force: bool = False, ray: Any = None,
-         progress: Any = None) -> dict[str, Any]:
+         min_coverage: float | None = None, force: bool = False, ray: Any = None, adapt: str = "adaptive",
+         fail_on_dense: bool = False, progress: Any = None) -> dict[str, Any]:
     """``minenegs mine``: the candidate pool of ``embeddings`` under ``pool_params`` (kept in ``pool``, or under
     the embeddings folder; reused when it exists), then :func:`filter` from it. With ``max_leak``, the settings are
     first calibrated on the pool (:func:`calibrate`'s default grid over ``params``) and the hardest whose leak
-    upper bound is at most ``max_leak`` is mined; the summary says what was picked."""
+    upper bound is at most ``max_leak`` is mined; the summary says what was picked. ``adapt`` and
+    ``fail_on_dense``: see :func:`filter`."""
     from .encode.folder import Embeddings
     from .retrieve.pool import PoolParams, build_pool
 
     pool_params = pool_params or PoolParams()
-    _check_selection(output, fmt, force, min_coverage)
+    _check_selection(output, fmt, force, min_coverage, adapt)
     check_bounds(max_leak, max_short)
     check_order(batch_order, batch_size, fmt, pool_params.query_clusters > 0)
     check_judge(judge, needs_judge(params.thresholds))  # before retrieval, which the pool must wait for
@@ -106,27 +112,63 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
             opened.params = params
         else:
             opened = OpenedPool(folder, params, judge, tick)
-        summary = _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, arrays=arrays)
-    return {**summary, **({"calibrated": calibrated} if calibrated is not None else {})}
+        density = _adapt(opened, "fixed" if max_leak is not None else adapt, fmt, fail_on_dense, arrays)
+        summary = _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, arrays=arrays,
+                         density=density)
+    return {**summary, "density": density, **({"calibrated": calibrated} if calibrated is not None else {})}
 
 
 def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: Any = None, judging: Any = None,
            fmt: str = recipe.FORMAT,
            scores: bool = False, batch_order: str = "pool", batch_size: int = 32, min_coverage: float | None = None,
-           force: bool = False, progress: Any = None) -> dict[str, Any]:
+           force: bool = False, adapt: str = "adaptive", fail_on_dense: bool = False,
+           progress: Any = None) -> dict[str, Any]:
     """``minenegs filter``: each query's negatives from the pool folder ``pool`` under ``params`` (``judge``
     scores the pairs its filters read, cached in the pool), written to ``output`` as ``fmt``; the summary.
 
     ``batch_order="clusters"`` writes the rows in blocks of ``batch_size`` from one query cluster each, shuffled
-    with ``params.seed`` (:mod:`minenegs.write.batching`); ``"pool"`` keeps the pool's query order."""
-    _check_selection(output, fmt, force, min_coverage)
+    with ``params.seed`` (:mod:`minenegs.write.batching`); ``"pool"`` keeps the pool's query order.
+
+    Before writing, the pool's density is measured (:mod:`minenegs.select.adaptive`; the summary's ``density``).
+    With ``adapt="adaptive"`` and ``params`` the default recipe's, dense data gets the dense recipe instead;
+    ``"fixed"`` keeps ``params``. Negatives the user chose on dense data are written with a warning in the
+    summary, or with ``fail_on_dense`` not written at all (:class:`AcceptanceError`, exit 3)."""
+    _check_selection(output, fmt, force, min_coverage, adapt)
     opened = OpenedPool(pool, params, judge)  # a folder that is not a pool: one line, before anything reads it
     clusters = _clusters(opened.pool)
     check_order(batch_order, batch_size, fmt, clusters is not None)
     if judging is not None:
         judging.probe()
+    density = _adapt(opened, adapt, fmt, fail_on_dense)
     with _bar(progress, "cross-encoder") as opened.progress:
-        return _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, clusters)
+        return {**_write(opened, output, fmt, scores, batch_order, batch_size, force, judging, clusters,
+                         density=density), "density": density}
+
+
+def _adapt(opened: OpenedPool, adapt: str, fmt: str, fail_on_dense: bool,
+           arrays: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The density probe on the pool (its first chunk of queries, or ``arrays``), no judge; under the adaptive
+    recipe it may switch ``opened.params`` to the dense recipe. Returns what it measured and chose, with the line
+    to print (``line``) and, for negatives likely to hurt, the ``warning``."""
+    from .select.adaptive import choose
+    from .select.candidates import pool_chunks
+    from .select.engine import Selector
+
+    chunk = arrays if arrays is not None else next(iter(pool_chunks(opened.pool)))
+    choice = choose(Selector(chunk, opened.corpus), opened.params, adapt, opened.emb.manifest.get("model"),
+                    can_switch=fmt != "triplet")  # a triplet needs a negative
+    opened.params = choice.params
+    info = {**choice.to_dict(), "line": choice.line()}
+    risky = choice.density.dense and not choice.switched and choice.params.num_negatives > 0
+    if risky:
+        info["warning"] = (f"these negatives will likely hurt training: {choice.density.describe()}; on such data "
+                           "every top-ranked recipe benchmarked trained a worse retriever than in-batch negatives "
+                           f"alone. Safer: minenegs filter {opened.pool} -o OUT (the adaptive default"
+                           f"{'' if fmt != 'triplet' else ', with --format n-tuple'})")
+        if fail_on_dense:
+            raise AcceptanceError(f"--fail-on-dense: dense relevance ({choice.density.describe()}); nothing was "
+                                  f"written. Safer: minenegs filter {opened.pool} -o OUT")
+    return info
 
 
 negatives_from_pool = filter  # the name Python users know
@@ -141,7 +183,7 @@ def _clusters(pool: Path) -> dict[int, int] | None:
 
 def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch_order: str, batch_size: int,
            force: bool, judging: Any = None, clusters: dict[int, int] | None = None,
-           arrays: dict[str, Any] | None = None) -> dict[str, Any]:
+           arrays: dict[str, Any] | None = None, density: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     params, manifest, emb = opened.params, opened.manifest, opened.emb
     with running(judging):
@@ -163,6 +205,8 @@ def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch
         from .select.judging import provenance
 
         metadata["judging"] = provenance(judging)
+    if density and "loss" in density:  # the dense recipe's rows: the loss they are meant for, and what chose it
+        metadata["training"] = {**density["loss"], "density": {k: density[k] for k in ("above_positive", "leak")}}
     rows = write_output(selection, emb, output, fmt=fmt, num_negatives=params.num_negatives, scores=scores,
                         metadata=metadata, force=force, clusters=by_position, corpus_texts=opened.corpus.texts,
                         batches=(batch_size, params.seed) if batch_order == "clusters" else None)

@@ -49,15 +49,16 @@ def test_library_defaults_are_the_recipe():
     assert params.range_min == RECIPE.get("range-min", 0)
 
 
-def test_mine_without_options_writes_what_the_recipe_writes(samples, cache_dir, tmp_path):
+@pytest.mark.parametrize("recipe_name", ["fixed", "adaptive"])
+def test_mine_without_options_writes_what_the_recipe_writes(samples, cache_dir, tmp_path, recipe_name):
     emb = tmp_path / "emb"
     encode_dataset(load_beir(samples), emb, FakeEncoder(), cache_dir=cache_dir)
     plain, recipe = tmp_path / "plain.parquet", tmp_path / "recipe.parquet"
     runner = CliRunner()
-    result = runner.invoke(app, ["mine", str(emb), "-o", str(plain), "--quiet"])
+    result = runner.invoke(app, ["mine", str(emb), "-o", str(plain), "--quiet", "--recipe", recipe_name])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["--config", str(ROOT / "configs" / "default.toml"), "mine", str(emb),
-                                 "-o", str(recipe), "--quiet"])
+                                 "-o", str(recipe), "--quiet", "--recipe", recipe_name])
     assert result.exit_code == 0, result.output
     a, b = pq.read_table(plain), pq.read_table(recipe)
     assert a.num_rows > 0 and a.equals(b)
@@ -65,7 +66,9 @@ def test_mine_without_options_writes_what_the_recipe_writes(samples, cache_dir, 
     assert params[0] == params[1]
     assert params[0]["thresholds"]["dup_threshold"] == RECIPE["dup-threshold"]
     assert params[0]["thresholds"]["max_positive_similarity"] == RECIPE["max-positive-similarity"]
-    assert len([c for c in a.column_names if c.startswith("negative")]) == RECIPE["num-negatives"]
+    # the fake encoder's pool looks dense: the adaptive default writes (anchor, positive) rows there
+    negatives = RECIPE["num-negatives"] if recipe_name == "fixed" else 0
+    assert len([c for c in a.column_names if c.startswith("negative")]) == negatives
 
 
 def test_keep_duplicates_turns_the_similarity_filters_off(samples, cache_dir, tmp_path):

@@ -25,7 +25,9 @@ from minenegs.cli import app
 runner = CliRunner()
 
 MINE = [
-    ("mine-default", ["mine", "{emb}"], "out.parquet"),
+    ("mine-default", ["mine", "{emb}", "--recipe", "fixed"], "out.parquet"),
+    # the fake encoder's pool looks dense to the density probe: the adaptive default writes pairs
+    ("mine-default-adaptive", ["mine", "{emb}"], "out.parquet"),
     ("mine-random-triplet", ["mine", "{emb}", "--strategy", "random", "--seed", "7", "--format", "triplet"],
      "out.parquet"),
     ("mine-simans-labeled-list-scores", ["mine", "{emb}", "--strategy", "simans", "--num-negatives", "3",
@@ -33,7 +35,7 @@ MINE = [
     ("mine-ids-window-scores", ["mine", "{emb}", "--format", "ids", "--scores", "--range-min", "2", "--range-max",
                                 "30"], "out.parquet"),
     ("mine-flag-jsonl", ["mine", "{emb}", "--format", "flag-jsonl", "--num-negatives", "4"], "out.jsonl"),
-    ("mine-bm25", ["mine", "{emb}", "--retriever", "bm25", "--depth", "30"], "out.parquet"),
+    ("mine-bm25", ["mine", "{emb}", "--retriever", "bm25", "--depth", "30", "--recipe", "fixed"], "out.parquet"),
     ("mine-hybrid-relative", ["mine", "{emb}", "--retriever", "hybrid", "--relative-margin", "0.05",
                               "--num-negatives", "3"], "out.parquet"),
     ("mine-clusters", ["mine", "{emb}", "--query-clusters", "3", "--batch-order", "clusters", "--batch-size", "4",
@@ -56,6 +58,7 @@ MINE = [
 
 PINS = {
     "mine-default": "8c090f527338668a5c66401d07d8186c16fd1f0f786930cdb99edf313946d4ee",
+    "mine-default-adaptive": "7496d728fb2f88d401ca19855170ea5c9e4ddd541f8622ba2e7091c6e404f6dc",
     "mine-random-triplet": "1d2183a325fef75c79346dc908d53ea53fbf2213f8415feff7cdfbcdbc3bfeb4",
     "mine-simans-labeled-list-scores": "42636120d4dd0d426ddedd1cf2d1f10e25b35622b7d36b2f05f7a385d5873058",
     "mine-ids-window-scores": "d5d8ce3ba49862645c920f05d17a06b441298049730723d5b3679c847846a7bf",

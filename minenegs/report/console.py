@@ -149,8 +149,15 @@ def show_negatives(summary: dict[str, Any], output, fmt: str, preview: int, *, q
     from ..artifacts import is_stdout
 
     to_stdout = is_stdout(output)
-    show_summary(f"negatives -> {output}", summary, quiet=quiet, as_json=as_json,
+    density = summary.get("density") or {}
+    shown = {k: v for k, v in summary.items() if k != "density"} if not as_json else summary
+    show_summary(f"negatives -> {output}", shown, quiet=quiet, as_json=as_json,
                  stream=sys.stderr if to_stdout else None)
+    if not as_json:  # the density probe's line, and its warning even under --quiet
+        if density.get("line") and not quiet:
+            sys.stderr.write(density["line"] + "\n")
+        if density.get("warning"):
+            sys.stderr.write("warning: " + density["warning"] + "\n")
     if fmt != "flag-jsonl" and not to_stdout:
         show_rows(output, preview, quiet=quiet or as_json)
 

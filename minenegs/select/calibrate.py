@@ -111,10 +111,7 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
     adjust = (lambda got, view, params: got) if judged is None else judged
     for setting, params in grid_settings(base, DEFAULT_GRID if grid is None else grid):
         calls = getattr(judged, "calls", 0)
-        got = adjust(pool.pick(held, params), held, params)
-        owner = inst.owner[got.chosen]
-        hit = held.rows[got.chosen] == inst.held_out[owner]
-        leaked = np.bincount(owner[hit], minlength=len(inst.segment)) > 0
+        leaked = handed_out(held, adjust(pool.pick(held, params), held, params))
         before_mining = getattr(judged, "asked", 0)
         mined = adjust(pool.pick(pool.view, params), pool.view, params)
         mining_calls = getattr(judged, "asked", 0) - before_mining
@@ -127,6 +124,14 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
                         None if judged is None else getattr(judged, "calls", 0) - calls,
                         None if judged is None else 1000 * mining_calls / max(1, len(mined.counts))))
     return rows
+
+
+def handed_out(held: RowsView, got: Any) -> np.ndarray:
+    """Per held-out instance of ``held``, whether what was picked (``got``) includes its held-out positive."""
+    inst = held.inst
+    owner = inst.owner[got.chosen]
+    hit = held.rows[got.chosen] == inst.held_out[owner]
+    return np.bincount(owner[hit], minlength=len(inst.segment)) > 0
 
 
 def check_bounds(max_leak: float | None, max_short: float) -> None:

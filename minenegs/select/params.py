@@ -16,7 +16,7 @@ from .strategies import STRATEGIES, StrategyParams
 @dataclass(frozen=True)
 class MineParams:
     strategy: str = setting(recipe.STRATEGY, "top, random or simans.", grid=True, choices=tuple(STRATEGIES), panel="Strategy")
-    num_negatives: int = setting(recipe.NUM_NEGATIVES, "Negatives per query.", min=1, panel="Strategy")
+    num_negatives: int = setting(recipe.NUM_NEGATIVES, "Negatives per query (0: no hard negatives, (anchor, positive) rows for in-batch negatives).", min=0, panel="Strategy")
     range_min: int = setting(0, "Skip this many top original ranks.", min=0, grid=True, panel="Strategy")
     range_max: int | None = setting(help="Consider ranks up to this one [default: all].", min=1, panel="Strategy")
     seed: int = setting(0, "Seed for random and simans.", panel="Strategy")
@@ -27,8 +27,8 @@ class MineParams:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise InputError(f"--strategy {self.strategy}: choose one of {', '.join(STRATEGIES)}")
-        if self.num_negatives < 1:
-            raise InputError("--num-negatives must be at least 1")
+        if self.num_negatives < 0:
+            raise InputError("--num-negatives must be at least 0")
         if self.range_min < 0 or (self.range_max is not None and self.range_max <= self.range_min):
             raise InputError("--range-max must be more than --range-min, and --range-min at least 0")
         unknown = set(self.thresholds) - set(REGISTRY)
