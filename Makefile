@@ -4,8 +4,9 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
+DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive
 
-.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-llm-judge clean
+.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-finetune-dense bench-density bench-llm-judge clean
 
 install: $(STAMP)
 
@@ -91,6 +92,17 @@ bench-dropin: $(BENCH_STAMP)
 bench-finetune: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/finetune.py --data $(SHARED)/scifact --skip-done
 	$(BIN)/python benchmarks/finetune.py --report --plot benchmarks/results/finetune.png
+
+# densely judged data: every recipe not yet in benchmarks/results/finetune_nfcorpus.json, 3 seeds (about 2-5
+# minutes per recipe and seed), then the table; and what the density probe measures on the four sets
+bench-finetune-dense: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/finetune.py --data $(SHARED)/nfcorpus_train --seeds 42,43,44 --skip-done \
+		--output benchmarks/results/finetune_nfcorpus.json $(foreach r,$(DENSE_RECIPES),--recipe $(r))
+	$(BIN)/python benchmarks/finetune.py --data $(SHARED)/nfcorpus_train --report \
+		--output benchmarks/results/finetune_nfcorpus.json
+
+bench-density: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/density.py
 
 # opt-in: an LLM judge against llama.cpp's server with Gemma 3 270M on 127.0.0.1, end to end on the sample data
 # (the mechanics, not judgement); the first install builds llama.cpp from source (about 5 minutes on 2 cores)

@@ -20,6 +20,7 @@ entry per (recipe, seed).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -139,7 +140,11 @@ def train_folder(data: Path) -> Path:
 # guard); "adaptive" is `minenegs mine` with no options, as a user runs it.
 RECIPES.update({
     "st-top5": {"kind": "st", "num_negatives": 5},
+    # the default as a user runs it (`minenegs mine` without options), trained with MultipleNegativesRankingLoss;
+    # "guided": with the loss its output recommends where it chose the dense recipe (GISTEmbedLoss, guide = the
+    # bundled model), as a user following that advice would
     "mn-adaptive": {"kind": "mn", "adaptive": True},
+    "mn-adaptive-guided": {"kind": "mn", "adaptive": True, "guided": True, "rows_of": "mn-adaptive"},
     "mn-fixed": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95, "max_positive_similarity": 0.7},
     "mn-top1": {"kind": "mn", "strategy": "top", "n": 1, "dup_threshold": 0.95, "max_positive_similarity": 0.7},
     "mn-far1": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 30, "dup_threshold": 0.95,
@@ -149,10 +154,10 @@ RECIPES.update({
     # in-batch negatives only, GISTEmbedLoss guided by the bundled model: in-batch candidates the guide scores
     # above the positive are masked
     "in-batch-gist": {"kind": "pairs", "loss": "gist"},
-    # the same guide on the fixed recipe's rows: in-batch and hard negatives the guide scores above the positive
-    # are masked
-    "mn-fixed-gist": {"kind": "mn", "strategy": "top", "n": 5, "dup_threshold": 0.95, "max_positive_similarity": 0.7,
-                      "loss": "gist"},
+    # the same guide with the top-ranked hard negative (GISTEmbedLoss takes one negative a row): in-batch and hard
+    # negatives the guide scores above the positive are masked
+    "mn-top1-gist": {"kind": "mn", "strategy": "top", "n": 1, "dup_threshold": 0.95, "max_positive_similarity": 0.7,
+                     "loss": "gist"},
     # variations on mn-far1: the window's start, the guard, how many
     "mn-far1-r10": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 10, "dup_threshold": 0.95,
                     "max_positive_similarity": 0.5},
@@ -162,6 +167,9 @@ RECIPES.update({
                      "max_positive_similarity": 0.7},
     "mn-far3": {"kind": "mn", "strategy": "random", "n": 3, "range_min": 30, "dup_threshold": 0.95,
                 "max_positive_similarity": 0.5},
+    "mn-far1-spread": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 30, "dup_threshold": 0.95,
+                       "max_positive_similarity": 0.5, "order": "spread"},
+    "in-batch-gist-spread": {"kind": "pairs", "order": "spread", "loss": "gist"},
     "mn-far1-gist": {"kind": "mn", "strategy": "random", "n": 1, "range_min": 30, "dup_threshold": 0.95,
                      "max_positive_similarity": 0.5, "loss": "gist"},
     # hard negatives the miner's model scores below the positive (--absolute-margin 0): GIST's rule at mining time
@@ -265,9 +273,15 @@ def training_file(name: str, data: Path, seed: int) -> Path:
         return judged_rows(ds, data, pool, MineParams(recipe["strategy"], JUDGE_DRAW, thresholds=thresholds),
                            recipe["n"], recipe["judge_sim"], out)
     ordered = recipe.get("order") == "clusters"
+    spread_rows = recipe.get("order") == "spread"
     negatives_from_pool(pool, out, MineParams(recipe["strategy"], recipe["n"], range_min=recipe.get("range_min", 0),
                                               seed=seed if ordered else 0, thresholds=thresholds), fmt="n-tuple",
-                        batch_order=recipe.get("order", "pool"), batch_size=BATCH, adapt="fixed")
+                        batch_order="pool" if spread_rows else recipe.get("order", "pool"), batch_size=BATCH,
+                        adapt="fixed", force=spread_rows)
+    if spread_rows:
+        from datasets import Dataset as HFDataset
+
+        spread(HFDataset.from_parquet(str(out)), seed).to_parquet(str(out))
     return out
 
 
@@ -279,8 +293,6 @@ def judged_rows(ds, data: Path, pool: Path, params, n: int, judge: tuple[float, 
     a hidden relevant document (``qrels/hidden.tsv``) is caught with probability ``judge[0]``, any other passes
     with probability ``judge[1]``, one seeded draw per (query, document). Queries left with fewer than ``n`` are
     dropped, as sentence-transformers' n-tuple output drops them."""
-    import hashlib
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -464,11 +476,11 @@ def training_rows(name: str, data: Path, seed: int) -> list[dict]:
 
 
 def loss_of(name: str, data: Path, seed: int) -> str:
-    """The recipe's loss: its own, or for the adaptive default the one its output says to train with (the guided
+    """The recipe's loss: its own, or for the guided adaptive default the one its output recommends (the guided
     loss where it chose the dense recipe), as a user following it would."""
     recipe = RECIPES.get(name, {})
-    if recipe.get("adaptive"):
-        said = json.loads(training_file(name, data, seed).with_suffix(".density.json").read_text())
+    if recipe.get("guided"):
+        said = json.loads(training_file(recipe["rows_of"], data, seed).with_suffix(".density.json").read_text())
         return "gist" if (said.get("loss") or {}).get("name") == "GISTEmbedLoss" else "mnrl"
     return recipe.get("loss", "mnrl")
 
@@ -484,8 +496,14 @@ def train_and_evaluate(name: str, seed: int, data: Path, max_steps: int | None) 
         steps = train(model, rows, seed, max_steps, in_order=recipe.get("order") in ("clusters", "spread"),
                       seq_len=profile(data).seq_len, loss=loss_of(name, data, seed))
     train_seconds = time.perf_counter() - started
+    extra = {}
+    if rows:  # the training rows' content, to show where two recipes trained on the same rows
+        extra["rows_sha256"] = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    if recipe.get("adaptive"):
+        said = json.loads(training_file(recipe.get("rows_of", name), data, seed).with_suffix(".density.json").read_text())
+        extra.update(chose=said["chose"], above_positive=said["above_positive"])
     return {"recipe": name, "seed": seed, "rows": len(rows), "steps": steps, "train_seconds": round(train_seconds, 1),
-            **evaluate(model, data)}
+            **extra, **evaluate(model, data)}
 
 
 def teacher_zero_shot(model: str, data: Path) -> dict:

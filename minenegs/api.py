@@ -112,7 +112,7 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
             opened.params = params
         else:
             opened = OpenedPool(folder, params, judge, tick)
-        density = _adapt(opened, "fixed" if max_leak is not None else adapt, fmt, fail_on_dense, arrays)
+        density = _adapt(opened, "fixed" if max_leak is not None else adapt, fail_on_dense, arrays)
         summary = _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, arrays=arrays,
                          density=density)
     return {**summary, "density": density, **({"calibrated": calibrated} if calibrated is not None else {})}
@@ -139,13 +139,13 @@ def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: A
     check_order(batch_order, batch_size, fmt, clusters is not None)
     if judging is not None:
         judging.probe()
-    density = _adapt(opened, adapt, fmt, fail_on_dense)
+    density = _adapt(opened, adapt, fail_on_dense)
     with _bar(progress, "cross-encoder") as opened.progress:
         return {**_write(opened, output, fmt, scores, batch_order, batch_size, force, judging, clusters,
                          density=density), "density": density}
 
 
-def _adapt(opened: OpenedPool, adapt: str, fmt: str, fail_on_dense: bool,
+def _adapt(opened: OpenedPool, adapt: str, fail_on_dense: bool,
            arrays: dict[str, Any] | None = None) -> dict[str, Any]:
     """The density probe on the pool (its first chunk of queries, or ``arrays``), no judge; under the adaptive
     recipe it may switch ``opened.params`` to the dense recipe. Returns what it measured and chose, with the line
@@ -154,20 +154,17 @@ def _adapt(opened: OpenedPool, adapt: str, fmt: str, fail_on_dense: bool,
     from .select.candidates import pool_chunks
     from .select.engine import Selector
 
-    chunk = arrays if arrays is not None else next(iter(pool_chunks(opened.pool)))
-    choice = choose(Selector(chunk, opened.corpus), opened.params, adapt, opened.emb.manifest.get("model"),
-                    can_switch=fmt != "triplet")  # a triplet needs a negative
+    chunk = arrays if arrays is not None else next(iter(pool_chunks(opened.pool)), None)
+    if chunk is None:  # a pool without queries: nothing to measure or to write
+        return {}
+    choice = choose(Selector(chunk, opened.corpus), opened.params, adapt, opened.emb.manifest.get("model"))
     opened.params = choice.params
     info = {**choice.to_dict(), "line": choice.line()}
-    risky = choice.density.dense and not choice.switched and choice.params.num_negatives > 0
-    if risky:
-        info["warning"] = (f"these negatives will likely hurt training: {choice.density.describe()}; on such data "
-                           "every top-ranked recipe benchmarked trained a worse retriever than in-batch negatives "
-                           f"alone. Safer: minenegs filter {opened.pool} -o OUT (the adaptive default"
-                           f"{'' if fmt != 'triplet' else ', with --format n-tuple'})")
+    if choice.risky:
+        safer = f"Safer: minenegs filter {opened.pool} -o OUT (the adaptive default)"
+        info["warning"] = f"{choice.warning()}. {safer}"
         if fail_on_dense:
-            raise AcceptanceError(f"--fail-on-dense: dense relevance ({choice.density.describe()}); nothing was "
-                                  f"written. Safer: minenegs filter {opened.pool} -o OUT")
+            raise AcceptanceError(f"--fail-on-dense: {choice.warning()}; nothing was written. {safer}")
     return info
 
 

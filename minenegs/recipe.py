@@ -6,6 +6,10 @@ and spelled out in ``configs/default.toml``: a dense pool of ``DEPTH`` candidate
 ``NUM_NEGATIVES`` of them, no positive-aware margin, duplicates of a positive dropped (normalised text always,
 embeddings at cosine >= ``DUP_THRESHOLD``), and candidates at embedding cosine >= ``MAX_POSITIVE_SIMILARITY``
 to a positive dropped too (all three off with ``keep_duplicates``).
+
+That is the recipe for sparse data. ``mine`` and ``filter`` measure the pool first (:mod:`minenegs.select.adaptive`)
+and, where relevance looks dense and no selection option was given, write the dense recipe instead; ``--recipe
+fixed`` always mines this one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ FORMAT = "n-tuple"
 DUP_THRESHOLD = 0.95
 MAX_POSITIVE_SIMILARITY = 0.7
 THRESHOLDS = {"duplicate_text": 1.0, "dup_threshold": DUP_THRESHOLD, "max_positive_similarity": MAX_POSITIVE_SIMILARITY}
+# The dense recipe (chosen on nfcorpus_train, benchmarks/RESULTS.md): one negative a query, drawn at random from the
+# ranks after DENSE_RANGE_MIN, at cosine below DENSE_MAX_POSITIVE_SIMILARITY to every positive; duplicates as above
+DENSE = {"strategy": "random", "num_negatives": 1, "range_min": 30}
+DENSE_MAX_POSITIVE_SIMILARITY = 0.5
+GUIDED_LOSS = "GISTEmbedLoss"  # what trains better still on such rows, with the model that mined as the guide
 
 
 def thresholds(given: dict[str, Any] | None = None, keep_duplicates: bool = False) -> dict[str, Any]:

@@ -57,19 +57,26 @@ def test_the_hold_out_leak_is_reported_not_decisive(tmp_path):
 
 
 def test_only_the_default_switches_and_only_when_adaptive(tmp_path):
-    dense = [[(0.8, False), (0.79, False), (0.78, False), (0.7, True)] + [(0.5 - 0.01 * i, False) for i in range(5)]
+    dense = [[(0.8, False), (0.79, False), (0.78, False), (0.7, True)] + [(0.5 - 0.01 * i, False) for i in range(40)]
              for _ in range(4)]
     pool = _pool(tmp_path, dense)
     default = MineParams.default()
     switched = choose(pool, default, "adaptive", "m")
-    assert switched.switched and switched.params.num_negatives == 0 and "dense relevance likely" in switched.line()
+    assert switched.switched and "dense relevance likely" in switched.line() and not switched.risky
+    p = switched.params
+    assert (p.strategy, p.num_negatives, p.range_min, p.seed) == ("random", 1, 30, 0)
+    assert p.thresholds["max_positive_similarity"] == 0.5 and p.thresholds["dup_threshold"] == 0.95
     assert switched.to_dict()["loss"] == {"name": "GISTEmbedLoss", "guide": "m"}
-    for kept in (choose(pool, default, "fixed"), choose(pool, default, can_switch=False),
-                 choose(pool, MineParams.default(num_negatives=3))):
+    assert choose(pool, MineParams.default(seed=4)).params.seed == 4  # the seed is the user's
+    for kept in (choose(pool, default, "fixed"), choose(pool, MineParams.default(num_negatives=3))):
         assert not kept.switched and kept.density.dense and kept.params.num_negatives > 0
+        # 3 of their first 3-5 negatives outrank the positive; none of the dense recipe's (ranks 31+)
+        assert kept.risky and kept.asked >= 0.6 and kept.safe == 0.0 and "outrank" in kept.warning()
+    # negatives from the dense recipe's ranks, asked for by hand: no risk above the recipe's own
+    assert not choose(pool, MineParams("random", 2, range_min=35)).risky
     sparse = [[(0.9, True)] + [(0.5 - 0.01 * i, False) for i in range(8)] for _ in range(4)]
     left = choose(_pool(tmp_path / "s", sparse), default)
-    assert not left.switched and left.params == default and "sparse" in left.line()
+    assert not left.switched and left.params == default and "sparse" in left.line() and not left.risky
 
 
 def _topics(root: Path, dense: bool) -> Path:
@@ -101,7 +108,7 @@ def _mine(emb: Path, out: Path, *args: str):
     return CliRunner().invoke(app, ["mine", str(emb), "-o", str(out), "--preview", "0", *args])
 
 
-def test_dense_data_gets_pairs_for_a_guided_loss_and_says_why(tmp_path, dense_emb):
+def test_dense_data_gets_the_dense_recipe_and_says_why(tmp_path, dense_emb):
     out = tmp_path / "out.parquet"
     result = _mine(dense_emb, out, "--json")
     assert result.exit_code == 0, result.output
@@ -109,19 +116,29 @@ def test_dense_data_gets_pairs_for_a_guided_loss_and_says_why(tmp_path, dense_em
     assert density["chose"] == "dense" and density["dense"] and density["above_positive"] == 1.0
     assert density["loss"] == {"name": "GISTEmbedLoss", "guide": Embeddings(dense_emb).manifest["model"]}
     table = pq.read_table(out)
-    assert table.column_names == ["anchor", "positive"] and table.num_rows == TOPICS
+    assert table.column_names == ["anchor", "positive", "negative_1"] and table.num_rows == TOPICS
     meta = json.loads(pq.read_metadata(out).metadata[b"minenegs"])
-    assert meta["params"]["num_negatives"] == 0 and meta["training"]["name"] == "GISTEmbedLoss"
+    assert (meta["params"]["strategy"], meta["params"]["num_negatives"], meta["params"]["range_min"]) == ("random", 1, 30)
+    assert meta["training"]["name"] == "GISTEmbedLoss" and meta["training"]["density"]["above_positive"] == 1.0
+    # each negative is another topic's document: none shares the query's topic word
+    for row in table.to_pylist():
+        assert row["anchor"].split()[0] not in row["negative_1"].split()
     again = _mine(dense_emb, tmp_path / "again.parquet")  # without --json: the one line on stderr
     assert again.exit_code == 0 and "dense relevance likely (100% of the top negatives outrank" in again.stderr
     assert "warning" not in again.stderr
+    # triplets too: the dense recipe has a negative a row
+    triplets = _mine(dense_emb, tmp_path / "t.parquet", "--format", "triplet", "--json")
+    assert json.loads(triplets.stdout)["density"]["chose"] == "dense"
+    assert pq.read_table(tmp_path / "t.parquet").num_rows == TOPICS
 
 
 def test_fixed_recipe_keeps_the_negatives_and_warns(tmp_path, dense_emb):
     out = tmp_path / "out.parquet"
     result = _mine(dense_emb, out, "--recipe", "fixed", "--quiet")
     assert result.exit_code == 0
-    assert result.stderr.startswith("warning: these negatives will likely hurt training: 100% of the top negatives")
+    assert result.stderr.startswith("warning: these negatives will likely hurt training: dense relevance (100% of "
+                                    "the top negatives outrank")
+    assert "100% of the negatives asked for outrank their query's positive (the dense recipe's: 0%)" in result.stderr
     assert "Safer: minenegs filter" in result.stderr
     table = pq.read_table(out)
     assert table.num_rows == TOPICS and "negative_5" in table.column_names
@@ -129,23 +146,27 @@ def test_fixed_recipe_keeps_the_negatives_and_warns(tmp_path, dense_emb):
     # explicit options are the user's choice under the adaptive recipe too: written, with the warning
     chosen = _mine(dense_emb, tmp_path / "chosen.parquet", "--num-negatives", "3", "--json")
     assert chosen.exit_code == 0 and "warning" in json.loads(chosen.stdout)["density"]
+    # the dense recipe's own options, given by hand: no warning
+    by_hand = _mine(dense_emb, tmp_path / "hand.parquet", "--strategy", "random", "--num-negatives", "1",
+                    "--range-min", "30", "--max-positive-similarity", "0.5", "--json")
+    density = json.loads(by_hand.stdout)["density"]
+    assert by_hand.exit_code == 0 and density["chose"] == "as given" and "warning" not in density
+    assert pq.read_table(tmp_path / "hand.parquet").equals(pq.read_table(_default_dense(dense_emb, tmp_path)))
+
+
+def _default_dense(emb: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "default.parquet"
+    assert _mine(emb, out, "--quiet").exit_code == 0
+    return out
 
 
 def test_fail_on_dense_exits_3_and_writes_nothing(tmp_path, dense_emb):
     out = tmp_path / "out.parquet"
     result = _mine(dense_emb, out, "--recipe", "fixed", "--fail-on-dense")
-    assert result.exit_code == 3 and "--fail-on-dense: dense relevance" in result.stderr
+    assert result.exit_code == 3 and "--fail-on-dense: these negatives will likely hurt" in result.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
     # the adaptive default has nothing to fail on: it mined the dense recipe
     assert _mine(dense_emb, out, "--fail-on-dense").exit_code == 0 and out.exists()
-
-
-def test_triplets_cannot_go_without_negatives_so_they_stay_with_a_warning(tmp_path, dense_emb):
-    result = _mine(dense_emb, tmp_path / "t.parquet", "--format", "triplet", "--json")
-    assert result.exit_code == 0
-    density = json.loads(result.stdout)["density"]
-    assert density["chose"] == "as given" and "--format n-tuple" in density["warning"]
-    assert pq.read_table(tmp_path / "t.parquet").num_rows == TOPICS * 5
 
 
 def test_sparse_data_is_mined_as_before(tmp_path):

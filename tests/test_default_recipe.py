@@ -13,6 +13,7 @@ from fakes import FakeEncoder
 from typer.testing import CliRunner
 
 from minenegs import recipe
+from minenegs.recipe import DENSE, DENSE_MAX_POSITIVE_SIMILARITY
 from minenegs.cli import app
 from minenegs.config import _param, load_config
 from minenegs.inputs.dataset import load_beir
@@ -65,9 +66,10 @@ def test_mine_without_options_writes_what_the_recipe_writes(samples, cache_dir, 
     params = [json.loads(pq.read_metadata(p).metadata[b"minenegs"])["params"] for p in (plain, recipe)]
     assert params[0] == params[1]
     assert params[0]["thresholds"]["dup_threshold"] == RECIPE["dup-threshold"]
-    assert params[0]["thresholds"]["max_positive_similarity"] == RECIPE["max-positive-similarity"]
-    # the fake encoder's pool looks dense: the adaptive default writes (anchor, positive) rows there
-    negatives = RECIPE["num-negatives"] if recipe_name == "fixed" else 0
+    guard = RECIPE["max-positive-similarity"] if recipe_name == "fixed" else DENSE_MAX_POSITIVE_SIMILARITY
+    assert params[0]["thresholds"]["max_positive_similarity"] == guard
+    # the fake encoder's pool looks dense: the adaptive default writes the dense recipe's one negative there
+    negatives = RECIPE["num-negatives"] if recipe_name == "fixed" else DENSE["num_negatives"]
     assert len([c for c in a.column_names if c.startswith("negative")]) == negatives
 
 

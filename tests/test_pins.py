@@ -26,7 +26,7 @@ runner = CliRunner()
 
 MINE = [
     ("mine-default", ["mine", "{emb}", "--recipe", "fixed"], "out.parquet"),
-    # the fake encoder's pool looks dense to the density probe: the adaptive default writes pairs
+    # the fake encoder's pool looks dense to the density probe: the adaptive default mines the dense recipe
     ("mine-default-adaptive", ["mine", "{emb}"], "out.parquet"),
     ("mine-random-triplet", ["mine", "{emb}", "--strategy", "random", "--seed", "7", "--format", "triplet"],
      "out.parquet"),
@@ -58,7 +58,7 @@ MINE = [
 
 PINS = {
     "mine-default": "8c090f527338668a5c66401d07d8186c16fd1f0f786930cdb99edf313946d4ee",
-    "mine-default-adaptive": "7496d728fb2f88d401ca19855170ea5c9e4ddd541f8622ba2e7091c6e404f6dc",
+    "mine-default-adaptive": "c41e06e36ddec780e12aab188332d14c2e4d4c03bc6ed6f2272fe6ac9e0087cc",
     "mine-random-triplet": "1d2183a325fef75c79346dc908d53ea53fbf2213f8415feff7cdfbcdbc3bfeb4",
     "mine-simans-labeled-list-scores": "42636120d4dd0d426ddedd1cf2d1f10e25b35622b7d36b2f05f7a385d5873058",
     "mine-ids-window-scores": "d5d8ce3ba49862645c920f05d17a06b441298049730723d5b3679c847846a7bf",

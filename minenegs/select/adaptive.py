@@ -21,11 +21,12 @@ top 5): SciFact 0.34 (sparse); the DL19 subset 0.60, nfcorpus 0.85, DBpedia 0.97
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from .. import recipe
 from .calibrate import MIN_QUERIES, Estimate, handed_out, leak_interval
 from .engine import RowsView, Selector
 from .params import MineParams
@@ -58,13 +59,17 @@ class Density:
                 "threshold": ABOVE_POSITIVE}
 
 
-def measure(pool: Selector, params: MineParams) -> Density:
-    """How dense the pool's relevance looks to the negatives ``params`` picks."""
+def measure(pool: Selector, params: MineParams, leak: bool = True) -> Density:
+    """How dense the pool's relevance looks to the negatives ``params`` picks (judges aside); ``leak``: with
+    calibrate's estimate where it can be had."""
+    from .filters import needs_judge
+
+    params = replace(params, thresholds={k: v for k, v in params.thresholds.items() if not needs_judge({k: v})})
     view = pool.view
     got = pool.pick(view, params)
     above = view.scores[got.chosen] >= view.positive_score[got.chosen]
     return Density(len(pool.starts), float(pool.positive_counts.mean()) if len(pool.starts) else 0.0,
-                   float(above.mean()) if len(above) else 0.0, _leak(pool, params))
+                   float(above.mean()) if len(above) else 0.0, _leak(pool, params) if leak else None)
 
 
 def _leak(pool: Selector, params: MineParams) -> Estimate | None:
@@ -76,52 +81,70 @@ def _leak(pool: Selector, params: MineParams) -> Estimate | None:
 
 
 RECIPES = ("adaptive", "fixed")
-# What the adaptive default mines on dense data, chosen by the dense fine-tuning benchmark: no hard negatives,
-# (anchor, positive) rows for in-batch negatives, trained with a guided in-batch loss whose guide is the model
-# that mined (sentence-transformers' GISTEmbedLoss masks in-batch candidates the guide scores above the positive).
-DENSE = {"num_negatives": 0}
-GUIDED_LOSS = "GISTEmbedLoss"
+
+
+def dense_params(params: MineParams) -> MineParams:
+    """The dense recipe (:data:`minenegs.recipe.DENSE`) on ``params``' seed and duplicate filters."""
+    thresholds = {**params.thresholds, "max_positive_similarity": recipe.DENSE_MAX_POSITIVE_SIMILARITY}
+    return replace(params, **recipe.DENSE, thresholds=thresholds)
 
 
 @dataclass(frozen=True)
 class Choice:
-    """What ``mine`` measured and what it mines: ``params`` (the user's, or the dense recipe's when the adaptive
-    default switched)."""
+    """What ``mine`` measured and what it mines. ``density`` is the data's, measured on the default recipe's
+    negatives; ``params`` the user's, or the dense recipe's where the adaptive default switched. On dense data
+    with other negatives than the dense recipe's, ``asked`` and ``safe`` are the share of the negatives asked for
+    and of the dense recipe's that outrank their query's positive: asked above safe is a risk (``risky``)."""
 
-    recipe: str
+    adapt: str
     density: Density
     params: MineParams
     switched: bool
-    model: str | None = None  # the encoder: the guide the dense recipe's loss should use
+    model: str | None = None  # the encoder: the guide of the loss the dense recipe's rows train best with
+    asked: float | None = None
+    safe: float | None = None
+
+    @property
+    def risky(self) -> bool:
+        return self.asked is not None and self.asked > self.safe
 
     def line(self) -> str:
         """The one line ``mine`` prints about it."""
         measured = self.density.describe()
         if self.switched:
-            return (f"dense relevance likely ({measured}): writing (anchor, positive) rows without hard negatives; "
-                    f"train with {GUIDED_LOSS}, guide = {self.model or 'the mining model'} (README: dense data); "
-                    "--recipe fixed keeps the top-ranked negatives")
-        if self.recipe == "adaptive" and not self.density.dense:
+            p = self.params
+            return (f"dense relevance likely ({measured}): {p.num_negatives} negative a query drawn from ranks "
+                    f"{p.range_min + 1}+ at cosine < {p.thresholds['max_positive_similarity']:g} to every positive, "
+                    f"not the top {recipe.NUM_NEGATIVES}; {recipe.GUIDED_LOSS} with the mining model as guide "
+                    "trains better still (README: dense relevance); --recipe fixed keeps the top-ranked negatives")
+        if self.adapt == "adaptive" and not self.density.dense:
             return f"relevance looks sparse ({measured}): mining the top-ranked negatives"
         return f"density: {measured}"
 
+    def warning(self) -> str:
+        return (f"these negatives will likely hurt training: dense relevance ({self.density.describe()}), and "
+                f"{self.asked:.0%} of the negatives asked for outrank their query's positive (the dense recipe's: "
+                f"{self.safe:.0%}); on such data every top-ranked recipe benchmarked trained a worse retriever than "
+                "in-batch negatives alone")
+
     def to_dict(self) -> dict[str, Any]:
-        out = {"recipe": self.recipe, "chose": "dense" if self.switched else "as given", **self.density.to_dict()}
+        out = {"recipe": self.adapt, "chose": "dense" if self.switched else "as given", **self.density.to_dict()}
+        if self.asked is not None:
+            out["asked_above_positive"], out["dense_recipe_above_positive"] = round(self.asked, 4), round(self.safe, 4)
         if self.switched:
-            out["loss"] = {"name": GUIDED_LOSS, "guide": self.model}
+            out["loss"] = {"name": recipe.GUIDED_LOSS, "guide": self.model}
         return out
 
 
-def choose(pool: Selector, params: MineParams, recipe: str = "adaptive", model: str | None = None,
-           can_switch: bool = True) -> Choice:
-    """Measure the pool's density for ``params`` and, under the adaptive recipe with ``params`` the default
-    recipe's (and ``can_switch``: the output format can hold rows without negatives), choose the dense recipe
-    where the data is dense."""
-    from dataclasses import replace
-
-    from .filters import needs_judge
-
-    probe = replace(params, thresholds={k: v for k, v in params.thresholds.items() if not needs_judge({k: v})})
-    density = measure(pool, probe)
-    switch = (recipe == "adaptive" and can_switch and density.dense and params == MineParams.default())
-    return Choice(recipe, density, replace(params, **DENSE) if switch else params, switch, model)
+def choose(pool: Selector, params: MineParams, adapt: str = "adaptive", model: str | None = None) -> Choice:
+    """The data's density (measured on the default recipe's negatives) and what to mine: under the adaptive
+    recipe with ``params`` the default recipe's, the dense recipe where the data is dense; else ``params``, with
+    how risky its negatives look beside the dense recipe's where the data is dense."""
+    default = MineParams.default(seed=params.seed)
+    density = measure(pool, default)
+    switch = adapt == "adaptive" and density.dense and params == default
+    chosen = dense_params(params) if switch else params
+    if not density.dense or switch:
+        return Choice(adapt, density, chosen, switch, model)
+    asked = measure(pool, params, leak=False).above_positive
+    return Choice(adapt, density, chosen, False, model, asked, measure(pool, dense_params(default), leak=False).above_positive)
