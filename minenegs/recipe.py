@@ -27,9 +27,13 @@ DUP_THRESHOLD = 0.95
 MAX_POSITIVE_SIMILARITY = 0.7
 THRESHOLDS = {"duplicate_text": 1.0, "dup_threshold": DUP_THRESHOLD, "max_positive_similarity": MAX_POSITIVE_SIMILARITY}
 # The dense recipe (chosen on nfcorpus_train, benchmarks/RESULTS.md): one negative a query, drawn at random from the
-# ranks after DENSE_RANGE_MIN, at cosine below DENSE_MAX_POSITIVE_SIMILARITY to every positive; duplicates as above
-DENSE = {"strategy": "random", "num_negatives": 1, "range_min": 30}
+# ranks after the first DENSE_SKIP of the pool's depth (30 of a depth-100 pool), at cosine below
+# DENSE_MAX_POSITIVE_SIMILARITY to every positive; duplicates as above. Taken only where it gives at least
+# DENSE_MIN_COVERAGE of the queries a negative.
+DENSE = {"strategy": "random", "num_negatives": 1}
+DENSE_SKIP = 0.3
 DENSE_MAX_POSITIVE_SIMILARITY = 0.5
+DENSE_MIN_COVERAGE = 0.5
 GUIDED_LOSS = "GISTEmbedLoss"  # what trains better still on such rows, with the model that mined as the guide
 
 

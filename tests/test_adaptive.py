@@ -57,7 +57,8 @@ def test_the_hold_out_leak_is_reported_not_decisive(tmp_path):
 
 
 def test_only_the_default_switches_and_only_when_adaptive(tmp_path):
-    dense = [[(0.8, False), (0.79, False), (0.78, False), (0.7, True)] + [(0.5 - 0.01 * i, False) for i in range(40)]
+    # 100 ranks deep: the dense recipe skips the first 30
+    dense = [[(0.8, False), (0.79, False), (0.78, False), (0.7, True)] + [(0.5 - 0.004 * i, False) for i in range(96)]
              for _ in range(4)]
     pool = _pool(tmp_path, dense)
     default = MineParams.default()
@@ -77,6 +78,12 @@ def test_only_the_default_switches_and_only_when_adaptive(tmp_path):
     sparse = [[(0.9, True)] + [(0.5 - 0.01 * i, False) for i in range(8)] for _ in range(4)]
     left = choose(_pool(tmp_path / "s", sparse), default)
     assert not left.switched and left.params == default and "sparse" in left.line() and not left.risky
+    # a shallower pool: the window starts 30 % down it
+    assert choose(_pool(tmp_path / "h", [q[:50] for q in dense]), default).params.range_min == 15
+    # a pool too shallow for the dense recipe to give half its queries a negative: kept as given, with the warning
+    below_top = [[(0.8, False), (0.7, True), (0.69, True), (0.68, True)] for _ in range(4)]  # all but rank 1 skipped
+    shallow = choose(_pool(tmp_path / "t", below_top), default)
+    assert not shallow.switched and shallow.params == default and shallow.risky
 
 
 def _topics(root: Path, dense: bool) -> Path:

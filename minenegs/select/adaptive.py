@@ -83,10 +83,17 @@ def _leak(pool: Selector, params: MineParams) -> Estimate | None:
 RECIPES = ("adaptive", "fixed")
 
 
-def dense_params(params: MineParams) -> MineParams:
-    """The dense recipe (:data:`minenegs.recipe.DENSE`) on ``params``' seed and duplicate filters."""
+def dense_params(params: MineParams, depth: int) -> MineParams:
+    """The dense recipe (:data:`minenegs.recipe.DENSE`) for a pool ``depth`` ranks deep, on ``params``' seed and
+    duplicate filters."""
     thresholds = {**params.thresholds, "max_positive_similarity": recipe.DENSE_MAX_POSITIVE_SIMILARITY}
-    return replace(params, **recipe.DENSE, thresholds=thresholds)
+    return replace(params, **recipe.DENSE, range_min=int(round(recipe.DENSE_SKIP * depth)), thresholds=thresholds)
+
+
+def _coverage(pool: Selector, params: MineParams) -> float:
+    """The share of the pool's queries ``params`` gives at least one negative."""
+    got = pool.pick(pool.view, params)
+    return float((got.counts > 0).mean()) if len(got.counts) else 0.0
 
 
 @dataclass(frozen=True)
@@ -142,9 +149,11 @@ def choose(pool: Selector, params: MineParams, adapt: str = "adaptive", model: s
     how risky its negatives look beside the dense recipe's where the data is dense."""
     default = MineParams.default(seed=params.seed)
     density = measure(pool, default)
-    switch = adapt == "adaptive" and density.dense and params == default
-    chosen = dense_params(params) if switch else params
-    if not density.dense or switch:
-        return Choice(adapt, density, chosen, switch, model)
+    if not density.dense:
+        return Choice(adapt, density, params, False, model)
+    retrieved = pool.arrays["rank"][pool.arrays["retrieved"]]
+    dense = dense_params(default, int(retrieved.max()) if len(retrieved) else 0)
+    if adapt == "adaptive" and params == default and _coverage(pool, dense) >= recipe.DENSE_MIN_COVERAGE:
+        return Choice(adapt, density, dense, True, model)
     asked = measure(pool, params, leak=False).above_positive
-    return Choice(adapt, density, chosen, False, model, asked, measure(pool, dense_params(default), leak=False).above_positive)
+    return Choice(adapt, density, params, False, model, asked, measure(pool, dense, leak=False).above_positive)
