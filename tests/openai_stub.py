@@ -1,17 +1,36 @@
 """An OpenAI-compatible chat-completions server for tests, on 127.0.0.1 and a free port, in a thread of the test
 process. Its answers are scripted: ``verdict(prompt)`` gives the verdict for a prompt; ``faults`` is a list of
 what the next requests get instead (``"429"``, ``"500"``, ``"malformed"``, ``"drop"``: the connection closed
-without an answer, ``"slow"``: an answer after ``slow_seconds``), consumed one per request. ``schema``: True takes
+without an answer, ``"slow"``: an answer after ``slow_seconds``, ``"missing-first"``: a listwise answer without
+its first candidate), consumed one per request. A listwise request (minenegs' listwise template) is answered item
+by item, each candidate as its one-candidate prompt would be. ``schema``: True takes
 any ``response_format``, False none (a 400), ``"json_object"`` takes only that form and answers ``json_schema``
 with a 500 naming ``response_format``, as llama.cpp's server through llama-cpp-python does."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def pointwise(prompt: str) -> list[str] | None:
+    """For a prompt of minenegs' listwise template, the one-candidate prompts of its candidates (the default
+    template's), so a scripted verdict answers a candidate alike whatever the batch; None for any other prompt."""
+    from minenegs.select.judges.llm import DEFAULT_TEMPLATE
+
+    marks = ("\nQuery: ", "\n\nDocuments known to be relevant to the query, for reference:\n",
+             "\n\nCandidate documents, numbered:\n", "\n\nFor each candidate:")
+    if not all(m in prompt for m in marks):
+        return None
+    query, rest = prompt.split(marks[0], 1)[1].split(marks[1], 1)
+    positives, rest = rest.split(marks[2], 1)
+    listed = rest.split(marks[3], 1)[0]
+    texts = [t.rstrip("\n") for t in re.split(r"(?m)^\[\d+\] ", listed)[1:]]
+    return [DEFAULT_TEMPLATE.format(query=query, positives=positives, candidate=t) for t in texts]
 
 
 class Stub:
@@ -55,7 +74,14 @@ class Stub:
                 with stub.lock:
                     stub.in_flight -= 1
                 prompt = body["messages"][-1]["content"]
-                content = "{not json" if fault == "malformed" else json.dumps({"verdict": stub.verdict(prompt)})
+                listed = pointwise(prompt)
+                if listed is not None:  # a listwise request: each candidate as its own prompt would be answered
+                    items = [{"id": k, "verdict": stub.verdict(p)} for k, p in enumerate(listed, 1)]
+                    if fault == "missing-first":
+                        items = items[1:]
+                    content = "{not json" if fault == "malformed" else json.dumps({"verdicts": items})
+                else:
+                    content = "{not json" if fault == "malformed" else json.dumps({"verdict": stub.verdict(prompt)})
                 self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}],
                                  "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 5}})
 

@@ -109,7 +109,7 @@ def _judging(judges: list[str] | None, **settings: Any):
     from ..select.judging import Judging, parse_judge
 
     template = settings["judge_template"].read_text(encoding="utf-8") if settings["judge_template"] else None
-    specs = [parse_judge(spec, key_env=settings["judge_key_env"], template=template,
+    specs = [parse_judge(spec, key_env=settings["judge_key_env"], template=template, batch=settings["judge_batch"],
                          concurrency=settings["judge_concurrency"], timeout=settings["judge_timeout"]) for spec in judges]
     return Judging(specs, settings["judge_mode"], settings["judge_depth"], settings["judge_budget"],
                    settings["judge_action"], settings["judge_max_flagged"], settings["judge_guard"])
@@ -124,6 +124,7 @@ JUDGING = {
     "judge_guard": opt(bool, "--judge-guard/--no-judge-guard", help="Flagged candidates count as positives for the positive-similarity guard: a later candidate as close to one is set aside unasked.", default=True),
     "judge_key_env": opt(Optional[str], "--judge-key-env", help="The environment variable holding the LLM server's API key."),
     "judge_template": opt(Optional[Path], "--judge-template", help="A prompt template file with {query}, {candidate} and optionally {positives}."),
+    "judge_batch": opt(int, "--judge-batch", help="Candidates of one query an LLM judges in one request (listwise: the instructions, query and positives sent once; verdicts cached per pair whatever K).", default=1, min=1),
     "judge_concurrency": opt(int, "--judge-concurrency", help="LLM requests at once.", default=8, min=1),
     "judge_timeout": opt(float, "--judge-timeout", help="Seconds to wait for one LLM answer.", default=60.0)}
 judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help="A judge, cheapest first (repeatable): llm:MODEL@URL (an OpenAI-compatible server) or cross-encoder:NAME_OR_PATH[@T]."), **JUDGING}, _judging, panel="Judges")

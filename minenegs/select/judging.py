@@ -248,18 +248,25 @@ class Judging:
 
 
 def parse_judge(spec: str, *, key_env: str | None = None, template: str | None = None, concurrency: int = 8,
-                timeout: float = 60.0) -> Any:
-    """A judge from its spec: ``llm:MODEL@URL`` (an OpenAI-compatible server; the LLM settings apply) or
+                timeout: float = 60.0, batch: int = 1) -> Any:
+    """A judge from its spec: ``llm:MODEL@URL`` (an OpenAI-compatible server; the LLM settings apply; ``batch``
+    candidates of a query a request, with ``template`` its listwise template when ``batch`` > 1) or
     ``cross-encoder:NAME_OR_PATH[@T]`` (relevant above probability ``T``, 0.5 by default)."""
     kind, _, rest = spec.partition(":")
     if kind == "llm":
-        from .judges.llm import DEFAULT_TEMPLATE, LLMJudge
+        from .judges.llm import DEFAULT_TEMPLATE, LIST_TEMPLATE, LLMJudge
 
         model, at, url = rest.partition("@")
         if not model or not at or not url:
             raise InputError(f"--judge {spec}: write llm:MODEL@URL, e.g. llm:qwen2.5-0.5b@http://127.0.0.1:8000/v1")
-        return LLMJudge(model, url, key_env=key_env, template=template or DEFAULT_TEMPLATE, concurrency=concurrency,
-                        timeout=timeout)
+        listwise = batch > 1 and template is not None
+        if listwise and "{candidates}" not in template:
+            raise InputError(f"--judge-template: with --judge-batch {batch}, give a listwise template with "
+                             "{query} and {candidates} (optionally {positives}); the numbered candidates go in "
+                             "{candidates}")
+        return LLMJudge(model, url, key_env=key_env, template=DEFAULT_TEMPLATE if listwise else template or DEFAULT_TEMPLATE,
+                        concurrency=concurrency, timeout=timeout, batch=batch,
+                        list_template=template if listwise else LIST_TEMPLATE)
     if kind == "cross-encoder" and rest:
         from .judges.cross_encoder import CrossEncoderJudge, CrossEncoderVerdicts
 

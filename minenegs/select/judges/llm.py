@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from ...errors import InputError
 from .base import VERDICTS, Ask
+from .listwise import LIST_SCHEMA, LIST_SLOTS, LIST_TEMPLATE, list_verdicts, message, numbered
 
 TEMPLATE_VERSION = 1
 DEFAULT_TEMPLATE = """You judge search results for a retrieval training set.
@@ -50,13 +51,12 @@ SLOTS = ("query", "candidate")  # a template must have these; {positives} is opt
 FORMS = ("json_schema", "json_object", "plain")  # how the answer is asked for, most structured first
 
 
-def response_format(form: str) -> dict:
+def response_format(form: str, schema: dict = SCHEMA, name: str = "verdict") -> dict:
     """The request's ``response_format`` for ``form`` (none for ``plain``)."""
     if form == "json_schema":
-        return {"response_format": {"type": "json_schema",
-                                    "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}}
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}}
     if form == "json_object":
-        return {"response_format": {"type": "json_object", "schema": SCHEMA}}
+        return {"response_format": {"type": "json_object", "schema": schema}}
     return {}
 
 
@@ -100,7 +100,10 @@ class _Retry(Exception):
 class LLMJudge:
     """``model`` at the OpenAI-compatible ``url`` (the base, e.g. ``http://127.0.0.1:8000/v1``); the API key, if
     the server wants one, in the environment variable ``key_env``. ``template`` is a ``str.format`` template with
-    ``{query}``, ``{candidate}`` and optionally ``{positives}``."""
+    ``{query}``, ``{candidate}`` and optionally ``{positives}``. ``batch`` > 1 judges up to that many candidates of
+    one query in one request (listwise, with ``list_template``: ``{query}``, ``{candidates}``, optionally
+    ``{positives}``); verdicts are per pair whatever ``batch``, so the fingerprint leaves it out and a cache
+    filled at one ``batch`` serves every other."""
 
     model: str
     url: str
@@ -112,6 +115,8 @@ class LLMJudge:
     backoff: float = 0.5
     max_tokens: int = 32
     structured: bool = True  # ask for JSON under SCHEMA where the server takes it
+    batch: int = 1
+    list_template: str = LIST_TEMPLATE
     usage: Usage = field(default_factory=Usage, repr=False)
     form: int = field(default=0, init=False, repr=False)  # the FORMS index this server takes, as far as known
 
@@ -127,6 +132,12 @@ class LLMJudge:
         except (KeyError, IndexError, ValueError) as exc:
             raise InputError(f"--judge-template: not a template of {{query}}, {{candidate}} and {{positives}} "
                              f"only ({exc}); write a literal brace as {{{{ or }}}}") from None
+        if self.batch < 1:
+            raise InputError(f"--judge-batch {self.batch}: must be at least 1")
+        if self.batch > 1:
+            missing = [s for s in LIST_SLOTS if "{" + s + "}" not in self.list_template]
+            if missing:
+                raise InputError(f"--judge-batch {self.batch}: the listwise template has no {{{missing[0]}}} slot")
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"--judge {self.spec}: give the server's base URL after the @, "
@@ -144,9 +155,11 @@ class LLMJudge:
     def fingerprint(self) -> str:
         """What decides a verdict: the model, the template and its version, the settings of the request. Not the
         server's address or key: the same model elsewhere gives the same verdicts."""
-        blob = json.dumps({"kind": "llm", "model": self.model, "template": self.template, "version": TEMPLATE_VERSION,
-                           "max_tokens": self.max_tokens, "structured": self.structured, "temperature": 0},
-                          sort_keys=True)
+        settings = {"kind": "llm", "model": self.model, "template": self.template, "version": TEMPLATE_VERSION,
+                    "max_tokens": self.max_tokens, "structured": self.structured, "temperature": 0}
+        if self.batch > 1 and self.list_template != LIST_TEMPLATE:  # a listwise template of the user's own
+            settings["list_template"] = self.list_template
+        blob = json.dumps(settings, sort_keys=True)
         return "llm-" + hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def probe(self) -> None:
@@ -175,7 +188,43 @@ class LLMJudge:
 
     def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]:
         """The verdict per ask (None: no verdict), ``done(i, verdict)`` called as each arrives."""
+        if self.batch > 1:
+            return self._listwise(asks, done)
         return [a.verdict for a in self.ask_all(asks, lambda i, answer: done(i, answer.verdict))]
+
+    def groups(self, asks: list[Ask]) -> list[list[int]]:
+        """The requests of a listwise run: the asks of one query (its text and positives), in their order, up to
+        ``batch`` a request."""
+        by_query: dict[tuple, list[int]] = {}
+        for i, ask in enumerate(asks):
+            by_query.setdefault((ask.query, ask.positives), []).append(i)
+        return [rows[k:k + self.batch] for rows in by_query.values() for k in range(0, len(rows), self.batch)]
+
+    def list_prompt(self, asks: list[Ask]) -> str:
+        positives = "\n".join(f"- {p}" for p in asks[0].positives) or "(none given)"
+        return self.list_template.format(query=asks[0].query, positives=positives,
+                                         candidates=numbered([a.candidate for a in asks]))
+
+    def _listwise(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]:
+        out: list[str | None] = [None] * len(asks)
+        lock = threading.Lock()
+
+        def one(rows: list[int]) -> None:
+            response = self._request(self.list_prompt([asks[i] for i in rows]), LIST_SCHEMA, "verdicts")
+            failed = isinstance(response, Answer)
+            said = [None] * len(rows) if failed else list_verdicts(response, len(rows))
+            answer = response if failed else Answer(None, **_tokens(response))
+            self.usage.add(answers=len(rows), no_verdict=sum(v is None for v in said),
+                           prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+            with lock:
+                for i, verdict in zip(rows, said):
+                    out[i] = verdict
+                    done(i, verdict)
+
+        groups = self.groups(asks)
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(groups)))) as pool:
+            list(pool.map(one, groups))
+        return out
 
     def ask_all(self, asks: Iterable[Ask], done: Callable[[int, Answer], None] | None = None) -> list[Answer]:
         """Answers to ``asks``, ``concurrency`` requests at a time; ``done(i, answer)`` is called as the answer to
@@ -196,12 +245,18 @@ class LLMJudge:
             return list(pool.map(one, range(len(asks))))
 
     def _ask(self, ask: Ask) -> Answer:
-        body = {"model": self.model, "messages": [{"role": "user", "content": self.prompt(ask)}],
-                "temperature": 0, "max_tokens": self.max_tokens}
+        return _answer(self._request(self.prompt(ask), SCHEMA, "verdict"))
+
+    def _request(self, prompt: str, schema: dict, name: str) -> dict | Answer:
+        """The server's response to ``prompt`` (an Answer without a verdict where it failed for good), asked in the
+        most structured form the server takes, retried as the class says."""
+        tokens = self.max_tokens if schema is SCHEMA else self.max_tokens + 16 * self.batch
+        body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0, "max_tokens": tokens}
         form, attempt = self.form, 0
         while True:
             try:
-                return _answer(self._post({**body, **response_format(FORMS[form])}))
+                return self._post({**body, **response_format(FORMS[form], schema, name)})
             except _Refused as exc:
                 if not exc.form or form == len(FORMS) - 1:
                     return Answer(None, error=str(exc))
@@ -264,14 +319,19 @@ def _text(exc: urllib.error.HTTPError) -> str:
 _WORD = re.compile(r"\b(not[ _-]?relevant|relevant|unsure)\b", re.I)
 
 
-def _answer(response: dict) -> Answer:
-    """The verdict in a chat-completions response, and its token counts; None where there is no clear one."""
+def _tokens(response: dict) -> dict[str, int]:
     usage = response.get("usage") or {}
-    tokens = {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
-              "completion_tokens": int(usage.get("completion_tokens") or 0)}
-    try:
-        content = response["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
+    return {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0)}
+
+
+def _answer(response: dict | Answer) -> Answer:
+    """The verdict in a chat-completions response, and its token counts; None where there is no clear one."""
+    if isinstance(response, Answer):
+        return response
+    tokens = _tokens(response)
+    content = message(response)
+    if content is None:
         return Answer(None, error="no message in the answer", **tokens)
     verdict = None
     if isinstance(content, str):
