@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
-DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive
+DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive mn-adaptive-guided in-batch-gist
 
 .PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-finetune-dense bench-density bench-llm-judge clean
 
