@@ -42,7 +42,7 @@ def test_listwise_gives_the_same_verdicts_in_fewer_requests_and_tokens():
     assert single.usage.requests == 8 and listwise.usage.requests == 3  # q one: 5 + 2, q two: 1
     assert listwise.usage.answers == 8 and listwise.usage.no_verdict == 0
     assert listwise.usage.prompt_tokens < 0.6 * single.usage.prompt_tokens
-    first = listed[0]["messages"][0]["content"]
+    first = next(b["messages"][0]["content"] for b in listed if "\n[5] " in b["messages"][0]["content"])
     assert len(re.findall(r"(?m)^\[\d\] ", first)) == 5 and "[5] c4" in first and first.count("- p one") == 1  # positives sent once
     assert listed[0]["response_format"]["json_schema"]["schema"]["required"] == ["verdicts"]
     assert single.fingerprint() == listwise.fingerprint()  # one cache whatever K
@@ -102,3 +102,45 @@ def test_bad_batches_are_one_line():
     own = parse_judge("llm:tiny@http://127.0.0.1:9/v1", template="{query}: {candidates}", batch=4)
     assert own.list_template == "{query}: {candidates}"
     assert own.fingerprint() != parse_judge("llm:tiny@http://127.0.0.1:9/v1", batch=4).fingerprint()
+
+
+KILLED = """
+import sys
+sys.argv = ["minenegs", "filter", {pool!r}, "-o", {out!r}, "--format", "flag-jsonl", "--keep-duplicates",
+            "--num-negatives", "5", "--judge", "llm:tiny@{url}", "--judge-batch", "5", "--judge-concurrency", "2",
+            "-q"]
+from minenegs.cli import main
+main()
+"""
+
+
+def _pairs(request: dict) -> set[str]:
+    """The (query, candidate) pairs a listwise request asked about, as their one-candidate prompts."""
+    from openai_stub import pointwise
+
+    return set(pointwise(request["body"]["messages"][0]["content"]) or [])
+
+
+def test_a_listwise_run_killed_midway_then_rerun_repeats_no_answered_pair(pool, tmp_path):  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with Stub(thirds, delay=0.05) as stub:
+        script = KILLED.format(pool=str(pool), out=str(tmp_path / "k.jsonl"), url=stub.url)
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        while len(stub.requests) < 8 and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        answered = set().union(*(_pairs(r) for r in stub.requests[:4]))  # sent well before the kill
+        before = len(stub.requests)
+        assert answered and not (tmp_path / "k.jsonl").exists()
+        result = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / "k.jsonl"), "--format",
+                                          "flag-jsonl", "--keep-duplicates", "--num-negatives", "5", "--judge",
+                                          f"llm:tiny@{stub.url}", "--judge-batch", "5", "-q"])
+        assert result.exit_code == 0, result.output
+        again = set().union(*(_pairs(r) for r in stub.requests[before:]))
+    assert again and not answered & again
