@@ -105,14 +105,18 @@ main()
 """
 
 
+def kill_after(stub: Stub, script: str, requests: int) -> None:
+    """Run ``script`` in a child process and SIGKILL it once the stub has had ``requests`` requests."""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    while len(stub.requests) < requests and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_a_run_killed_midway_then_rerun_repeats_no_answered_call(pool, tmp_path):
     with Stub(thirds, delay=0.05) as stub:
-        script = KILLED.format(pool=str(pool), out=str(tmp_path / "k.jsonl"), url=stub.url)
-        proc = subprocess.Popen([sys.executable, "-c", script])
-        while len(stub.requests) < 12 and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_after(stub, KILLED.format(pool=str(pool), out=str(tmp_path / "k.jsonl"), url=stub.url), 12)
         answered = {candidate(r["body"]["messages"][0]["content"]) + r["body"]["messages"][0]["content"][:80]
                     for r in stub.requests[:8]}  # sent well before the kill: answered and cached
         before = len(stub.requests)

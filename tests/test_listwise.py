@@ -18,7 +18,7 @@ from minenegs.select.judges.listwise import list_verdicts
 from minenegs.select.judges.llm import LLMJudge
 from minenegs.select.judging import parse_judge
 from openai_stub import Stub
-from test_judging import candidate, pool, thirds  # noqa: F401  (pool: the fixture)
+from test_judging import kill_after, pool, thirds  # noqa: F401  (pool: the fixture)
 from test_llm_judge import by_marker
 
 ASKS = [Ask("q one", ("p one", "p two"), f"c{i} {'RELEVANT' if i % 3 == 0 else 'plain'} words words words")
@@ -122,19 +122,8 @@ def _pairs(request: dict) -> set[str]:
 
 
 def test_a_listwise_run_killed_midway_then_rerun_repeats_no_answered_pair(pool, tmp_path):  # noqa: F811
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     with Stub(thirds, delay=0.05) as stub:
-        script = KILLED.format(pool=str(pool), out=str(tmp_path / "k.jsonl"), url=stub.url)
-        proc = subprocess.Popen([sys.executable, "-c", script])
-        while len(stub.requests) < 8 and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_after(stub, KILLED.format(pool=str(pool), out=str(tmp_path / "k.jsonl"), url=stub.url), 8)
         answered = set().union(*(_pairs(r) for r in stub.requests[:4]))  # sent well before the kill
         before = len(stub.requests)
         assert answered and not (tmp_path / "k.jsonl").exists()
