@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _proc import write_results  # noqa: E402
 from false_negatives import Judge, mined, prepare, two_visible  # noqa: E402
-from finetune import train_embeddings, train_folder  # noqa: E402
+from finetune import relevant_pairs, train_embeddings, train_folder  # noqa: E402
 
 from minenegs.encode.folder import Embeddings  # noqa: E402
 from minenegs.inputs.dataset import load_beir  # noqa: E402
@@ -52,7 +52,7 @@ def own_pool(data: Path) -> tuple[Selector, Judge | None]:
     judge = None
     if (folder / "qrels" / "hidden.tsv").exists():
         given = {(r.query_id, r.doc_id) for r in ds.qrels}
-        hidden = {(r.query_id, r.doc_id) for r in load_beir(folder, "hidden").qrels if r.is_positive} - given
+        hidden = relevant_pairs(data) - given
         judge = Judge(emb, arrays, hidden)
     return Selector(arrays, corpus_view(emb)), judge
 

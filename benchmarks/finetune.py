@@ -300,7 +300,7 @@ def judged_rows(ds, data: Path, pool: Path, params, n: int, judge: tuple[float, 
     from minenegs.select.candidates import corpus_view, read_pool_arrays
     from minenegs.select.engine import Selector
 
-    hidden = {(r.query_id, r.doc_id) for r in load_beir_split(train_folder(data), "hidden").qrels if r.is_positive}
+    hidden = relevant_pairs(data)
     emb = Embeddings(train_embeddings(ds, data))
     doc_ids, q_text = emb.ids("corpus"), dict(zip(ds.queries.ids, ds.queries.texts))
     d_text = dict(zip(ds.corpus.ids, ds.corpus.texts))
@@ -320,10 +320,11 @@ def judged_rows(ds, data: Path, pool: Path, params, n: int, judge: tuple[float, 
     return out
 
 
-def load_beir_split(folder: Path, split: str):
+def relevant_pairs(data: Path) -> set[tuple[str, str]]:
+    """Every (query id, document id) labelled relevant for the sampled training queries (``qrels/hidden.tsv``)."""
     from minenegs.inputs.dataset import load_beir
 
-    return load_beir(folder, split)
+    return {(r.query_id, r.doc_id) for r in load_beir(train_folder(data), "hidden").qrels if r.is_positive}
 
 
 def spread(pairs, seed: int):

@@ -150,7 +150,7 @@ output_options = group("out", {
     "batch_order": opt(str, "--batch-order", metavar="|".join(ORDERS), help="pool (the pool's query order) or clusters: blocks of --batch-size rows from one query cluster (pool mined with --query-clusters), blocks shuffled with --seed, no anchor or positive text twice in a block. Train without reshuffling (README).", default="pool"),
     "batch_size": opt(int, "--batch-size", help="Rows per block with --batch-order clusters: the trainer's batch size.", default=32, min=1),
     "min_coverage": opt(Optional[float], "--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95)."),
-    "adapt": opt(str, "--recipe", metavar="adaptive|fixed", panel="Strategy", help="adaptive: where the data looks densely relevant (many unlabelled relevant documents per query), the default options write (anchor, positive) rows without hard negatives, for a guided in-batch loss (README); fixed: the options as given, always.", default="adaptive"),
+    "adapt": opt(str, "--recipe", metavar="adaptive|fixed", panel="Strategy", help="adaptive: where the data looks densely relevant (most top candidates outrank the labelled positive), the default options mine the dense recipe instead: one negative a query from further down the pool, unlike every positive (README: dense relevance); fixed: the options as given, always.", default="adaptive"),
     "fail_on_dense": opt(bool, "--fail-on-dense", panel="Strategy", help="Exit 3, writing nothing, instead of warning when the negatives asked for look likely to hurt (dense relevance).", default=False),
     "force": (Force, False), "quiet": (Quiet, False), "json": (Json, False)}, _out, panel="Input and output")
 

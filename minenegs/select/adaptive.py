@@ -59,17 +59,28 @@ class Density:
                 "threshold": ABOVE_POSITIVE}
 
 
-def measure(pool: Selector, params: MineParams, leak: bool = True) -> Density:
-    """How dense the pool's relevance looks to the negatives ``params`` picks (judges aside); ``leak``: with
-    calibrate's estimate where it can be had."""
+def measure(pool: Selector, params: MineParams) -> Density:
+    """How dense the pool's relevance looks to the negatives ``params`` picks (judges aside), with calibrate's
+    leak estimate where it can be had."""
+    params = _no_judges(params)
+    return Density(len(pool.starts), float(pool.positive_counts.mean()) if len(pool.starts) else 0.0,
+                   _picked(pool, params)[0], _leak(pool, params))
+
+
+def _no_judges(params: MineParams) -> MineParams:
     from .filters import needs_judge
 
-    params = replace(params, thresholds={k: v for k, v in params.thresholds.items() if not needs_judge({k: v})})
+    return replace(params, thresholds={k: v for k, v in params.thresholds.items() if not needs_judge({k: v})})
+
+
+def _picked(pool: Selector, params: MineParams) -> tuple[float, float]:
+    """Of the negatives ``params`` picks over the pool: the share that score at or above their query's lowest
+    positive, and the share of queries given at least one."""
     view = pool.view
     got = pool.pick(view, params)
     above = view.scores[got.chosen] >= view.positive_score[got.chosen]
-    return Density(len(pool.starts), float(pool.positive_counts.mean()) if len(pool.starts) else 0.0,
-                   float(above.mean()) if len(above) else 0.0, _leak(pool, params) if leak else None)
+    return (float(above.mean()) if len(above) else 0.0,
+            float((got.counts > 0).mean()) if len(got.counts) else 0.0)
 
 
 def _leak(pool: Selector, params: MineParams) -> Estimate | None:
@@ -88,12 +99,6 @@ def dense_params(params: MineParams, depth: int) -> MineParams:
     duplicate filters."""
     thresholds = {**params.thresholds, "max_positive_similarity": recipe.DENSE_MAX_POSITIVE_SIMILARITY}
     return replace(params, **recipe.DENSE, range_min=int(round(recipe.DENSE_SKIP * depth)), thresholds=thresholds)
-
-
-def _coverage(pool: Selector, params: MineParams) -> float:
-    """The share of the pool's queries ``params`` gives at least one negative."""
-    got = pool.pick(pool.view, params)
-    return float((got.counts > 0).mean()) if len(got.counts) else 0.0
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ def choose(pool: Selector, params: MineParams, adapt: str = "adaptive", model: s
         return Choice(adapt, density, params, False, model)
     retrieved = pool.arrays["rank"][pool.arrays["retrieved"]]
     dense = dense_params(default, int(retrieved.max()) if len(retrieved) else 0)
-    if adapt == "adaptive" and params == default and _coverage(pool, dense) >= recipe.DENSE_MIN_COVERAGE:
+    safe, coverage = _picked(pool, dense)
+    if adapt == "adaptive" and params == default and coverage >= recipe.DENSE_MIN_COVERAGE:
         return Choice(adapt, density, dense, True, model)
-    asked = measure(pool, params, leak=False).above_positive
-    return Choice(adapt, density, params, False, model, asked, measure(pool, dense, leak=False).above_positive)
+    asked = density.above_positive if params == default else _picked(pool, _no_judges(params))[0]
+    return Choice(adapt, density, params, False, model, asked, safe)

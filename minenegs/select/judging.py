@@ -259,14 +259,13 @@ def parse_judge(spec: str, *, key_env: str | None = None, template: str | None =
         model, at, url = rest.partition("@")
         if not model or not at or not url:
             raise InputError(f"--judge {spec}: write llm:MODEL@URL, e.g. llm:qwen2.5-0.5b@http://127.0.0.1:8000/v1")
-        listwise = batch > 1 and template is not None
-        if listwise and "{candidates}" not in template:
+        one, listed = (None, template) if batch > 1 else (template, None)  # the template given is K's kind
+        if listed is not None and "{candidates}" not in listed:
             raise InputError(f"--judge-template: with --judge-batch {batch}, give a listwise template with "
                              "{query} and {candidates} (optionally {positives}); the numbered candidates go in "
                              "{candidates}")
-        return LLMJudge(model, url, key_env=key_env, template=DEFAULT_TEMPLATE if listwise else template or DEFAULT_TEMPLATE,
-                        concurrency=concurrency, timeout=timeout, batch=batch,
-                        list_template=template if listwise else LIST_TEMPLATE)
+        return LLMJudge(model, url, key_env=key_env, template=one or DEFAULT_TEMPLATE, concurrency=concurrency,
+                        timeout=timeout, batch=batch, list_template=listed or LIST_TEMPLATE)
     if kind == "cross-encoder" and rest:
         from .judges.cross_encoder import CrossEncoderJudge, CrossEncoderVerdicts
 

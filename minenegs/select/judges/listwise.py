@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from .base import VERDICTS
+from .base import VERDICTS, Ask
 
 LIST_TEMPLATE = """You judge search results for a retrieval training set.
 
@@ -26,6 +26,20 @@ LIST_SCHEMA = {"type": "object", "properties": {"verdicts": {"type": "array", "i
     "required": ["id", "verdict"], "additionalProperties": False}}}, "required": ["verdicts"],
     "additionalProperties": False}
 LIST_SLOTS = ("query", "candidates")  # a listwise template must have these; {positives} is optional
+
+
+def references(positives: tuple[str, ...]) -> str:
+    """A query's labelled positives as a prompt lists them, for reference."""
+    return "\n".join(f"- {p}" for p in positives) or "(none given)"
+
+
+def requests(asks: list[Ask], batch: int) -> list[list[int]]:
+    """The requests of a listwise run: the asks of one query (its text and positives), in their order, up to
+    ``batch`` a request."""
+    by_query: dict[tuple, list[int]] = {}
+    for i, ask in enumerate(asks):
+        by_query.setdefault((ask.query, ask.positives), []).append(i)
+    return [rows[k:k + batch] for rows in by_query.values() for k in range(0, len(rows), batch)]
 
 
 def numbered(texts: list[str]) -> str:
@@ -48,7 +62,7 @@ def list_verdicts(response: dict, n: int) -> list[str | None]:
         pairs = [(x.get("id"), x.get("verdict")) for x in items if isinstance(x, dict)] if isinstance(items, list) else []
     except ValueError:
         if isinstance(content, str):
-            pairs = [(int(k), w.lower().replace(" ", "_").replace("-", "_")) for k, w in _ITEM.findall(content)]
+            pairs = [(int(k), plain_word(w)) for k, w in _ITEM.findall(content)]
     found: dict[int, str | None] = {}
     for k, verdict in pairs:
         if isinstance(k, int) and 1 <= k <= n:
@@ -57,6 +71,10 @@ def list_verdicts(response: dict, n: int) -> list[str | None]:
     return [found.get(k) for k in range(1, n + 1)]
 
 
+def plain_word(word: str) -> str:
+    """A verdict as written in plain words ("Not relevant", "not-relevant", ...) as the verdict it names."""
+    word = word.lower().replace(" ", "_").replace("-", "_")
+    return "not_relevant" if word == "notrelevant" else word
 
 
 def message(response: dict) -> object:

@@ -27,10 +27,12 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...errors import InputError
 from .base import VERDICTS, Ask
-from .listwise import LIST_SCHEMA, LIST_SLOTS, LIST_TEMPLATE, list_verdicts, message, numbered
+from .listwise import (LIST_SCHEMA, LIST_SLOTS, LIST_TEMPLATE, list_verdicts, message, numbered, plain_word,
+                       references, requests)
 
 TEMPLATE_VERSION = 1
 DEFAULT_TEMPLATE = """You judge search results for a retrieval training set.
@@ -174,8 +176,7 @@ class LLMJudge:
 
     # -- asking -------------------------------------------------------------------------------------------
     def prompt(self, ask: Ask) -> str:
-        positives = "\n".join(f"- {p}" for p in ask.positives) or "(none given)"
-        return self.template.format(query=ask.query, candidate=ask.candidate, positives=positives)
+        return self.template.format(query=ask.query, candidate=ask.candidate, positives=references(ask.positives))
 
     @property
     def name(self) -> str:
@@ -192,17 +193,8 @@ class LLMJudge:
             return self._listwise(asks, done)
         return [a.verdict for a in self.ask_all(asks, lambda i, answer: done(i, answer.verdict))]
 
-    def groups(self, asks: list[Ask]) -> list[list[int]]:
-        """The requests of a listwise run: the asks of one query (its text and positives), in their order, up to
-        ``batch`` a request."""
-        by_query: dict[tuple, list[int]] = {}
-        for i, ask in enumerate(asks):
-            by_query.setdefault((ask.query, ask.positives), []).append(i)
-        return [rows[k:k + self.batch] for rows in by_query.values() for k in range(0, len(rows), self.batch)]
-
     def list_prompt(self, asks: list[Ask]) -> str:
-        positives = "\n".join(f"- {p}" for p in asks[0].positives) or "(none given)"
-        return self.list_template.format(query=asks[0].query, positives=positives,
+        return self.list_template.format(query=asks[0].query, positives=references(asks[0].positives),
                                          candidates=numbered([a.candidate for a in asks]))
 
     def _listwise(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]:
@@ -210,20 +202,17 @@ class LLMJudge:
         lock = threading.Lock()
 
         def one(rows: list[int]) -> None:
-            response = self._request(self.list_prompt([asks[i] for i in rows]), LIST_SCHEMA, "verdicts")
+            response = self._request(self.list_prompt([asks[i] for i in rows]), LIST_SCHEMA, "verdicts",
+                                     self.max_tokens + 16 * self.batch)
             failed = isinstance(response, Answer)
             said = [None] * len(rows) if failed else list_verdicts(response, len(rows))
-            answer = response if failed else Answer(None, **_tokens(response))
-            self.usage.add(answers=len(rows), no_verdict=sum(v is None for v in said),
-                           prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+            self._spent(response if failed else Answer(None, **_tokens(response)), said)
             with lock:
                 for i, verdict in zip(rows, said):
                     out[i] = verdict
                     done(i, verdict)
 
-        groups = self.groups(asks)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(groups)))) as pool:
-            list(pool.map(one, groups))
+        self._at_once(one, requests(asks, self.batch))
         return out
 
     def ask_all(self, asks: Iterable[Ask], done: Callable[[int, Answer], None] | None = None) -> list[Answer]:
@@ -234,25 +223,32 @@ class LLMJudge:
 
         def one(i: int) -> Answer:
             answer = self._ask(asks[i])
-            self.usage.add(answers=1, no_verdict=int(answer.verdict is None),
-                           prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+            self._spent(answer, [answer.verdict])
             if done is not None:
                 with lock:
                     done(i, answer)
             return answer
 
-        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(asks)))) as pool:
-            return list(pool.map(one, range(len(asks))))
+        return self._at_once(one, list(range(len(asks))))
+
+    def _at_once(self, work: Callable[[Any], Any], items: list) -> list:
+        """``work(item)`` for every item, ``concurrency`` requests at a time."""
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(items)))) as pool:
+            return list(pool.map(work, items))
+
+    def _spent(self, answer: Answer, said: list[str | None]) -> None:
+        """Count one answered request: the verdicts it gave (``said``) and its tokens."""
+        self.usage.add(answers=len(said), no_verdict=sum(v is None for v in said),
+                       prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
 
     def _ask(self, ask: Ask) -> Answer:
-        return _answer(self._request(self.prompt(ask), SCHEMA, "verdict"))
+        return _answer(self._request(self.prompt(ask), SCHEMA, "verdict", self.max_tokens))
 
-    def _request(self, prompt: str, schema: dict, name: str) -> dict | Answer:
+    def _request(self, prompt: str, schema: dict, name: str, max_tokens: int) -> dict | Answer:
         """The server's response to ``prompt`` (an Answer without a verdict where it failed for good), asked in the
         most structured form the server takes, retried as the class says."""
-        tokens = self.max_tokens if schema is SCHEMA else self.max_tokens + 16 * self.batch
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                "temperature": 0, "max_tokens": tokens}
+                "temperature": 0, "max_tokens": max_tokens}
         form, attempt = self.form, 0
         while True:
             try:
@@ -340,8 +336,7 @@ def _answer(response: dict | Answer) -> Answer:
             parsed = json.loads(text)
             verdict = parsed.get("verdict") if isinstance(parsed, dict) else None
         except ValueError:
-            words = {w.lower().replace(" ", "_").replace("-", "_") for w in _WORD.findall(text)}
-            words = {"not_relevant" if w in ("notrelevant", "not_relevant") else w for w in words}
+            words = {plain_word(w) for w in _WORD.findall(text)}
             verdict = words.pop() if len(words) == 1 else None  # a bare word, and only one kind of it
     if verdict not in VERDICTS:
         return Answer(None, error="no verdict in the answer", **tokens)
