@@ -185,6 +185,7 @@ def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch
     params, manifest, emb = opened.params, opened.manifest, opened.emb
     with running(judging):
         selection = opened.select(arrays, judging=judging)
+        flags = None if judging is None else _contamination(opened, judging, arrays)
     clusters = _clusters(opened.pool) if clusters is None else clusters
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
@@ -209,7 +210,22 @@ def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch
                         batches=(batch_size, params.seed) if batch_order == "clusters" else None)
     return {"pool": str(opened.pool), **({"index": index} if index else {}), **summary, "rows": rows,
             **({"judging": judging.summary()} if judging is not None else {}),
+            **({"contamination": flags} if flags is not None else {}),
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _contamination(opened: OpenedPool, judging: Any, arrays: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The flags-based estimate of the relevant share of the negatives just selected (every judged chunk's
+    flags), its probes asked over the first chunk of queries (or ``arrays``)."""
+    from .select.candidates import pool_chunks
+    from .select.contamination import Flags
+
+    chunk = arrays if arrays is not None else next(iter(pool_chunks(opened.pool)), None)
+    if not judging.probes:
+        return None
+    if chunk is None:
+        return {"rate": None, "why": "the pool has no queries"}
+    return opened.contamination(opened.selector(chunk), judging, Flags.merge(judging.tally))
 
 
 def check_coverage(summary: dict[str, Any], min_coverage: float | None) -> None:

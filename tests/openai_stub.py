@@ -23,7 +23,7 @@ def pointwise(prompt: str) -> list[str] | None:
     from minenegs.select.judges.llm import DEFAULT_TEMPLATE
 
     marks = ("\nQuery: ", "\n\nDocuments known to be relevant to the query, for reference:\n",
-             "\n\nCandidate documents, numbered:\n", "\n\nFor each candidate:")
+             "\n\nCandidates:\n", "\n\nFor each candidate:")
     if not all(m in prompt for m in marks):
         return None
     query, rest = prompt.split(marks[0], 1)[1].split(marks[1], 1)

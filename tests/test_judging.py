@@ -55,7 +55,7 @@ def rows(out: Path) -> list[dict]:
 
 def test_judges_lazily_and_hands_out_only_what_it_cleared(pool, tmp_path):
     with Stub(thirds) as stub:
-        result = run(pool, tmp_path / "a.jsonl", "--judge", f"llm:tiny@{stub.url}")
+        result = run(pool, tmp_path / "a.jsonl", "--judge", f"llm:tiny@{stub.url}", "--judge-probes", "0")
         asked = [candidate(r["body"]["messages"][0]["content"]) for r in stub.requests]
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -348,7 +348,7 @@ def test_a_cross_encoder_judge_clears_by_its_threshold_then_an_llm_confirms_its_
     k = max(range(mid - span, mid + span), key=lambda i: ranked[i + 1] - ranked[i])
     t = float((ranked[k] + ranked[k + 1]) / 2)
 
-    alone = run(pool, tmp_path / "ce.jsonl", "--judge", f"cross-encoder:{tiny_ce}@{t}")
+    alone = run(pool, tmp_path / "ce.jsonl", "--judge", f"cross-encoder:{tiny_ce}@{t}", "--judge-probes", "0")
     assert alone.exit_code == 0, alone.output
     judge = json.loads(alone.stdout)["judging"]["judges"]["cross-encoder"]
     assert judge["calls"] > 0 and judge["seconds"] > 0 and judge["verdicts"]["relevant"] > 0
@@ -396,19 +396,22 @@ def test_a_candidate_near_a_flagged_one_is_set_aside_without_a_call(tmp_path):
     judge = Scripted({"c0"})
     near = lambda flagged, c: (c, tuple(flagged)) in {(1, (0,)), (4, (0,))}  # noqa: E731  1 and 4 are near 0
     with Judging([judge]) as judging:
-        cleared, flagged, aside = judging.walk(tmp_path, [np.arange(6)], 2, lambda q, c: Ask("q", (), f"c{c}"), near)
+        cleared, flagged, aside, asked = judging.walk(tmp_path, [np.arange(6)], 2, lambda q, c: Ask("q", (), f"c{c}"),
+                                                      near)
     # two a batch: c0 and c1 are asked together, before c0's flag is known; then c2
     assert judge.asked == ["c0", "c1", "c2"] and cleared == [[1, 2]] and flagged == [[0]] and aside == [[]]
+    assert asked == [3]
     judge = Scripted({"c0"})
     with Judging([judge]) as judging:
-        cleared, flagged, aside = judging.walk(tmp_path / "b", [np.arange(6)], 1, lambda q, c: Ask("q", (), f"c{c}"),
-                                               near)
-    assert judge.asked == ["c0", "c2"] and cleared == [[2]] and flagged == [[0]] and aside == [[1]]
+        cleared, flagged, aside, asked = judging.walk(tmp_path / "b", [np.arange(6)], 1,
+                                                      lambda q, c: Ask("q", (), f"c{c}"), near)
+    assert judge.asked == ["c0", "c2"] and cleared == [[2]] and flagged == [[0]] and aside == [[1]] and asked == [2]
 
 
 def test_the_guard_counts_flagged_candidates_as_positives(pool, tmp_path):
     with Stub(thirds) as stub:
-        result = run(pool, tmp_path / "g.jsonl", "--max-positive-similarity", "0.8", "--judge", f"llm:tiny@{stub.url}")
+        result = run(pool, tmp_path / "g.jsonl", "--max-positive-similarity", "0.8", "--judge", f"llm:tiny@{stub.url}",
+                     "--judge-probes", "0")
         asked = [candidate(r["body"]["messages"][0]["content"]) for r in stub.requests]
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -418,7 +421,7 @@ def test_the_guard_counts_flagged_candidates_as_positives(pool, tmp_path):
     assert len(asked) == calls == len(negatives) + summary["removed_by_judges"]
     with Stub(thirds) as stub:  # --no-judge-guard: what was set aside is asked now (the rest comes from the cache)
         off = run(pool, tmp_path / "o.jsonl", "--max-positive-similarity", "0.8", "--judge", f"llm:tiny@{stub.url}",
-                  "--no-judge-guard")
+                  "--no-judge-guard", "--judge-probes", "0")
         again = [candidate(r["body"]["messages"][0]["content"]) for r in stub.requests]
     assert off.exit_code == 0, off.output
     assert "removed_by_near_flagged" not in json.loads(off.stdout)

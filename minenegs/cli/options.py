@@ -112,7 +112,8 @@ def _judging(judges: list[str] | None, **settings: Any):
     specs = [parse_judge(spec, key_env=settings["judge_key_env"], template=template, batch=settings["judge_batch"],
                          concurrency=settings["judge_concurrency"], timeout=settings["judge_timeout"]) for spec in judges]
     return Judging(specs, settings["judge_mode"], settings["judge_depth"], settings["judge_budget"],
-                   settings["judge_action"], settings["judge_max_flagged"], settings["judge_guard"])
+                   settings["judge_action"], settings["judge_max_flagged"], settings["judge_guard"],
+                   probes=settings["judge_probes"])
 
 
 JUDGING = {
@@ -122,6 +123,7 @@ JUDGING = {
     "judge_action": opt(str, "--judge-action", metavar="|".join(ACTIONS), help="drop (a flagged candidate) or promote (write it as a positive).", default="drop"),
     "judge_max_flagged": opt(Optional[int], "--judge-max-flagged", help="Drop a query with more flagged candidates than this.", min=0),
     "judge_guard": opt(bool, "--judge-guard/--no-judge-guard", help="Flagged candidates count as positives for the positive-similarity guard: a later candidate as close to one is set aside unasked.", default=True),
+    "judge_probes": opt(int, "--judge-probes", help="Held-out positives and far documents (each) the judges are asked about to estimate, from their flags, the relevant share of the negatives handed out (0: no estimate).", default=200, min=0),
     "judge_key_env": opt(Optional[str], "--judge-key-env", help="The environment variable holding the LLM server's API key."),
     "judge_template": opt(Optional[Path], "--judge-template", help="A prompt template file with {query}, {candidate} and optionally {positives}."),
     "judge_batch": opt(int, "--judge-batch", help="Candidates of one query an LLM judges in one request (listwise: the instructions, query and positives sent once; verdicts cached per pair whatever K).", default=1, min=1),

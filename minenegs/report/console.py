@@ -69,11 +69,26 @@ def _flat(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         elif key == "judging" and isinstance(value, dict):
             rows.append(("judging", " ".join(f"{k} {value[k]}" for k in ("mode", "action", "budget") if k in value)))
             rows.extend((f"judge {judge}", _judge_line(stats)) for judge, stats in value.get("judges", {}).items())
+        elif key == "contamination" and isinstance(value, dict):
+            rows.append(("relevant among negatives (judges' flags)", flags_line(value)))
         elif isinstance(value, dict):
             rows.extend(_flat(value, f"{name} "))
         else:
             rows.append((name, value))
     return rows
+
+
+def flags_line(est: dict[str, Any], brief: bool = False) -> str:
+    """The flags-based estimate (:mod:`minenegs.select.contamination`) on one line: the share with its 95 % interval
+    and what it was read from (``brief``: the share and interval only), or why there is none."""
+    if est.get("rate") is None:
+        return f"none: {est.get('why')}"
+    shown = f"{est['rate']:.1%} [{est['low']:.1%}, {est['high']:.1%}]"
+    if brief:
+        return shown
+    return (f"{shown}; judges: sensitivity {est['sensitivity']:.2f}, miss {est['miss_rate']:.2f} on "
+            f"{est['known_positives']:,} held-out positives, false alarms {est['false_alarm']:.2f} on "
+            f"{est['far_documents']:,} far documents")
 
 
 def _judge_line(stats: dict[str, Any]) -> str:
@@ -170,7 +185,10 @@ def show_calibration(info: dict[str, Any], pool, *, quiet: bool, as_json: bool) 
     if quiet:
         return
     show_table(f"calibrate {pool}: {info['holdouts']} held-out positives from {info['queries']} queries "
-               "(leak low/high: 95 % interval)", info["settings"])
+               "(leak low/high: 95 % interval; flags: relevant share of the negatives read from the judges' flags)",
+               [{**{k: v for k, v in row.items() if k != "flags_estimate"},
+                 **({"flags": flags_line(row["flags_estimate"], brief=True)} if "flags_estimate" in row else {})}
+                for row in info["settings"]])
     if "judges" in info:
         show_table("judges on the held-out positives (miss: called not relevant; 95 % interval)",
                    [{"judge": name, **row} for name, row in info["judges"].items()])

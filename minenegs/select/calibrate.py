@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AcceptanceError, InputError
+from .contamination import Flags
 from .engine import RowsView, Selector
 from .params import MineParams
 from .sweep import grid_settings
@@ -81,6 +82,7 @@ class Row:
     judge_calls: int | None = None  # with judging: calls this run made for the setting (held-out instances, mining)
     judge_calls_per_1000: float | None = None  # with judging: calls mining with every label needs with an empty
     # cache (verdicts asked, called for or cached), per 1,000 queries
+    flags: dict[str, Any] | None = None  # with judging: the relevant share of mining's negatives, from the flags
 
     def to_dict(self) -> dict[str, Any]:
         e = self.estimate
@@ -90,7 +92,8 @@ class Row:
                 "share_short": round(self.share_short, 4), "share_empty": round(self.share_empty, 4),
                 "negatives_per_query": round(self.negatives_per_query, 3),
                 **({} if self.judge_calls is None else {"judge_calls": self.judge_calls,
-                                                        "judge_calls_per_1000_queries": round(self.judge_calls_per_1000, 1)})}
+                                                        "judge_calls_per_1000_queries": round(self.judge_calls_per_1000, 1)}),
+                **({} if self.flags is None else {"flags_estimate": self.flags})}
 
 
 def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = None, *,
@@ -99,7 +102,8 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
     """The leak estimate, hardness and shortfall of every setting in ``grid`` (``DEFAULT_GRID`` when None).
     ``judged(picked, view, params)`` (judging) changes what each setting picks, held-out instances and all; then
     each row also says how many judge calls the setting made in this run (``judged.calls`` before and after) and
-    how many mining with it needs per 1,000 queries, cached or not (``judged.asked``)."""
+    how many mining with it needs per 1,000 queries, cached or not (``judged.asked``), and the relevant share of
+    its mined negatives read from the judges' flags (``judged.contamination``, :mod:`.contamination`)."""
     inst = pool.holdouts(max_holdouts, seed)
     n_queries = len(np.unique(inst.segment))
     if n_queries < max(1, min_queries):
@@ -112,9 +116,10 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
     for setting, params in grid_settings(base, DEFAULT_GRID if grid is None else grid):
         calls = getattr(judged, "calls", 0)
         leaked = handed_out(held, adjust(pool.pick(held, params), held, params))
-        before_mining = getattr(judged, "asked", 0)
+        before_mining, seen = getattr(judged, "asked", 0), len(getattr(judged, "tally", ()))
         mined = adjust(pool.pick(pool.view, params), pool.view, params)
         mining_calls = getattr(judged, "asked", 0) - before_mining
+        flags = None if judged is None else judged.contamination(Flags.merge(judged.tally[seen:]))
         ranks = pool.view.rank[mined.chosen]
         rows.append(Row(setting, params, leak_interval(leaked, inst.segment),
                         float(ranks.mean()) if len(ranks) else math.nan,
@@ -122,7 +127,7 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
                         float((mined.counts == 0).mean()) if len(mined.counts) else 0.0,
                         float(mined.counts.mean()) if len(mined.counts) else 0.0,
                         None if judged is None else getattr(judged, "calls", 0) - calls,
-                        None if judged is None else 1000 * mining_calls / max(1, len(mined.counts))))
+                        None if judged is None else 1000 * mining_calls / max(1, len(mined.counts)), flags))
     return rows
 
 

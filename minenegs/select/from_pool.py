@@ -38,6 +38,7 @@ class OpenedPool:
         self.emb = Embeddings(self.manifest["embeddings"])
         self.corpus = corpus_view(self.emb)
         check_judge(judge, needs_judge(params.thresholds) if needs is None else needs)
+        self._probes: dict[tuple[int, int], Any] = {}
 
     def selector(self, arrays: dict[str, Any]) -> Selector:
         """The selection engine over ``arrays`` (all of the pool, or a chunk of its queries)."""
@@ -105,6 +106,13 @@ class OpenedPool:
             def asked(self) -> int:
                 return judging.asked
 
+            @property
+            def tally(self) -> list[Any]:
+                return judging.tally
+
+            def contamination(self, flags: Any) -> dict[str, Any]:
+                return opened.contamination(selector, judging, flags)
+
         return Judged()
 
     def judged(self, selector: Selector, judging: Any, got: Any, view: Any, params: Any) -> Any:
@@ -140,3 +148,28 @@ class OpenedPool:
                                **({"miss_rate": round(e.rate, 4), "miss_low": round(e.low, 4),
                                    "miss_high": round(e.high, 4)} if e else {})}
         return out
+
+    def contamination(self, selector: Selector, judging: Any, flags: Any, seed: int = 0) -> dict[str, Any] | None:
+        """The share of handed-out negatives that is relevant, read from what the judges flagged (``flags``, of a
+        selection over ``selector``'s queries; :mod:`.contamination`): the chain's verdicts on up to
+        ``judging.probes`` held-out positives and as many documents drawn from outside the queries' pools (asked
+        once a judging and selector, cached with every verdict). None with ``probes`` 0."""
+        from .contamination import Probes, estimate, far_documents
+
+        n = judging.probes
+        if not n:
+            return None
+        key = (id(selector), id(judging))
+        if key not in self._probes:
+            inst = selector.holdouts(n, seed)
+            a = selector.arrays
+            known = [self.ask(selector, int(s), int(a["doc_idx"][r]), int(r))
+                     for s, r in zip(inst.segment, inst.held_out)]
+            segments = np.sort(np.random.default_rng(seed).permutation(len(selector.query_ids))[:n])
+            docs = [a["doc_idx"][start:start + size] for start, size in zip(selector.starts, selector.sizes)]
+            far = far_documents(docs, len(self.corpus.texts), segments, seed)
+            segments, far = segments[far >= 0], far[far >= 0]
+            far_asks = [self.ask(selector, int(s), int(d)) for s, d in zip(segments, far)]
+            self._probes[key] = Probes(judging.decide(self.pool, known), inst.segment,
+                                       judging.decide(self.pool, far_asks), segments)
+        return estimate(flags, self._probes[key], seed=seed)

@@ -29,11 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from ..errors import InputError
+from .contamination import MAX_PROBES, Flags
 from .judges.base import NOT_RELEVANT, RELEVANT, Ask
 
 MODES = ("veto", "confirm")
@@ -81,6 +82,15 @@ class VerdictCache:
             self._fh = None
 
 
+class Walked(NamedTuple):
+    """What :meth:`Judging.walk` found, per query: candidates cleared, flagged, set aside unasked; asked about."""
+
+    cleared: list[list[int]]
+    flagged: list[list[int]]
+    aside: list[list[int]]
+    asked: list[int]
+
+
 @dataclass
 class JudgeStats:
     calls: int = 0
@@ -101,7 +111,9 @@ class Judging:
     action: str = "drop"
     max_flagged: int | None = None
     guard_flags: bool = True  # flagged candidates count as positives for the positive-similarity guard
+    probes: int = MAX_PROBES  # held-out positives and far documents (each) asked about for the flags estimate
     stats: dict[str, JudgeStats] = field(default_factory=dict)
+    tally: list[Flags] = field(default_factory=list, init=False, repr=False)  # what each judged selection saw
     budget_left: int | None = field(default=None, init=False)
     _caches: dict[tuple[str, str], VerdictCache] = field(default_factory=dict, init=False, repr=False)
 
@@ -115,6 +127,8 @@ class Judging:
         for flag, value in (("--judge-depth", self.depth), ("--judge-budget", self.budget)):
             if value is not None and value < 1:
                 raise InputError(f"{flag} {value}: must be at least 1")
+        if self.probes < 0:
+            raise InputError(f"--judge-probes {self.probes}: must be 0 or more")
         if self.max_flagged is not None and self.max_flagged < 0:
             raise InputError(f"--judge-max-flagged {self.max_flagged}: must be 0 or more")
         self.budget_left = self.budget
@@ -213,10 +227,9 @@ class Judging:
 
     # -- the lazy walk ---------------------------------------------------------------------------------------
     def walk(self, pool: Path, ordered: list[np.ndarray], need: int, ask: Callable[[int, int], Ask],
-             near: Callable[[list[int], int], bool] | None = None
-             ) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
-        """Each query's cleared candidates (at most ``need``, in order), flagged ones, and ones set aside unasked,
-        from ``ordered`` (each query's candidates in preference order, as indices ``ask(query, index)``
+             near: Callable[[list[int], int], bool] | None = None) -> Walked:
+        """Each query's cleared candidates (at most ``need``, in order), flagged ones, ones set aside unasked and
+        how many were asked about, from ``ordered`` (each query's candidates in preference order, as indices ``ask(query, index)``
         understands). ``near(flagged, index)``: whether a candidate is as close to one of its query's flagged
         candidates as the positive-similarity guard allows to a positive; such a candidate is set aside without
         a call, as the guard would drop it beside a positive."""
@@ -244,7 +257,7 @@ class Judging:
                     cleared[q].append(c)
                 elif verdict == RELEVANT:
                     flagged[q].append(c)
-        return cleared, flagged, aside
+        return Walked(cleared, flagged, aside, [at[q] - len(aside[q]) for q in range(len(ordered))])
 
 
 def parse_judge(spec: str, *, key_env: str | None = None, template: str | None = None, concurrency: int = 8,
@@ -308,11 +321,14 @@ def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
     bounds = np.cumsum(np.bincount(owner, minlength=n_inst))[:-1] if n_inst else []
     ordered = np.split(picked.ordered, bounds) if n_inst else []
     near = _near_flagged(view, params) if judging.guard_flags else None
-    cleared, flagged, aside = judging.walk(pool, ordered, params.num_negatives, ask, near)
+    cleared, flagged, aside, asked = judging.walk(pool, ordered, params.num_negatives, ask, near)
     if judging.max_flagged is not None:  # RLHN: a query with too many flagged candidates is dropped whole
         for q in range(n_inst):
             if len(flagged[q]) > judging.max_flagged:
-                cleared[q] = []
+                cleared[q], asked[q] = [], 0
+    judging.tally.append(Flags(np.asarray(asked, np.int64), np.asarray([len(f) if a else 0 for f, a in
+                                                                        zip(flagged, asked)], np.int64),
+                               np.asarray([len(c) for c in cleared], np.int64)))
     chosen = np.asarray([r for rows in cleared for r in rows], dtype=np.int64)
     counts = np.asarray([len(rows) for rows in cleared], dtype=np.int64)
     lifted = picked.lifted

@@ -15,12 +15,11 @@ Query: {query}
 Documents known to be relevant to the query, for reference:
 {positives}
 
-Candidate documents, numbered:
+Candidates:
 {candidates}
 
 For each candidate: is it relevant to the query, as the reference documents are? Answer only with
-{{"verdicts": [{{"id": 1, "verdict": "relevant"}}, ...]}}, one per candidate number, each verdict "relevant",
-"not_relevant" or "unsure"."""
+{{"verdicts": [{{"id": 1, "verdict": "relevant"}}, ...]}}, each "relevant", "not_relevant" or "unsure"."""
 LIST_SCHEMA = {"type": "object", "properties": {"verdicts": {"type": "array", "items": {
     "type": "object", "properties": {"id": {"type": "integer"}, "verdict": {"type": "string", "enum": list(VERDICTS)}},
     "required": ["id", "verdict"], "additionalProperties": False}}}, "required": ["verdicts"],
