@@ -75,10 +75,13 @@ def test_the_interval_holds_the_true_share_in_most_draws(sensitivity, false_alar
 
 
 def test_far_documents_come_from_outside_each_pool():
-    docs = [np.array([0, 1, 2]), np.array([3, 4]), np.arange(10)]
-    got = far_documents(docs, 10, np.array([0, 1, 2, 0]), seed=0)
-    assert got[0] not in (0, 1, 2) and got[3] not in (0, 1, 2) and got[1] not in (3, 4) and got[2] == -1
-    assert (far_documents(docs, 10, np.array([0, 1, 2, 0]), seed=0) == got).all()  # seeded
+    docs = [np.array([0, 1, 2]), np.array([3, 4]), np.arange(10)]  # the third pool holds the whole corpus
+    segments, far = far_documents(docs, 10, 7, seed=0)
+    assert len(far) == 7 and set(segments.tolist()) == {0, 1} and (np.diff(segments) >= 0).all()
+    assert all(d not in docs[s] for s, d in zip(segments, far))
+    again = far_documents(docs, 10, 7, seed=0)
+    assert (again[0] == segments).all() and (again[1] == far).all()  # seeded
+    assert len(far_documents([np.arange(10)], 10, 5, seed=0)[0]) == 0
 
 
 class SixRelevant:

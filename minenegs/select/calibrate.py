@@ -119,7 +119,8 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
         before_mining, seen = getattr(judged, "asked", 0), len(getattr(judged, "tally", ()))
         mined = adjust(pool.pick(pool.view, params), pool.view, params)
         mining_calls = getattr(judged, "asked", 0) - before_mining
-        flags = None if judged is None else judged.contamination(Flags.merge(judged.tally[seen:]))
+        read = getattr(judged, "contamination", None)
+        flags = None if read is None else read(Flags.merge(judged.tally[seen:]))
         ranks = pool.view.rank[mined.chosen]
         rows.append(Row(setting, params, leak_interval(leaked, inst.segment),
                         float(ranks.mean()) if len(ranks) else math.nan,

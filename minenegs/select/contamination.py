@@ -72,21 +72,21 @@ def _per_query(verdicts: list[str | None], query: np.ndarray, kinds: tuple[str, 
     return np.stack([np.bincount(group, weights=c, minlength=k) for c in cols], axis=1)
 
 
-def far_documents(pool_docs: list[np.ndarray], n_docs: int, segments: np.ndarray, seed: int) -> np.ndarray:
-    """One corpus row per segment of ``segments``, drawn at random outside that query's pool rows
-    (``pool_docs[segment]``); -1 where the pool holds the whole corpus."""
+def far_documents(pool_docs: list[np.ndarray], n_docs: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` (query segment, corpus row) pairs: the queries in a seeded order, round after round, each with a
+    corpus row drawn at random outside its pool rows (``pool_docs[segment]``); none for a pool holding the whole
+    corpus."""
     rng = np.random.default_rng(seed)
-    out = np.full(len(segments), -1, dtype=np.int64)
+    order = [s for s in rng.permutation(len(pool_docs)) if len(np.unique(pool_docs[s])) < n_docs]
+    segments = np.resize(np.asarray(order, dtype=np.int64), count if order else 0)
+    docs = np.empty(len(segments), dtype=np.int64)
     for k, s in enumerate(segments):
-        taken = set(int(d) for d in pool_docs[s])
-        if len(taken) >= n_docs:
-            continue
-        while True:
-            d = int(rng.integers(n_docs))
-            if d not in taken:
-                out[k] = d
-                break
-    return out
+        taken = set(pool_docs[s].tolist())
+        while (d := int(rng.integers(n_docs))) in taken:
+            pass
+        docs[k] = d
+    order = np.argsort(segments, kind="stable")
+    return segments[order], docs[order]
 
 
 def share(sums: np.ndarray, known: np.ndarray, far: np.ndarray) -> np.ndarray:

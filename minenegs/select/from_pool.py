@@ -165,10 +165,8 @@ class OpenedPool:
             a = selector.arrays
             known = [self.ask(selector, int(s), int(a["doc_idx"][r]), int(r))
                      for s, r in zip(inst.segment, inst.held_out)]
-            segments = np.sort(np.random.default_rng(seed).permutation(len(selector.query_ids))[:n])
             docs = [a["doc_idx"][start:start + size] for start, size in zip(selector.starts, selector.sizes)]
-            far = far_documents(docs, len(self.corpus.texts), segments, seed)
-            segments, far = segments[far >= 0], far[far >= 0]
+            segments, far = far_documents(docs, len(self.corpus.texts), n, seed)
             far_asks = [self.ask(selector, int(s), int(d)) for s, d in zip(segments, far)]
             self._probes[key] = Probes(judging.decide(self.pool, known), inst.segment,
                                        judging.decide(self.pool, far_asks), segments)
