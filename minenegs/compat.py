@@ -251,7 +251,8 @@ def mine_hard_negatives(
     sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
     params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
     judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
-    from .select.judging import Judging, parse_judge, running
+    from .select.judges import parse_judge
+    from .select.judging import Judging, running
 
     judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
                       judge_budget, judge_action, judge_max_flagged, judge_guard) if judges else None

@@ -79,8 +79,11 @@ def test_far_documents_come_from_outside_each_pool():
     segments, far = far_documents(docs, 10, 7, seed=0)
     assert len(far) == 7 and set(segments.tolist()) == {0, 1} and (np.diff(segments) >= 0).all()
     assert all(d not in docs[s] for s, d in zip(segments, far))
+    assert len(set(zip(segments.tolist(), far.tolist()))) == 7  # no document twice for a query
     again = far_documents(docs, 10, 7, seed=0)
     assert (again[0] == segments).all() and (again[1] == far).all()  # seeded
+    segments, far = far_documents(docs, 10, 40, seed=0)  # more than there are: every row outside each pool once
+    assert sorted(far[segments == 1].tolist()) == [0, 1, 2, 5, 6, 7, 8, 9] and len(far[segments == 0]) == 7
     assert len(far_documents([np.arange(10)], 10, 5, seed=0)[0]) == 0
 
 

@@ -181,7 +181,7 @@ def test_promote_writes_flagged_candidates_as_positives_and_a_budget_caps_calls(
     (["--judge", "llm:tiny@{url}", "--judge-key-env", "MINENEGS_NO_SUCH_KEY"], "environment variable is not set"),
     (["--judge", "llm:tiny@{url}", "--judge-template", "{template}"], "has no {candidate} slot"),
     (["--judge", "llm:tiny@{url}", "--judge-budget", "0"], "--judge-budget"),
-    (["--judge", "nonsense"], "--judge nonsense: give llm:MODEL@URL"),
+    (["--judge", "nonsense"], "--judge nonsense: give one of cross-encoder:NAME_OR_PATH[@T], labels:PATH, llm:MODEL@URL"),
     (["--judge", "llm:tiny@{url}", "--judge-mode", "vote"], "--judge-mode vote"),
 ])
 def test_bad_judge_settings_are_one_line_exit_2_and_no_output(pool, tmp_path, extra, message):
@@ -358,7 +358,7 @@ def test_a_cross_encoder_judge_clears_by_its_threshold_then_an_llm_confirms_its_
 
     with Stub(thirds) as strong:
         confirm = run(pool, tmp_path / "cc.jsonl", "--judge", f"cross-encoder:{tiny_ce}@{t}", "--judge",
-                      f"llm:strong@{strong.url}", "--judge-mode", "confirm")
+                      f"llm:strong@{strong.url}", "--judge-mode", "confirm", "--judge-probes", "0")
         to_strong = [(r["body"]["messages"][0]["content"].split("Query: ")[1].split("\n")[0],
                       candidate(r["body"]["messages"][0]["content"])) for r in strong.requests]
     assert confirm.exit_code == 0, confirm.output

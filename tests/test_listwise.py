@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from minenegs.cli import app
 from minenegs.errors import InputError
 from minenegs.select.judges.base import NOT_RELEVANT, RELEVANT, Ask
-from minenegs.select.judges.listwise import list_verdicts
+from minenegs.select.judges.prompts import list_verdicts
 from minenegs.select.judges.llm import LLMJudge
-from minenegs.select.judging import parse_judge
+from minenegs.select.judges import JudgeOptions, parse_judge
 from openai_stub import Stub
 from test_judging import kill_after, pool, thirds  # noqa: F401  (pool: the fixture)
 from test_llm_judge import by_marker
@@ -98,10 +98,10 @@ def test_bad_batches_are_one_line():
     with pytest.raises(InputError, match="--judge-batch 0: must be at least 1"):
         LLMJudge("tiny", "http://127.0.0.1:9/v1", batch=0)
     with pytest.raises(InputError, match="with --judge-batch 4, give a listwise template with"):
-        parse_judge("llm:tiny@http://127.0.0.1:9/v1", template="{query} {candidate}", batch=4)
-    own = parse_judge("llm:tiny@http://127.0.0.1:9/v1", template="{query}: {candidates}", batch=4)
+        parse_judge("llm:tiny@http://127.0.0.1:9/v1", JudgeOptions(template="{query} {candidate}", batch=4))
+    own = parse_judge("llm:tiny@http://127.0.0.1:9/v1", JudgeOptions(template="{query}: {candidates}", batch=4))
     assert own.list_template == "{query}: {candidates}"
-    assert own.fingerprint() != parse_judge("llm:tiny@http://127.0.0.1:9/v1", batch=4).fingerprint()
+    assert own.fingerprint() != parse_judge("llm:tiny@http://127.0.0.1:9/v1", JudgeOptions(batch=4)).fingerprint()
 
 
 KILLED = """

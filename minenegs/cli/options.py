@@ -17,6 +17,7 @@ import typer
 
 from .. import recipe
 from ..errors import InputError
+from ..select.judges import syntaxes
 from ..select.judging import ACTIONS, MODES
 from ..write.batching import ORDERS
 from ..write.outputs import FORMATS
@@ -106,11 +107,13 @@ def _judging(judges: list[str] | None, **settings: Any):
         if given:
             raise InputError(f"--{given[0].replace('_', '-')} needs --judge SPEC")
         return None
-    from ..select.judging import Judging, parse_judge
+    from ..select.judges import JudgeOptions, parse_judge
+    from ..select.judging import Judging
 
     template = settings["judge_template"].read_text(encoding="utf-8") if settings["judge_template"] else None
-    specs = [parse_judge(spec, key_env=settings["judge_key_env"], template=template, batch=settings["judge_batch"],
-                         concurrency=settings["judge_concurrency"], timeout=settings["judge_timeout"]) for spec in judges]
+    options = JudgeOptions(settings["judge_key_env"], template, settings["judge_batch"], settings["judge_concurrency"],
+                           settings["judge_timeout"])
+    specs = [parse_judge(spec, options) for spec in judges]
     return Judging(specs, settings["judge_mode"], settings["judge_depth"], settings["judge_budget"],
                    settings["judge_action"], settings["judge_max_flagged"], settings["judge_guard"],
                    probes=settings["judge_probes"])
@@ -129,7 +132,7 @@ JUDGING = {
     "judge_batch": opt(int, "--judge-batch", help="Candidates of one query an LLM judges in one request (listwise: the instructions, query and positives sent once; verdicts cached per pair whatever K).", default=1, min=1),
     "judge_concurrency": opt(int, "--judge-concurrency", help="LLM requests at once.", default=8, min=1),
     "judge_timeout": opt(float, "--judge-timeout", help="Seconds to wait for one LLM answer.", default=60.0)}
-judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help="A judge, cheapest first (repeatable): llm:MODEL@URL (an OpenAI-compatible server) or cross-encoder:NAME_OR_PATH[@T]."), **JUDGING}, _judging, panel="Judges")
+judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help=f"A judge, cheapest first (repeatable): {syntaxes()} (see README: Judges)."), **JUDGING}, _judging, panel="Judges")
 judge_options = group("judge", {
     "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool)."),
     "ce_batch_size": opt(int, "--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", default=64, min=1)}, _judge, panel="Judges")

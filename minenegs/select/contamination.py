@@ -73,20 +73,29 @@ def _per_query(verdicts: list[str | None], query: np.ndarray, kinds: tuple[str, 
 
 
 def far_documents(pool_docs: list[np.ndarray], n_docs: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` (query segment, corpus row) pairs: the queries in a seeded order, round after round, each with a
-    corpus row drawn at random outside its pool rows (``pool_docs[segment]``); none for a pool holding the whole
-    corpus."""
+    """Up to ``count`` (query segment, corpus row) pairs, spread evenly over the queries (a seeded order decides
+    who gets one more), each row drawn at random outside that query's pool rows (``pool_docs[segment]``), no row
+    twice for a query."""
     rng = np.random.default_rng(seed)
     order = [s for s in rng.permutation(len(pool_docs)) if len(np.unique(pool_docs[s])) < n_docs]
-    segments = np.resize(np.asarray(order, dtype=np.int64), count if order else 0)
-    docs = np.empty(len(segments), dtype=np.int64)
-    for k, s in enumerate(segments):
-        taken = set(pool_docs[s].tolist())
-        while (d := int(rng.integers(n_docs))) in taken:
-            pass
-        docs[k] = d
-    order = np.argsort(segments, kind="stable")
-    return segments[order], docs[order]
+    quota = np.bincount(np.resize(np.asarray(order, dtype=np.int64), count if order else 0), minlength=len(pool_docs))
+    segments, docs = [], []
+    for s in np.flatnonzero(quota):
+        taken = np.unique(pool_docs[s])
+        k = min(int(quota[s]), n_docs - len(taken))
+        if k <= 0:
+            continue
+        if n_docs - len(taken) <= 8 * k:  # few rows outside the pool: draw from them all
+            drawn = rng.choice(np.setdiff1d(np.arange(n_docs), taken), size=k, replace=False)
+        else:
+            seen, drawn = set(taken.tolist()), []
+            while len(drawn) < k:
+                if (d := int(rng.integers(n_docs))) not in seen:
+                    seen.add(d)
+                    drawn.append(d)
+        segments += [s] * k
+        docs += list(drawn)
+    return np.asarray(segments, dtype=np.int64), np.asarray(docs, dtype=np.int64)
 
 
 def share(sums: np.ndarray, known: np.ndarray, far: np.ndarray) -> np.ndarray:

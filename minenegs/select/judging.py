@@ -29,28 +29,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import InputError
 from .contamination import MAX_PROBES, Flags
-from .judges.base import NOT_RELEVANT, RELEVANT, Ask
+from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge
 
 MODES = ("veto", "confirm")
 ACTIONS = ("drop", "promote")
-
-
-class Judge(Protocol):
-    """Anything that gives verdicts: ``name`` for reports, ``fingerprint()`` for the cache,
-    ``verdicts(asks, done)`` -> one of ``relevant``/``not_relevant``/``unsure``/None per ask, calling
-    ``done(i, verdict)`` as each arrives."""
-
-    name: str
-
-    def fingerprint(self) -> str: ...
-
-    def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]: ...
 
 
 class VerdictCache:
@@ -258,38 +246,6 @@ class Judging:
                 elif verdict == RELEVANT:
                     flagged[q].append(c)
         return Walked(cleared, flagged, aside, [at[q] - len(aside[q]) for q in range(len(ordered))])
-
-
-def parse_judge(spec: str, *, key_env: str | None = None, template: str | None = None, concurrency: int = 8,
-                timeout: float = 60.0, batch: int = 1) -> Any:
-    """A judge from its spec: ``llm:MODEL@URL`` (an OpenAI-compatible server; the LLM settings apply; ``batch``
-    candidates of a query a request, with ``template`` its listwise template when ``batch`` > 1) or
-    ``cross-encoder:NAME_OR_PATH[@T]`` (relevant above probability ``T``, 0.5 by default)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "llm":
-        from .judges.llm import DEFAULT_TEMPLATE, LIST_TEMPLATE, LLMJudge
-
-        model, at, url = rest.partition("@")
-        if not model or not at or not url:
-            raise InputError(f"--judge {spec}: write llm:MODEL@URL, e.g. llm:qwen2.5-0.5b@http://127.0.0.1:8000/v1")
-        one, listed = (None, template) if batch > 1 else (template, None)  # the template given is K's kind
-        if listed is not None and "{candidates}" not in listed:
-            raise InputError(f"--judge-template: with --judge-batch {batch}, give a listwise template with "
-                             "{query} and {candidates} (optionally {positives}); the numbered candidates go in "
-                             "{candidates}")
-        return LLMJudge(model, url, key_env=key_env, template=one or DEFAULT_TEMPLATE, concurrency=concurrency,
-                        timeout=timeout, batch=batch, list_template=listed or LIST_TEMPLATE)
-    if kind == "cross-encoder" and rest:
-        from .judges.cross_encoder import CrossEncoderJudge, CrossEncoderVerdicts
-
-        name, at, threshold = rest.rpartition("@")
-        try:
-            threshold = float(threshold) if at else None
-        except ValueError:  # an @ inside the name, not a threshold
-            name, threshold = rest, None
-        return CrossEncoderVerdicts(CrossEncoderJudge(name if at else rest, given=f"--judge {spec}"),
-                                    0.5 if threshold is None else threshold)
-    raise InputError(f"--judge {spec}: give llm:MODEL@URL or cross-encoder:NAME_OR_PATH[@THRESHOLD]")
 
 
 def provenance(judging: Judging) -> dict[str, Any]:

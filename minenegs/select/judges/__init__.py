@@ -1,8 +1,45 @@
-"""Judges: models stronger than the retriever that score (query, candidate) pairs, for the filters that read a
-judge (``Filter.reads == "judge"``). A judge is one object with its settings, passed as one thing; its scores
-are cached in the pool folder under its fingerprint, so no pair is scored twice."""
+"""Judges: models (or labels) stronger than the retriever that give a verdict per (query, candidate) pair, for
+judging (:mod:`minenegs.select.judging`), and the cross-encoder's scores for the filters that read a judge
+(``Filter.reads == "judge"``).
 
-from .base import NOT_RELEVANT, RELEVANT, UNSURE, Ask
+A kind of judge is one module here exporting a :class:`JudgeKind` as ``KIND``: ``--judge NAME:...``'s parsing, the
+help's list of kinds and the errors are derived from them (:data:`KINDS`, :func:`parse_judge`); the verdict cache
+keys on each judge's ``fingerprint()``. Adding a kind is adding its module (and its test)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ...errors import InputError
+from .base import NOT_RELEVANT, RELEVANT, UNSURE, Ask, Judge, JudgeKind, JudgeOptions
 from .cross_encoder import CrossEncoderJudge, CrossEncoderVerdicts, sigmoid
 
-__all__ = ["NOT_RELEVANT", "RELEVANT", "UNSURE", "Ask", "CrossEncoderJudge", "CrossEncoderVerdicts", "sigmoid"]
+
+def _discover() -> dict[str, JudgeKind]:
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        record = getattr(importlib.import_module(f"{__name__}.{info.name}"), "KIND", None)
+        if isinstance(record, JudgeKind):
+            found[record.name] = record
+    return found
+
+
+KINDS: dict[str, JudgeKind] = _discover()  # name -> kind
+
+
+def syntaxes() -> str:
+    """The kinds as ``--judge`` takes them, for help and errors."""
+    return ", ".join(k.syntax for k in KINDS.values())
+
+
+def parse_judge(spec: str, options: JudgeOptions = JudgeOptions()) -> Judge:
+    """A judge from its spec, ``KIND:REST`` (:data:`KINDS`), built with the ``--judge-*`` ``options``."""
+    name, colon, rest = spec.partition(":")
+    if name not in KINDS or not colon or not rest:
+        raise InputError(f"--judge {spec}: give one of {syntaxes()}")
+    return KINDS[name].build(rest, options, spec)
+
+
+__all__ = ["KINDS", "NOT_RELEVANT", "RELEVANT", "UNSURE", "Ask", "CrossEncoderJudge", "CrossEncoderVerdicts", "Judge",
+           "JudgeKind", "JudgeOptions", "parse_judge", "sigmoid", "syntaxes"]

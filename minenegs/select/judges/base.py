@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 RELEVANT, NOT_RELEVANT, UNSURE = "relevant", "not_relevant", "unsure"
 VERDICTS = (RELEVANT, NOT_RELEVANT, UNSURE)
@@ -23,3 +26,47 @@ class Ask:
         for text in (self.query, *self.positives, "\x00", self.candidate):
             h.update(text.encode("utf-8") + b"\x1f")
         return h.hexdigest()[:32]
+
+
+class Judge(Protocol):
+    """Anything that gives verdicts: ``name`` for reports, ``fingerprint()`` for the cache,
+    ``verdicts(asks, done)`` -> one of ``relevant``/``not_relevant``/``unsure``/None per ask, calling
+    ``done(i, verdict)`` as each arrives."""
+
+    name: str
+
+    def fingerprint(self) -> str: ...
+
+    def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]: ...
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """The ``--judge-*`` options a kind of judge may read when built (the LLM client's; others ignore them)."""
+
+    key_env: str | None = None
+    template: str | None = None  # the prompt template's text; with ``batch`` > 1 a listwise one
+    batch: int = 1
+    concurrency: int = 8
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class JudgeKind:
+    """One kind of judge, as ``--judge NAME:REST`` names it: ``syntax`` (shown in help and errors), ``build(rest,
+    options, given)`` -> a :class:`Judge` (``given``: the spec as typed, for its errors). Each module of
+    :mod:`minenegs.select.judges` that defines a kind exports it as ``KIND``; the CLI, TOML recipes and the
+    drop-in find it there."""
+
+    name: str
+    syntax: str
+    build: Callable[[str, JudgeOptions, str], Judge]
+
+
+def file_digest(path: Path) -> str:
+    """A file's SHA-256 (hex), for the fingerprints of judges that read one."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

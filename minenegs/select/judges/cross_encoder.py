@@ -16,7 +16,7 @@ import numpy as np
 
 from ...artifacts import output_file, read_parquet
 from ...errors import InputError, ModelError
-from .base import NOT_RELEVANT, RELEVANT, Ask
+from .base import NOT_RELEVANT, RELEVANT, Ask, JudgeKind, JudgeOptions
 from ...encode.models import fingerprint_dir, resolve_model
 
 Progress = Callable[[int, int], None]
@@ -120,3 +120,16 @@ class CrossEncoderVerdicts:
         for i, verdict in enumerate(out):
             done(i, verdict)
         return out
+
+
+def _build(rest: str, options: JudgeOptions, given: str) -> CrossEncoderVerdicts:
+    """``cross-encoder:NAME_OR_PATH[@T]``: relevant above probability ``T`` (0.5 by default)."""
+    name, at, threshold = rest.rpartition("@")
+    try:
+        value = float(threshold) if at else 0.5
+    except ValueError:  # an @ inside the name, not a threshold
+        name, value = rest, 0.5
+    return CrossEncoderVerdicts(CrossEncoderJudge(name if at else rest, given=f"--judge {given}"), value)
+
+
+KIND = JudgeKind("cross-encoder", "cross-encoder:NAME_OR_PATH[@T]", _build)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import socket
 import threading
 import time
@@ -30,44 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InputError
-from .base import VERDICTS, Ask
-from .listwise import (LIST_SCHEMA, LIST_SLOTS, LIST_TEMPLATE, list_verdicts, message, numbered, plain_word,
-                       references, requests)
+from .base import Ask, JudgeKind, JudgeOptions
+from .prompts import (DEFAULT_TEMPLATE, LIST_SCHEMA, LIST_SLOTS, LIST_TEMPLATE, SCHEMA, SLOTS, Answer, list_verdicts,
+                      numbered, read_answer, references, requests, response_format, tokens)
 
 TEMPLATE_VERSION = 1
-DEFAULT_TEMPLATE = """You judge search results for a retrieval training set.
-
-Query: {query}
-
-Documents known to be relevant to the query, for reference:
-{positives}
-
-Candidate document:
-{candidate}
-
-Is the candidate relevant to the query, as the reference documents are? Answer with a JSON object
-{{"verdict": "relevant"}}, {{"verdict": "not_relevant"}} or {{"verdict": "unsure"}} and nothing else."""
-SCHEMA = {"type": "object", "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)}},
-          "required": ["verdict"], "additionalProperties": False}
-SLOTS = ("query", "candidate")  # a template must have these; {positives} is optional
 FORMS = ("json_schema", "json_object", "plain")  # how the answer is asked for, most structured first
-
-
-def response_format(form: str, schema: dict = SCHEMA, name: str = "verdict") -> dict:
-    """The request's ``response_format`` for ``form`` (none for ``plain``)."""
-    if form == "json_schema":
-        return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}}
-    if form == "json_object":
-        return {"response_format": {"type": "json_object", "schema": schema}}
-    return {}
-
-
-@dataclass
-class Answer:
-    verdict: str | None  # None: no verdict (malformed, missing, or the request failed for good)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
 
 
 @dataclass
@@ -206,7 +173,7 @@ class LLMJudge:
                                      self.max_tokens + 16 * self.batch)
             failed = isinstance(response, Answer)
             said = [None] * len(rows) if failed else list_verdicts(response, len(rows))
-            self._spent(response if failed else Answer(None, **_tokens(response)), said)
+            self._spent(response if failed else Answer(None, **tokens(response)), said)
             with lock:
                 for i, verdict in zip(rows, said):
                     out[i] = verdict
@@ -242,7 +209,7 @@ class LLMJudge:
                        prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
 
     def _ask(self, ask: Ask) -> Answer:
-        return _answer(self._request(self.prompt(ask), SCHEMA, "verdict", self.max_tokens))
+        return read_answer(self._request(self.prompt(ask), SCHEMA, "verdict", self.max_tokens))
 
     def _request(self, prompt: str, schema: dict, name: str, max_tokens: int) -> dict | Answer:
         """The server's response to ``prompt`` (an Answer without a verdict where it failed for good), asked in the
@@ -312,32 +279,19 @@ def _text(exc: urllib.error.HTTPError) -> str:
         return ""
 
 
-_WORD = re.compile(r"\b(not[ _-]?relevant|relevant|unsure)\b", re.I)
+def _build(rest: str, options: JudgeOptions, given: str) -> LLMJudge:
+    """``llm:MODEL@URL``: an OpenAI-compatible server; the template given is K's kind (listwise when K > 1)."""
+    model, at, url = rest.partition("@")
+    if not model or not at or not url:
+        raise InputError(f"--judge {given}: write llm:MODEL@URL, e.g. llm:qwen2.5-0.5b@http://127.0.0.1:8000/v1")
+    one, listed = (None, options.template) if options.batch > 1 else (options.template, None)
+    if listed is not None and "{candidates}" not in listed:
+        raise InputError(f"--judge-template: with --judge-batch {options.batch}, give a listwise template with "
+                         "{query} and {candidates} (optionally {positives}); the numbered candidates go in "
+                         "{candidates}")
+    return LLMJudge(model, url, key_env=options.key_env, template=one or DEFAULT_TEMPLATE,
+                    concurrency=options.concurrency, timeout=options.timeout, batch=options.batch,
+                    list_template=listed or LIST_TEMPLATE)
 
 
-def _tokens(response: dict) -> dict[str, int]:
-    usage = response.get("usage") or {}
-    return {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0)}
-
-
-def _answer(response: dict | Answer) -> Answer:
-    """The verdict in a chat-completions response, and its token counts; None where there is no clear one."""
-    if isinstance(response, Answer):
-        return response
-    tokens = _tokens(response)
-    content = message(response)
-    if content is None:
-        return Answer(None, error="no message in the answer", **tokens)
-    verdict = None
-    if isinstance(content, str):
-        text = content.strip()
-        try:
-            parsed = json.loads(text)
-            verdict = parsed.get("verdict") if isinstance(parsed, dict) else None
-        except ValueError:
-            words = {plain_word(w) for w in _WORD.findall(text)}
-            verdict = words.pop() if len(words) == 1 else None  # a bare word, and only one kind of it
-    if verdict not in VERDICTS:
-        return Answer(None, error="no verdict in the answer", **tokens)
-    return Answer(verdict, **tokens)
+KIND = JudgeKind("llm", "llm:MODEL@URL", _build)

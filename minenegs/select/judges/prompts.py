@@ -1,12 +1,78 @@
-"""Listwise LLM judging (``--judge-batch K`` above 1): up to K candidates of one query in one request, numbered,
-the instructions, the query and its positives sent once for them all; the answer a list of verdicts by number."""
+"""The LLM judge's prompts and how its answers are read: one candidate a request (``DEFAULT_TEMPLATE``, a verdict
+under ``SCHEMA``), or listwise (``--judge-batch K`` above 1: up to K candidates of one query in one request,
+numbered, the instructions, the query and its positives sent once for them all; the answer a list of verdicts by
+number)."""
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from .base import VERDICTS, Ask
+
+DEFAULT_TEMPLATE = """You judge search results for a retrieval training set.
+
+Query: {query}
+
+Documents known to be relevant to the query, for reference:
+{positives}
+
+Candidate document:
+{candidate}
+
+Is the candidate relevant to the query, as the reference documents are? Answer with a JSON object
+{{"verdict": "relevant"}}, {{"verdict": "not_relevant"}} or {{"verdict": "unsure"}} and nothing else."""
+SCHEMA = {"type": "object", "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)}},
+          "required": ["verdict"], "additionalProperties": False}
+SLOTS = ("query", "candidate")  # a template must have these; {positives} is optional
+
+
+def response_format(form: str, schema: dict = SCHEMA, name: str = "verdict") -> dict:
+    """The request's ``response_format`` for ``form`` (none for ``plain``)."""
+    if form == "json_schema":
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}}
+    if form == "json_object":
+        return {"response_format": {"type": "json_object", "schema": schema}}
+    return {}
+
+
+@dataclass
+class Answer:
+    verdict: str | None  # None: no verdict (malformed, missing, or the request failed for good)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+_WORD = re.compile(r"\b(not[ _-]?relevant|relevant|unsure)\b", re.I)
+
+
+def tokens(response: dict) -> dict[str, int]:
+    usage = response.get("usage") or {}
+    return {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0)}
+
+
+def read_answer(response: dict | Answer) -> Answer:
+    """The verdict in a chat-completions response, and its token counts; None where there is no clear one."""
+    if isinstance(response, Answer):
+        return response
+    counts = tokens(response)
+    content = message(response)
+    if content is None:
+        return Answer(None, error="no message in the answer", **counts)
+    verdict = None
+    if isinstance(content, str):
+        text = content.strip()
+        try:
+            parsed = json.loads(text)
+            verdict = parsed.get("verdict") if isinstance(parsed, dict) else None
+        except ValueError:
+            words = {plain_word(w) for w in _WORD.findall(text)}
+            verdict = words.pop() if len(words) == 1 else None  # a bare word, and only one kind of it
+    if verdict not in VERDICTS:
+        return Answer(None, error="no verdict in the answer", **counts)
+    return Answer(verdict, **counts)
 
 LIST_TEMPLATE = """You judge search results for a retrieval training set.
 
