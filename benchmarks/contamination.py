@@ -64,7 +64,7 @@ def one_draw(engine, scores, relevant, rates, seed: int, cache: Path) -> dict:
     probes = Probes(judging.decide(cache, known), inst.segment, judging.decide(cache, far_asks), segments)
     est = estimate(flags, probes, seed=seed)
     (row,) = calibrate(engine, BASE, {"range_min": [BASE.range_min]}, min_queries=1,
-                       judged=lambda got, view, params: adjust(got, view, params))
+                       judged=adjust)
     leak = row.estimate
     return {"hidden_share": truth["hidden_share"], "hidden_leak": truth["hidden_leak"],
             "mean_rank": truth["mean_rank"], "queries_empty": truth["queries_empty"],

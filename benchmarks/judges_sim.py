@@ -87,7 +87,7 @@ def run(engine, judge_scores, judging: Judging, cache: Path) -> dict:
     qids = engine.query_ids
     dids = judge_scores.dids
 
-    def adjust(got, view):
+    def adjust(got, view, params=BASE):
         return judged(got, view, BASE, judging, cache, lambda q, row: Ask(qids[int(view.inst.segment[q])], (),
                                                                            dids[int(view.doc_idx[row])]))
 

@@ -266,7 +266,7 @@ def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: A
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
         selector = opened.whole()
         with running(judging):
-            return run_sweep(selector, base, grid, opened.adjuster(selector, judging) if judging else None)
+            return run_sweep(selector, base, grid, opened.step(selector, judging) if judging else None)
 
 
 def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: Any = None,
@@ -291,7 +291,7 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
     with _bar(progress, "cross-encoder") as tick:
         opened = OpenedPool(pool, base, judge, tick, _grid_needs_judge(base, grid))
         selector = opened.whole()
-        judged = opened.adjuster(selector, judging) if judging is not None else None
+        judged = opened.step(selector, judging) if judging is not None else None
         with running(judging):
             rows = run_calibration(selector, base, grid, judged=judged, **options)
             if judging is not None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import AcceptanceError, InputError
 from .contamination import Flags
-from .engine import RowsView, Selector
+from .engine import RowsView, Selector, Step
 from .params import MineParams
 from .sweep import grid_settings
 
@@ -98,7 +98,7 @@ class Row:
 
 def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = None, *,
               max_holdouts: int = MAX_HOLDOUTS, min_queries: int = MIN_QUERIES, seed: int = 0,
-              judged: Any = None) -> list[Row]:
+              judged: Step | None = None) -> list[Row]:
     """The leak estimate, hardness and shortfall of every setting in ``grid`` (``DEFAULT_GRID`` when None).
     ``judged(picked, view, params)`` (judging) changes what each setting picks, held-out instances and all; then
     each row also says how many judge calls the setting made in this run (``judged.calls`` before and after) and

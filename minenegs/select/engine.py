@@ -8,6 +8,7 @@ import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from functools import cached_property
 
 import numpy as np
@@ -58,6 +59,13 @@ def _sort_bits(owner: np.ndarray, n_owners: int, key: np.ndarray) -> np.ndarray:
     negative = (bits >> np.uint64(63)).astype(bool)
     ordered = np.where(negative, ~bits, bits | np.uint64(1 << 63))
     return (owner.astype(np.uint64) << np.uint64(64 - owner_bits)) | (ordered >> np.uint64(owner_bits))
+
+
+class Step(Protocol):
+    """What runs after the filters and the strategy's order, before anything is handed out (judging:
+    :class:`~minenegs.select.from_pool.JudgingStep`): what ``picked`` over ``view`` under ``params`` becomes."""
+
+    def __call__(self, picked: Picked, view: RowsView, params: MineParams) -> Picked: ...
 
 
 class RowsView:
@@ -255,13 +263,13 @@ class Selector:
         counts = np.minimum(group_sizes, params.num_negatives)
         return Picked(chosen, counts, window, keep, removed, lifted, idx)
 
-    def selection(self, params: MineParams, adjust: Callable[[Picked, RowsView], Picked] | None = None) -> Selection:
-        """``pick`` over every query, as per-query lists (the shape the outputs are written from); ``adjust``
-        (e.g. judging) may change what was picked first."""
+    def selection(self, params: MineParams, step: Step | None = None) -> Selection:
+        """``pick`` over every query, as per-query lists (the shape the outputs are written from); ``step``
+        (judging) may change what was picked first."""
         view = self.view
         got = self.pick(view, params)
-        if adjust is not None:
-            got = adjust(got, view)
+        if step is not None:
+            got = step(got, view, params)
         n = len(self.starts)
 
         def per_query(values: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:

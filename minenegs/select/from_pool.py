@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,10 +15,15 @@ from ..encode.folder import Embeddings
 from ..errors import InputError
 from ..retrieve.search import KIND as POOL_KIND
 from .candidates import corpus_view, judge_pairs, pool_chunks, read_pool_arrays
-from .engine import Selector
+from .contamination import Flags
+from .engine import Picked, RowsView, Selector
 from .filters import needs_judge
+from .judges.base import Ask
 from .params import MineParams
 from .selection import Selection
+
+if TYPE_CHECKING:
+    from .judging import Judging
 
 
 def check_judge(judge: Any, needed: bool) -> None:
@@ -61,7 +66,7 @@ class OpenedPool:
         """The engine over all of the pool at once (``sweep``, ``calibrate``)."""
         return self.selector(read_pool_arrays(self.pool))
 
-    def select(self, arrays: dict[str, Any] | None = None, judging: Any = None) -> Selection:
+    def select(self, arrays: dict[str, Any] | None = None, judging: Judging | None = None) -> Selection:
         """Each query's negatives under the params, a chunk of queries at a time (:func:`.candidates.pool_chunks`):
         every filter and draw is per query, so the result is the same as over the whole pool, in memory bounded by
         a chunk; or over ``arrays``, the whole pool already read. ``judging`` (:class:`.judging.Judging`) judges
@@ -70,16 +75,12 @@ class OpenedPool:
         parts = []
         for chunk in chunks:
             selector = self.selector(chunk)
-            adjust = None if judging is None else self.adjuster(selector, judging)
-            parts.append(selector.selection(self.params, None if adjust is None else
-                                            lambda got, view: adjust(got, view, self.params)))
+            parts.append(selector.selection(self.params, None if judging is None else self.step(selector, judging)))
         return Selection.merge(parts)
 
-    def ask(self, selector: Selector, segment: int, doc: int, leave_out: int = -1) -> Any:
+    def ask(self, selector: Selector, segment: int, doc: int, leave_out: int = -1) -> Ask:
         """The question a judge is asked about corpus row ``doc`` for the query of ``segment``: the query's text,
         its positives' texts (the pool row ``leave_out`` left out) and the document's text."""
-        from .judges.base import Ask
-
         return Ask(*self._query_side(selector, segment, leave_out), self.corpus.text(doc))
 
     def _query_side(self, selector: Selector, segment: int, leave_out: int) -> tuple[str, tuple[str, ...]]:
@@ -89,46 +90,11 @@ class OpenedPool:
         return (self.query_text[selector.query_ids[segment]],
                 tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out))
 
-    def adjuster(self, selector: Selector, judging: Any) -> Any:
-        """``judged(picked, view, params)`` over ``selector``, with ``.calls`` made and verdicts ``.asked`` (cached
-        or not) so far (for ``calibrate``)."""
-        opened = self
+    def step(self, selector: Selector, judging: Judging) -> JudgingStep:
+        """The judging step of selections over ``selector``."""
+        return JudgingStep(self, selector, judging)
 
-        class Judged:
-            def __call__(self, got: Any, view: Any, params: Any) -> Any:
-                return opened.judged(selector, judging, got, view, params)
-
-            @property
-            def calls(self) -> int:
-                return judging.calls
-
-            @property
-            def asked(self) -> int:
-                return judging.asked
-
-            @property
-            def tally(self) -> list[Any]:
-                return judging.tally
-
-            def contamination(self, flags: Any) -> dict[str, Any]:
-                return opened.contamination(selector, judging, flags)
-
-        return Judged()
-
-    def judged(self, selector: Selector, judging: Any, got: Any, view: Any, params: Any) -> Any:
-        """What ``selector`` picked over ``view`` under ``params``, judged; a held-out positive is left out of the
-        positives the judge is shown."""
-        from functools import cache
-
-        from .judges.base import Ask
-        from .judging import judged
-
-        inst = view.inst
-        query_side = cache(lambda q: self._query_side(selector, int(inst.segment[q]), int(inst.held_out[q])))
-        return judged(got, view, params, judging, self.pool,
-                      lambda q, row: Ask(*query_side(q), self.corpus.text(int(view.doc_idx[row]))))
-
-    def judge_misses(self, selector: Selector, judging: Any, max_holdouts: int, seed: int) -> dict[str, Any]:
+    def judge_misses(self, selector: Selector, judging: Judging, max_holdouts: int, seed: int) -> dict[str, Any]:
         """Each judge's miss rate on known positives: every reached positive of a query with two or more held out
         in turn (as ``calibrate`` holds them out) and shown to the judge as a candidate, the query's other positives
         as reference; a miss is a "not relevant". 95 % interval as for the leak rate (clustered by query)."""
@@ -149,7 +115,7 @@ class OpenedPool:
                                    "miss_high": round(e.high, 4)} if e else {})}
         return out
 
-    def contamination(self, selector: Selector, judging: Any, flags: Any, seed: int = 0) -> dict[str, Any] | None:
+    def contamination(self, selector: Selector, judging: Judging, flags: Flags, seed: int = 0) -> dict[str, Any] | None:
         """The share of handed-out negatives that is relevant, read from what the judges flagged (``flags``, of a
         selection over ``selector``'s queries; :mod:`.contamination`): the chain's verdicts on up to
         ``judging.probes`` held-out positives and as many documents drawn from outside the queries' pools (asked
@@ -171,3 +137,40 @@ class OpenedPool:
             self._probes[key] = Probes(judging.decide(self.pool, known), inst.segment,
                                        judging.decide(self.pool, far_asks), segments)
         return estimate(flags, self._probes[key], seed=seed)
+
+
+class JudgingStep:
+    """The judging step of selections over one selector (:class:`~.engine.Step`): what a setting picked, judged
+    lazily by ``judging`` (a held-out positive left out of the positives the judges are shown); with the counts
+    ``calibrate`` reads and the flags estimate of a judged selection."""
+
+    def __init__(self, opened: OpenedPool, selector: Selector, judging: Judging) -> None:
+        self.opened, self.selector, self.judging = opened, selector, judging
+
+    def __call__(self, picked: Picked, view: RowsView, params: MineParams) -> Picked:
+        from functools import cache
+
+        from .judging import judged
+
+        opened, inst = self.opened, view.inst
+        query_side = cache(lambda q: opened._query_side(self.selector, int(inst.segment[q]), int(inst.held_out[q])))
+        return judged(picked, view, params, self.judging, opened.pool,
+                      lambda q, row: Ask(*query_side(q), opened.corpus.text(int(view.doc_idx[row]))))
+
+    @property
+    def calls(self) -> int:
+        """Judge calls made so far."""
+        return self.judging.calls
+
+    @property
+    def asked(self) -> int:
+        """Verdicts wanted so far, called for or cached."""
+        return self.judging.asked
+
+    @property
+    def tally(self) -> list[Flags]:
+        """What each judged selection so far saw and flagged."""
+        return self.judging.tally
+
+    def contamination(self, flags: Flags) -> dict[str, Any] | None:
+        return self.opened.contamination(self.selector, self.judging, flags)

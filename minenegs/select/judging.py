@@ -29,13 +29,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..errors import InputError
 from .contamination import MAX_PROBES, Flags
 from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge
+
+if TYPE_CHECKING:
+    from .engine import Picked, RowsView
+    from .params import MineParams
 
 MODES = ("veto", "confirm")
 ACTIONS = ("drop", "promote")
@@ -92,7 +97,7 @@ class JudgeStats:
 class Judging:
     """A chain of judges and how it is run (see the module)."""
 
-    judges: list[Any]
+    judges: list[Judge]
     mode: str = "veto"
     depth: int | None = None
     budget: int | None = None
@@ -122,7 +127,7 @@ class Judging:
         self.budget_left = self.budget
         self.stats = {j.name: JudgeStats() for j in self.judges}
 
-    def cache(self, pool: Path, judge: Any) -> VerdictCache:
+    def cache(self, pool: Path, judge: Judge) -> VerdictCache:
         """The verdict cache of ``judge`` in ``pool``, read once per run."""
         key = (str(pool), judge.fingerprint())
         if key not in self._caches:
@@ -143,7 +148,7 @@ class Judging:
     def __enter__(self) -> "Judging":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -164,7 +169,7 @@ class Judging:
                            for (name, s), j in zip(self.stats.items(), self.judges)}}
 
     # -- one judge over a batch ------------------------------------------------------------------------------
-    def verdicts(self, pool: Path, judge: Any, asks: list[Ask]) -> list[str | None]:
+    def verdicts(self, pool: Path, judge: Judge, asks: list[Ask]) -> list[str | None]:
         """Verdicts for ``asks`` from ``judge``: cached ones (in ``pool``) without a call, the rest asked while
         the budget lasts (beyond it: None)."""
         cache, stats = self.cache(pool, judge), self.stats[judge.name]
@@ -255,20 +260,18 @@ def provenance(judging: Judging) -> dict[str, Any]:
             "judges": [j.fingerprint() for j in judging.judges]}
 
 
-def running(judging: Judging | None) -> Any:
+def running(judging: Judging | None) -> AbstractContextManager:
     """``judging`` as a context that closes its verdict caches at the end (nothing to do without judges)."""
-    import contextlib
-
-    return judging if judging is not None else contextlib.nullcontext()
+    return judging if judging is not None else nullcontext()
 
 
-def _usage(judge: Any) -> dict[str, Any]:
+def _usage(judge: Judge) -> dict[str, Any]:
     usage = getattr(judge, "usage", None)
     return {"usage": usage.to_dict()} if usage is not None and hasattr(usage, "to_dict") else {}
 
 
-def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
-           ask: Callable[[int, int], Ask]) -> Any:
+def judged(picked: Picked, view: RowsView, params: MineParams, judging: Judging, pool: Path,
+           ask: Callable[[int, int], Ask]) -> Picked:
     """``picked`` (a selection's :class:`~.engine.Picked` over ``view``) with its negatives judged: the first
     ``num_negatives`` cleared candidates of each instance, flagged ones dropped or promoted. ``ask(instance, row)``
     is the question about view row ``row`` for instance ``instance``."""
@@ -298,7 +301,7 @@ def judged(picked: Any, view: Any, params: Any, judging: Judging, pool: Path,
     return replace(picked, chosen=chosen, counts=counts, lifted=lifted, removed=removed)
 
 
-def _near_flagged(view: Any, params: Any) -> Callable[[list[int], int], bool] | None:
+def _near_flagged(view: RowsView, params: MineParams) -> Callable[[list[int], int], bool] | None:
     """The positive-similarity guard with the judges' flags as positives: whether view row ``row`` has cosine
     >= the guard's threshold with one of the rows in ``flagged`` (None without the guard or the corpus's
     vectors)."""

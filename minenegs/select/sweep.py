@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import InputError
-from .engine import Selector
+from .engine import Selector, Step
 from .params import MineParams
 
 FIELDS = ("strategy", "num_negatives", "range_min", "range_max")
@@ -53,7 +53,7 @@ def grid_settings(base: MineParams, grid: dict[str, list]) -> Iterator[tuple[dic
         yield setting, replace(base, **fields, thresholds=thresholds)
 
 
-def sweep(pool: Selector, base: MineParams, grid: dict[str, list], judged: Any = None) -> list[dict[str, Any]]:
+def sweep(pool: Selector, base: MineParams, grid: dict[str, list], judged: Step | None = None) -> list[dict[str, Any]]:
     """One row per combination of the ``grid`` values, other settings from ``base``; ``judged(picked, view,
     params)`` (judging) changes what each setting picks."""
     rows = []
