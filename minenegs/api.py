@@ -11,7 +11,7 @@ import contextlib
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import recipe
 from .artifacts import check_output, read_parquet, write_text_atomic
@@ -24,12 +24,19 @@ from .select.params import MineParams
 from .write.batching import check_order
 from .write.outputs import FORMATS, write_output
 
+if TYPE_CHECKING:
+    from .distributed.runner import RaySettings
+    from .inputs.tables import Columns
+    from .retrieve.pool import PoolParams
+    from .select.judges import CrossEncoderJudge
+    from .select.judging import Judging
+
 
 def _bar(progress: Any, description: str):
     return progress(description) if progress is not None else contextlib.nullcontext()
 
 
-def _probe(ray: Any) -> None:
+def _probe(ray: RaySettings | None) -> None:
     """Fail in seconds when nothing answers at the cluster's address, before any input is read."""
     if ray is not None:
         from .distributed.runner import probe
@@ -38,9 +45,10 @@ def _probe(ray: Any) -> None:
 
 
 def encode(data: Path | str | None, output: Path | str, *, split: str = "train", corpus: Path | str | None = None,
-           queries: Path | str | None = None, qrels: Path | str | None = None, columns: Any = None,
+           queries: Path | str | None = None, qrels: Path | str | None = None, columns: Columns | None = None,
            model: str | None = None, precision: str = "auto", batch_size: int = 32, max_seq_length: int | None = None,
-           device: str | None = None, cache_dir: Path | str | None = None, ray: Any = None, progress: Any = None,
+           device: str | None = None, cache_dir: Path | str | None = None, ray: RaySettings | None = None,
+           progress: Any = None,
            **options: Any) -> dict[str, Any]:
     """``minenegs encode``: the dataset (a BEIR folder or pair file ``data``, or separate files; see
     :func:`~minenegs.inputs.dataset.load_dataset`) encoded by the sentence-transformers ``model`` (default: the
@@ -76,11 +84,12 @@ def _check_selection(output: Path | str, fmt: str, force: bool, min_coverage: fl
     check_output(Path(output), force)
 
 
-def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_params: Any = None, *,
-         pool: Path | str | None = None, judge: Any = None, judging: Any = None, max_leak: float | None = None,
+def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_params: PoolParams | None = None, *,
+         pool: Path | str | None = None, judge: CrossEncoderJudge | None = None, judging: Judging | None = None,
+         max_leak: float | None = None,
          max_short: float = 0.0,
          fmt: str = recipe.FORMAT, scores: bool = False, batch_order: str = "pool", batch_size: int = 32,
-         min_coverage: float | None = None, force: bool = False, ray: Any = None, adapt: str = "adaptive",
+         min_coverage: float | None = None, force: bool = False, ray: RaySettings | None = None, adapt: str = "adaptive",
          fail_on_dense: bool = False, progress: Any = None) -> dict[str, Any]:
     """``minenegs mine``: the candidate pool of ``embeddings`` under ``pool_params`` (kept in ``pool``, or under
     the embeddings folder; reused when it exists), then :func:`filter` from it. With ``max_leak``, the settings are
@@ -118,7 +127,8 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
     return {**summary, "density": density, **({"calibrated": calibrated} if calibrated is not None else {})}
 
 
-def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: Any = None, judging: Any = None,
+def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: CrossEncoderJudge | None = None,
+           judging: Judging | None = None,
            fmt: str = recipe.FORMAT,
            scores: bool = False, batch_order: str = "pool", batch_size: int = 32, min_coverage: float | None = None,
            force: bool = False, adapt: str = "adaptive", fail_on_dense: bool = False,
@@ -179,7 +189,7 @@ def _clusters(pool: Path) -> dict[int, int] | None:
 
 
 def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch_order: str, batch_size: int,
-           force: bool, judging: Any = None, clusters: dict[int, int] | None = None,
+           force: bool, judging: Judging | None = None, clusters: dict[int, int] | None = None,
            arrays: dict[str, Any] | None = None, density: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     params, manifest, emb = opened.params, opened.manifest, opened.emb
@@ -214,7 +224,7 @@ def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _contamination(opened: OpenedPool, judging: Any, arrays: dict[str, Any] | None) -> dict[str, Any] | None:
+def _contamination(opened: OpenedPool, judging: Judging, arrays: dict[str, Any] | None) -> dict[str, Any] | None:
     """The flags-based estimate of the relevant share of the negatives just selected (every judged chunk's
     flags), its probes asked over the first chunk of queries (or ``arrays``)."""
     from .select.candidates import pool_chunks
@@ -252,7 +262,8 @@ def _grid_needs_judge(base: MineParams, grid: dict[str, list]) -> bool:
     return needs_judge(base.thresholds) or any(needs_judge({k: v}) for k, values in grid.items() for v in values)
 
 
-def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: Any = None, judging: Any = None,
+def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: CrossEncoderJudge | None = None,
+          judging: Judging | None = None,
           progress: Any = None) -> list[dict[str, Any]]:
     """``minenegs sweep``: negatives kept and queries short per setting of ``grid`` (setting name -> values);
     with ``judging``, after the judges."""
@@ -269,8 +280,9 @@ def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: A
             return run_sweep(selector, base, grid, opened.step(selector, judging) if judging else None)
 
 
-def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: Any = None,
-              judging: Any = None, max_leak: float | None = None, max_short: float = 0.0, recipe: Path | str = "calibrated.toml",
+def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: CrossEncoderJudge | None = None,
+              judging: Judging | None = None, max_leak: float | None = None, max_short: float = 0.0,
+              recipe: Path | str = "calibrated.toml",
               plot: Path | str | None = None, force: bool = False, progress: Any = None,
               **options: Any) -> dict[str, Any]:
     """``minenegs calibrate``: the leak estimate, hardness and shortfall of each setting of ``grid``

@@ -23,10 +23,11 @@ from .params import MineParams
 from .selection import Selection
 
 if TYPE_CHECKING:
+    from .judges.cross_encoder import CrossEncoderJudge
     from .judging import Judging
 
 
-def check_judge(judge: Any, needed: bool) -> None:
+def check_judge(judge: CrossEncoderJudge | None, needed: bool) -> None:
     """Filters that read a judge's scores need a judge."""
     if judge is None and needed:
         raise InputError("--ce-max and --promote need --cross-encoder NAME_OR_PATH")
@@ -36,8 +37,8 @@ class OpenedPool:
     """A pool folder ready to select from; ``judge`` scores the pairs the judge filters read (None: no judge,
     and no filter that needs one may be set: ``needs_judge``)."""
 
-    def __init__(self, pool: Path | str, params: MineParams, judge: Any = None, progress: Any = None,
-                 needs: bool | None = None) -> None:
+    def __init__(self, pool: Path | str, params: MineParams, judge: CrossEncoderJudge | None = None,
+                 progress: Any = None, needs: bool | None = None) -> None:
         self.pool, self.params, self.judge, self.progress = Path(pool), params, judge, progress
         self.manifest = read_manifest(self.pool, POOL_KIND)
         self.emb = Embeddings(self.manifest["embeddings"])
@@ -115,7 +116,8 @@ class OpenedPool:
                                    "miss_high": round(e.high, 4)} if e else {})}
         return out
 
-    def contamination(self, selector: Selector, judging: Judging, flags: Flags, seed: int = 0) -> dict[str, Any] | None:
+    def contamination(self, selector: Selector, judging: Judging, flags: Flags,
+                      seed: int = 0) -> dict[str, Any] | None:
         """The share of handed-out negatives that is relevant, read from what the judges flagged (``flags``, of a
         selection over ``selector``'s queries; :mod:`.contamination`): the chain's verdicts on up to
         ``judging.probes`` held-out positives and as many documents drawn from outside the queries' pools (asked
