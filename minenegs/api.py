@@ -25,7 +25,13 @@ from .write.batching import check_order
 from .write.outputs import FORMATS, write_output
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .distributed.runner import RaySettings
+    from .encode.folder import Embeddings
+    from .encode.models import Encoder
+    from .records import Dataset
+    from .select.selection import Selection
     from .inputs.tables import Columns
     from .retrieve.pool import PoolParams
     from .select.judges import CrossEncoderJudge
@@ -121,7 +127,7 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
             opened.params = params
         else:
             opened = OpenedPool(folder, params, judge, tick)
-        density = _adapt(opened, "fixed" if max_leak is not None else adapt, fail_on_dense, arrays)
+        density = opened.adapt("fixed" if max_leak is not None else adapt, fail_on_dense, arrays)
         summary = _write(opened, output, fmt, scores, batch_order, batch_size, force, judging, arrays=arrays,
                          density=density)
     return {**summary, "density": density, **({"calibrated": calibrated} if calibrated is not None else {})}
@@ -149,36 +155,40 @@ def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: C
     check_order(batch_order, batch_size, fmt, clusters is not None)
     if judging is not None:
         judging.probe()
-    density = _adapt(opened, adapt, fail_on_dense)
+    density = opened.adapt(adapt, fail_on_dense)
     with _bar(progress, "cross-encoder") as opened.progress:
         return {**_write(opened, output, fmt, scores, batch_order, batch_size, force, judging, clusters,
                          density=density), "density": density}
 
 
-def _adapt(opened: OpenedPool, adapt: str, fail_on_dense: bool,
-           arrays: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The density probe on the pool (its first chunk of queries, or ``arrays``), no judge; under the adaptive
-    recipe it may switch ``opened.params`` to the dense recipe. Returns what it measured and chose, with the line
-    to print (``line``) and, for negatives likely to hurt, the ``warning``."""
-    from .select.adaptive import choose
-    from .select.candidates import pool_chunks
-    from .select.engine import Selector
-
-    chunk = arrays if arrays is not None else next(iter(pool_chunks(opened.pool)), None)
-    if chunk is None:  # a pool without queries: nothing to measure or to write
-        return {}
-    choice = choose(Selector(chunk, opened.corpus), opened.params, adapt, opened.emb.manifest.get("model"))
-    opened.params = choice.params
-    info = {**choice.to_dict(), "line": choice.line()}
-    if choice.risky:
-        safer = f"Safer: minenegs filter {opened.pool} -o OUT (the adaptive default)"
-        info["warning"] = f"{choice.warning()}. {safer}"
-        if fail_on_dense:
-            raise AcceptanceError(f"--fail-on-dense: {choice.warning()}; nothing was written. {safer}")
-    return info
-
-
 negatives_from_pool = filter  # the name Python users know
+
+
+def pairs(dataset: Dataset, folder: Path, encoder: Encoder, params: MineParams, pool_params: PoolParams, *,
+          cache_dir: Path, prompts: tuple[str | None, str | None] = (None, None),
+          judge: CrossEncoderJudge | None = None, judging: Judging | None = None,
+          own_doc: np.ndarray | None = None) -> tuple[Selection, Embeddings]:
+    """The drop-in's run (:func:`minenegs.compat.mine_hard_negatives`), on a dataset in memory: encoded by
+    ``encoder`` into ``folder`` (with the (query, corpus) ``prompts``) unless it is there, its pool under
+    ``pool_params``, each query's negatives under ``params`` (with ``judging``); ``own_doc[query]`` is a corpus
+    row never handed out to that query (-1: none). Returns the selection and the embeddings folder."""
+    from .encode.embeddings import encode_dataset
+    from .encode.folder import Embeddings
+    from .retrieve.pool import build_pool
+    from .select.candidates import cached_pool_arrays, without_docs
+
+    check_judge(judge, needs_judge(params.thresholds))
+    if judging is not None:
+        judging.probe()
+    if not (folder / "manifest.json").exists():
+        encode_dataset(dataset, folder, encoder, cache_dir=cache_dir, query_prompt=prompts[0],
+                       corpus_prompt=prompts[1], force=True)
+    emb = Embeddings(folder)
+    pool = build_pool(emb, pool_params)
+    arrays = cached_pool_arrays(pool)
+    arrays = arrays if own_doc is None else without_docs(arrays, own_doc)
+    with running(judging):
+        return OpenedPool(pool, params, judge).select(arrays, judging=judging), emb
 
 
 def _clusters(pool: Path) -> dict[int, int] | None:
@@ -195,7 +205,7 @@ def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch
     params, manifest, emb = opened.params, opened.manifest, opened.emb
     with running(judging):
         selection = opened.select(arrays, judging=judging)
-        flags = None if judging is None else _contamination(opened, judging, arrays)
+        flags = None if judging is None else opened.flags_estimate(judging, arrays)
     clusters = _clusters(opened.pool) if clusters is None else clusters
     by_position = None if clusters is None else {i: clusters[int(q)] for i, q in enumerate(selection.query_idx)}
     summary = selection.summary(params.num_negatives)
@@ -222,20 +232,6 @@ def _write(opened: OpenedPool, output: Path | str, fmt: str, scores: bool, batch
             **({"judging": judging.summary()} if judging is not None else {}),
             **({"contamination": flags} if flags is not None else {}),
             "seconds": round(time.perf_counter() - started, 3)}
-
-
-def _contamination(opened: OpenedPool, judging: Judging, arrays: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The flags-based estimate of the relevant share of the negatives just selected (every judged chunk's
-    flags), its probes asked over the first chunk of queries (or ``arrays``)."""
-    from .select.candidates import pool_chunks
-    from .select.contamination import Flags
-
-    chunk = arrays if arrays is not None else next(iter(pool_chunks(opened.pool)), None)
-    if not judging.probes:
-        return None
-    if chunk is None:
-        return {"rate": None, "why": "the pool has no queries"}
-    return opened.contamination(opened.selector(chunk), judging, Flags.merge(judging.tally))
 
 
 def check_coverage(summary: dict[str, Any], min_coverage: float | None) -> None:

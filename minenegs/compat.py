@@ -159,15 +159,52 @@ def mine_hard_negatives(
     judge the negatives lazily (the README's "Judges").
     Returns a ``datasets.Dataset`` in ``output_format``.
     """
-    from .encode.embeddings import encode_dataset
-    from .encode.folder import Embeddings
+    from . import api
     from .retrieve.index import IndexParams
+    from .retrieve.pool import PoolParams
+    from .select.judges import CrossEncoderJudge, parse_judge
+    from .select.judging import Judging
     from .select.params import MineParams
-    from .retrieve.pool import PoolParams, build_pool
-    from .select.from_pool import OpenedPool
-    from .select.judges import CrossEncoderJudge
     from .select.strategies import StrategyParams
 
+    bounds = (absolute_margin, relative_margin, max_score, min_score, margin)
+    _refuse(include_positives, use_multi_process, faiss_batch_size, cross_encoder, bounds, filters, recipe)
+    output_format = output_format if as_triplets is None else "triplet" if as_triplets else "n-tuple"
+    absolute_margin = absolute_margin if margin is None else margin
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format {output_format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be at least 1, got num_negatives={num_negatives}.")
+    anchor, positive, queries, docs, pos_of = _pairs(dataset, anchor_column_name, positive_column_name, corpus)
+    most = max(len(p) for p in pos_of)
+    wide = any(v is not None for v in (absolute_margin, relative_margin, max_score))
+    range_max = _window(range_min, range_max, num_negatives, most, wide)
+    encoder = _encoder(model, precision, batch_size)
+    prompts = (_prompt(model, query_prompt, query_prompt_name, "query"),
+               _prompt(model, corpus_prompt, corpus_prompt_name, "document"))
+    root = Path(cache_dir or cache_folder or default_cache_dir())
+    given = {"absolute_margin": absolute_margin, "relative_margin": relative_margin, "max_score": max_score,
+             "min_score": min_score, **filters}
+    thresholds = {k: v for k, v in (recipes.thresholds(given) if recipe else given).items() if v is not None}
+    sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
+    params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
+    st = st_behaviour()
+    pool_params = PoolParams(depth=range_max + most + st.extra_candidates, index=IndexParams(index))
+    judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
+                      judge_budget, judge_action, judge_max_flagged, judge_guard) if judges else None
+    judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
+    folder = root / "mine_hard_negatives" / _folder_key(encoder, prompts, queries, docs, pos_of)
+    doc_row = {text: i for i, text in enumerate(docs)}
+    own = np.array([doc_row.get(q, -1) for q in queries]) if st.skips_query_text else None
+    sel, emb = api.pairs(_records(queries, docs, pos_of), folder, encoder, params, pool_params, cache_dir=root,
+                         prompts=prompts, judge=judge, judging=judging, own_doc=own)
+    return _result(sel, emb, pos_of, (output_format, num_negatives, output_scores, anchor, positive), verbose,
+                   made_of=[str(folder), repr(params)])
+
+
+def _refuse(include_positives: bool, use_multi_process: bool | list[str], faiss_batch_size: int, cross_encoder: Any,
+            bounds: tuple, filters: dict[str, float | None], recipe: str | None) -> None:
+    """What has no equivalent here, or is given wrong: one error naming it."""
     if include_positives:
         raise _no_equivalent("include_positives", "positives are never candidates; rank them with a retrieval "
                              "evaluator instead")
@@ -177,8 +214,7 @@ def mine_hard_negatives(
         raise _no_equivalent("faiss_batch_size", "queries are searched 1,024 at a time whatever the index")
     if cross_encoder is not None and not isinstance(cross_encoder, (str, Path)):
         raise TypeError("mine_hard_negatives() takes the cross_encoder's name or saved folder, not the object")
-    if cross_encoder is not None and any(v is not None for v in (absolute_margin, relative_margin, max_score,
-                                                                  min_score, margin)):
+    if cross_encoder is not None and any(v is not None for v in bounds):
         raise _no_equivalent("cross_encoder with margins or score limits", "sentence-transformers applies them to "
                              "the cross-encoder's scores; minenegs applies them to the dense scores and filters "
                              "with ce_max= / promote= on the cross-encoder's probability")
@@ -189,87 +225,63 @@ def mine_hard_negatives(
         raise ValueError(f"recipe {recipe!r}: the one recipe is 'default'")
     if cross_encoder is not None and not needs_judge(filters):
         raise TypeError("mine_hard_negatives(): a cross_encoder without ce_max= or promote= would change nothing")
-    if as_triplets is not None:
-        output_format = "triplet" if as_triplets else "n-tuple"
-    if margin is not None:
-        absolute_margin = margin
-    if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"output_format {output_format!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
-    if num_negatives < 1:
-        raise ValueError(f"num_negatives must be at least 1, got num_negatives={num_negatives}.")
 
+
+def _pairs(dataset: Any, anchor_name: str | None, positive_name: str | None, corpus: list[str] | None):
+    """The anchor and positive columns' names, the queries and the corpus de-duplicated by text in first
+    appearance (the corpus holds every positive), and each query's positives as corpus rows."""
     names, cols = _columns(dataset)
     if not cols or not len(cols[names[0]]):
         raise ValueError("The dataset is empty. Please provide a non-empty dataset.")
-    anchor = anchor_column_name if anchor_column_name in names else names[0]
-    if positive_column_name not in names:
+    anchor = anchor_name if anchor_name in names else names[0]
+    if positive_name not in names:
         if len(names) < 2:
             raise ValueError("Dataset must contain at least two columns to select the positive column automatically.")
-        positive_column_name = names[1]
-    positive = positive_column_name
-    anchors, positives = [str(a) for a in cols[anchor]], [str(p) for p in cols[positive]]
-
-    # queries and corpus de-duplicated by text, in first appearance; the corpus holds every positive
+        positive_name = names[1]
+    anchors, positives = [str(a) for a in cols[anchor]], [str(p) for p in cols[positive_name]]
     queries = list(dict.fromkeys(anchors))
     docs = list(dict.fromkeys([*(corpus or []), *positives]))
-    doc_row = {text: i for i, text in enumerate(docs)}
-    q_row = {text: i for i, text in enumerate(queries)}
+    doc_row, q_row = {text: i for i, text in enumerate(docs)}, {text: i for i, text in enumerate(queries)}
     pos_of: list[list[int]] = [[] for _ in queries]
     for a, p in zip(anchors, positives):
         if doc_row[p] not in pos_of[q_row[a]]:
             pos_of[q_row[a]].append(doc_row[p])
-    max_positives = max(len(p) for p in pos_of)
+    return anchor, positive_name, queries, docs, pos_of
+
+
+def _window(range_min: int, range_max: int | None, num_negatives: int, most_positives: int, wide: bool) -> int:
+    """``range_max`` as sentence-transformers defaults it (wider with margins or a score limit), checked."""
     if range_max is None:
-        wide = any(v is not None for v in (absolute_margin, relative_margin, max_score))
-        range_max = range_min + num_negatives * (10 if wide else 1) + max_positives
+        range_max = range_min + num_negatives * (10 if wide else 1) + most_positives
     if range_min < 0 or range_min >= range_max:
         raise ValueError(f"range_min must be non-negative and smaller than range_max, got range_min={range_min} "
                          f"and range_max={range_max}.")
     if num_negatives > range_max - range_min:
         raise ValueError(f"Cannot mine {num_negatives} negatives per query: only {range_max - range_min} candidates "
                          f"remain after skipping the first range_min={range_min} of range_max={range_max}.")
+    return range_max
 
-    encoder = _encoder(model, precision, batch_size)
-    q_prompt = _prompt(model, query_prompt, query_prompt_name, "query")
-    d_prompt = _prompt(model, corpus_prompt, corpus_prompt_name, "document")
-    root = Path(cache_dir or cache_folder or default_cache_dir())
-    model_key = json.dumps({"model": encoder.fingerprint(), "settings": encoder.settings(),
-                            "prompts": [q_prompt, d_prompt]}, sort_keys=True)
-    folder = root / "mine_hard_negatives" / _folder_key(model_key, queries, docs, pos_of)
-    if not (folder / "manifest.json").exists():
-        q_ids, d_ids = [f"q{i}" for i in range(len(queries))], [f"d{i}" for i in range(len(docs))]
-        qrels = [Qrel(q_ids[qi], d_ids[d]) for qi, rows in enumerate(pos_of) for d in rows]
-        encode_dataset(Dataset(TextTable(d_ids, docs), TextTable(q_ids, queries), qrels), folder, encoder,
-                       cache_dir=root, query_prompt=q_prompt, corpus_prompt=d_prompt, force=True)
-    emb = Embeddings(folder)
-    st = st_behaviour()
-    pool = build_pool(emb, PoolParams(depth=range_max + max_positives + st.extra_candidates, index=IndexParams(index)))
 
-    given = {"absolute_margin": absolute_margin, "relative_margin": relative_margin, "max_score": max_score,
-             "min_score": min_score, **filters}
-    thresholds = {k: v for k, v in (recipes.thresholds(given) if recipe else given).items() if v is not None}
-    sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
-    params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
-    judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
-    from .select.judges import parse_judge
-    from .select.judging import Judging, running
+def _records(queries: list[str], docs: list[str], pos_of: list[list[int]]) -> Dataset:
+    q_ids, d_ids = [f"q{i}" for i in range(len(queries))], [f"d{i}" for i in range(len(docs))]
+    qrels = [Qrel(q_ids[qi], d_ids[d]) for qi, rows in enumerate(pos_of) for d in rows]
+    return Dataset(TextTable(d_ids, docs), TextTable(q_ids, queries), qrels)
 
-    judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
-                      judge_budget, judge_action, judge_max_flagged, judge_guard) if judges else None
-    if judging is not None:
-        judging.probe()
-    arrays = _pool_arrays(pool)
-    if st.skips_query_text:
-        arrays = _without_query_text(arrays, np.array([doc_row.get(q, -1) for q in queries]))
-    with running(judging):
-        sel = OpenedPool(pool, params, judge).select(arrays, judging=judging)
 
+def _result(sel: Any, emb: Any, pos_of: list[list[int]], shape: tuple, verbose: bool, made_of: list[str]):
+    """The rows as a ``datasets.Dataset`` in sentence-transformers' columns (``shape``: output format, negatives,
+    scores, anchor and positive column names), each query's positives in the order the pairs gave them."""
+    import pyarrow as pa
+    from datasets import Dataset as HFDataset
+    from datasets.table import InMemoryTable
+
+    output_format, num_negatives, output_scores, anchor, positive = shape
     order = [np.argsort([pos_of[int(q)].index(d) for d in ds.tolist()], kind="stable") for q, ds in
-             zip(sel.query_idx, sel.positives)]  # each query's positives in the order the pairs gave them
+             zip(sel.query_idx, sel.positives)]
     sel.positives = [ds[o] for ds, o in zip(sel.positives, order)]
     sel.positive_scores = [ss[o] for ss, o in zip(sel.positive_scores, order)]
-    shape = Shape(anchor, positive, "scores", judge=False)
-    built = list(output_rows(sel, emb, output_format, num_negatives, output_scores, shape, ST_FORMATS))
+    built = list(output_rows(sel, emb, output_format, num_negatives, output_scores,
+                             Shape(anchor, positive, "scores", judge=False), ST_FORMATS))
     data = {k: [r[k] for r in built] for k in built[0]} if built else \
         {k: [] for k in _columns_of(output_format, anchor, positive, num_negatives, output_scores)}
     if verbose:
@@ -277,23 +289,20 @@ def mine_hard_negatives(
         print(f"minenegs: {len(built)} rows ({output_format}); {summary['negatives']:,} "
               f"negatives for {summary['queries']:,} queries, {summary['queries_short']:,} short; "
               f"removed: {sel.removed}", file=sys.stderr)
-    import pyarrow as pa
-    from datasets import Dataset as HFDataset
-    from datasets.table import InMemoryTable
-
     # the fingerprint datasets would compute pickles the whole table; what made it names it as well
-    made_of = json.dumps([str(folder), pool.name, repr(params), output_format, output_scores, anchor, positive])
-    return HFDataset(InMemoryTable(pa.table(data)), fingerprint=hashlib.sha256(made_of.encode()).hexdigest()[:32])
+    key = json.dumps([*made_of, output_format, output_scores, anchor, positive])
+    return HFDataset(InMemoryTable(pa.table(data)), fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32])
 
 
 _FOLDER_KEYS: dict[tuple, str] = {}  # (model, texts as Python hashes them) -> the folder's digest of the texts
-_POOL_ARRAYS: dict[str, tuple[tuple, dict[str, Any]]] = {}  # the last pool read, while its file is unchanged
 
 
-def _folder_key(model_key: str, queries: list[str], docs: list[str], pos_of: list[list[int]]) -> str:
+def _folder_key(encoder: Any, prompts: tuple, queries: list[str], docs: list[str], pos_of: list[list[int]]) -> str:
     """The embeddings folder's name: a digest of the model, the prompts and every text, stable across
     processes. Within one process it is remembered by Python's own (cached) string hashes, so a second call
     on the same texts does not hash them again."""
+    model_key = json.dumps({"model": encoder.fingerprint(), "settings": encoder.settings(), "prompts": list(prompts)},
+                           sort_keys=True)
     quick = (model_key, len(queries), len(docs), hash(tuple(queries)), hash(tuple(docs)),
              hash(tuple(map(tuple, pos_of))))
     if quick not in _FOLDER_KEYS:
@@ -305,25 +314,6 @@ def _folder_key(model_key: str, queries: list[str], docs: list[str], pos_of: lis
         digest.update(json.dumps(pos_of).encode())
         _FOLDER_KEYS[quick] = digest.hexdigest()[:24]
     return _FOLDER_KEYS[quick]
-
-
-def _pool_arrays(pool: Path) -> dict[str, Any]:
-    from .select.candidates import read_pool_arrays
-
-    st = (pool / "candidates.parquet").stat()
-    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-    if _POOL_ARRAYS.get(str(pool), (None,))[0] != stamp:
-        _POOL_ARRAYS.clear()
-        _POOL_ARRAYS[str(pool)] = (stamp, read_pool_arrays(pool))
-    return _POOL_ARRAYS[str(pool)][1]
-
-
-def _without_query_text(arrays: dict[str, Any], own_doc: np.ndarray) -> dict[str, Any]:
-    """The pool's arrays with each query's own text (``own_doc[query]``, -1 where the corpus lacks it) no longer
-    a retrieved candidate, as sentence-transformers 6.3 excludes it."""
-    own = arrays["doc_idx"] == own_doc[arrays["query_idx"]]
-    own &= ~arrays["is_positive"]
-    return {**arrays, "retrieved": arrays["retrieved"] & ~own} if own.any() else arrays
 
 
 def _columns_of(fmt: str, anchor: str, positive: str, n: int, scores: bool) -> list[str]:

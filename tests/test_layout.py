@@ -109,3 +109,15 @@ def test_no_command_body_over_40_lines():
         if isinstance(node, ast.FunctionDef) and node.decorator_list:
             bodies[node.name] = node.end_lineno - node.body[0].lineno + 1
     assert len(bodies) >= 7 and max(bodies.values()) <= 40, bodies
+
+
+def test_the_drop_in_translates_and_calls_the_library():
+    """``compat.mine_hard_negatives`` translates sentence-transformers' arguments and makes one library call
+    (``api.pairs``): its body (after the signature) stays short, and it runs no stage of its own."""
+    tree = ast.parse((PACKAGE / "compat.py").read_text())
+    (func,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "mine_hard_negatives"]
+    calls = {f"{c.func.value.id}.{c.func.attr}" for c in ast.walk(func) if isinstance(c, ast.Call)
+             and isinstance(c.func, ast.Attribute) and isinstance(c.func.value, ast.Name)}
+    assert func.end_lineno - func.body[0].lineno + 1 <= 60
+    assert "api.pairs" in calls and not {"encode_dataset", "build_pool", "OpenedPool"} & {
+        c.func.id for c in ast.walk(func) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}

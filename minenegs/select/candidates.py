@@ -75,3 +75,24 @@ def judge_pairs(a: dict[str, np.ndarray], params: MineParams) -> np.ndarray:
     """The (query row, corpus row) pairs a cross-encoder must score: positives and candidates to ``ce_depth``."""
     need = a["is_positive"] | (a["retrieved"] & (a["rank"] <= params.ce_depth))
     return np.stack([a["query_idx"][need], a["doc_idx"][need]], axis=1)
+
+
+_LAST_READ: dict[str, tuple[tuple, dict[str, np.ndarray]]] = {}  # the last pool read, while its file is unchanged
+
+
+def cached_pool_arrays(pool: Path) -> dict[str, np.ndarray]:
+    """:func:`read_pool_arrays`, kept in memory for the next call while the pool's file is unchanged (the drop-in
+    is called again and again on one pool)."""
+    st = (Path(pool) / "candidates.parquet").stat()
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    if _LAST_READ.get(str(pool), (None,))[0] != stamp:
+        _LAST_READ.clear()
+        _LAST_READ[str(pool)] = (stamp, read_pool_arrays(pool))
+    return _LAST_READ[str(pool)][1]
+
+
+def without_docs(arrays: dict[str, np.ndarray], own_doc: np.ndarray) -> dict[str, np.ndarray]:
+    """The pool's arrays with corpus row ``own_doc[query]`` (-1: none) of each query no longer a retrieved
+    candidate (sentence-transformers 6.3 never hands out a corpus text equal to the query's own)."""
+    own = (arrays["doc_idx"] == own_doc[arrays["query_idx"]]) & ~arrays["is_positive"]
+    return {**arrays, "retrieved": arrays["retrieved"] & ~own} if own.any() else arrays

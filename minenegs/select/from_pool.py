@@ -12,7 +12,7 @@ import numpy as np
 
 from ..artifacts import read_manifest
 from ..encode.folder import Embeddings
-from ..errors import InputError
+from ..errors import AcceptanceError, InputError
 from ..retrieve.search import KIND as POOL_KIND
 from .candidates import corpus_view, judge_pairs, pool_chunks, read_pool_arrays
 from .contamination import Flags
@@ -90,6 +90,41 @@ class OpenedPool:
         rows = start + np.flatnonzero(a["is_positive"][start:start + selector.sizes[segment]])
         return (self.query_text[selector.query_ids[segment]],
                 tuple(self.corpus.text(int(a["doc_idx"][r])) for r in rows if r != leave_out))
+
+    def first_chunk(self, arrays: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """``arrays``, else the pool's first chunk of queries (None: a pool without queries)."""
+        return arrays if arrays is not None else next(iter(pool_chunks(self.pool)), None)
+
+    def adapt(self, adapt: str, fail_on_dense: bool, arrays: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The density probe on the pool's first chunk (or ``arrays``), no judge; under the adaptive recipe it may
+        switch ``params`` to the dense recipe. Returns what it measured and chose, with the line to print
+        (``line``) and, for negatives likely to hurt, the ``warning`` (with ``fail_on_dense``: an
+        :class:`AcceptanceError` instead, before anything is written)."""
+        from .adaptive import choose
+
+        chunk = self.first_chunk(arrays)
+        if chunk is None:  # a pool without queries: nothing to measure or to write
+            return {}
+        choice = choose(Selector(chunk, self.corpus), self.params, adapt, self.emb.manifest.get("model"))
+        self.params = choice.params
+        info = {**choice.to_dict(), "line": choice.line()}
+        if choice.risky:
+            safer = f"Safer: minenegs filter {self.pool} -o OUT (the adaptive default)"
+            info["warning"] = f"{choice.warning()}. {safer}"
+            if fail_on_dense:
+                raise AcceptanceError(f"--fail-on-dense: {choice.warning()}; nothing was written. {safer}")
+        return info
+
+    def flags_estimate(self, judging: Judging, arrays: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The relevant share of the negatives just selected, read from every judged chunk's flags
+        (:meth:`contamination`), the probes asked over the first chunk of queries (or ``arrays``); None with
+        ``--judge-probes 0``."""
+        if not judging.probes:
+            return None
+        chunk = self.first_chunk(arrays)
+        if chunk is None:
+            return {"rate": None, "why": "the pool has no queries"}
+        return self.contamination(self.selector(chunk), judging, Flags.merge(judging.tally))
 
     def step(self, selector: Selector, judging: Judging) -> JudgingStep:
         """The judging step of selections over ``selector``."""
