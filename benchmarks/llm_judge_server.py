@@ -261,6 +261,77 @@ def run_one(setup, url: str, alias: str, batch: int, depth: int) -> dict:
                        "completion_tokens_per_verdict": round(mining_usage["completion_tokens"] / verdicts, 1)}}
 
 
+TEMPLATES = {
+    "default": None,  # minenegs' DEFAULT_TEMPLATE
+    "topical": """You judge search results for a retrieval training set.
+
+Query: {query}
+
+Examples of documents that are relevant to the query:
+{positives}
+
+Candidate document:
+{candidate}
+
+Is the candidate relevant to the query: is it about what the query asks, or does it help answer it? It does not
+need to resemble the examples. Answer with a JSON object {{"verdict": "relevant"}}, {{"verdict": "not_relevant"}}
+or {{"verdict": "unsure"}} and nothing else.""",
+    "no-positives": """You judge search results for a retrieval training set. A document is relevant when it is
+about what the search query asks for, or helps answer it.
+
+Query: {query}
+
+Candidate document:
+{candidate}
+
+Is the candidate relevant to the query? Answer with a JSON object {{"verdict": "relevant"}},
+{{"verdict": "not_relevant"}} or {{"verdict": "unsure"}} and nothing else.""",
+}
+
+
+def template_questions(folder: Path, first: int, queries: int, each: int):
+    """Queries ``first``..``first + queries`` of the protocol (not the main runs' first ones): per query its
+    ``each`` best-ranked hidden relevant candidates and ``each`` best-ranked candidates that are not relevant, as
+    (ask, truly relevant)."""
+    from false_negatives import BASE
+
+    from minenegs.select.candidates import read_pool_arrays
+    from minenegs.select.from_pool import OpenedPool
+
+    pool, _, hidden, relevant, _, _ = protocol(folder, first + queries, f"llm-{folder.name}-t{first + queries}")
+    opened = OpenedPool(pool, BASE)
+    sel = opened.selector(read_pool_arrays(pool))
+    a, dids = sel.arrays, opened.emb.ids("corpus")
+    out = []
+    for s in range(first, min(first + queries, len(sel.query_ids))):
+        rows = range(sel.starts[s], sel.starts[s] + sel.sizes[s])
+        cands = [r for r in rows if not a["is_positive"][r] and a["retrieved"][r]]
+        qid = sel.query_ids[s]
+        rel = [r for r in cands if (qid, dids[int(a["doc_idx"][r])]) in hidden][:each]
+        non = [r for r in cands if (qid, dids[int(a["doc_idx"][r])]) not in relevant][:each]
+        out += [(opened.ask(sel, s, int(a["doc_idx"][r])), r in rel) for r in rel + non]
+    return out
+
+
+def compare_templates(url: str, alias: str, questions) -> dict:
+    from minenegs.select.judges.llm import LLMJudge
+
+    out = {}
+    for name, template in TEMPLATES.items():
+        judge = LLMJudge(alias, url, concurrency=1, timeout=600, **({"template": template} if template else {}))
+        started = time.perf_counter()
+        said = judge.verdicts([q for q, _ in questions], lambda i, v: None)
+        rel = [v for v, (_, truth) in zip(said, questions) if truth]
+        non = [v for v, (_, truth) in zip(said, questions) if not truth]
+        out[name] = {"sensitivity": round(rel.count("relevant") / max(1, len(rel)), 4),
+                     "specificity": round(non.count("not_relevant") / max(1, len(non)), 4),
+                     "relevant_asked": len(rel), "not_relevant_asked": len(non),
+                     "unsure": said.count("unsure"), "no_verdict": said.count(None),
+                     "seconds_per_verdict": round((time.perf_counter() - started) / max(1, len(said)), 3)}
+        print(f"{alias} template {name}: {out[name]}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, nargs="*",
@@ -272,13 +343,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "llm_judge_server.json")
     parser.add_argument("--skip-done", action="store_true", help="keep the runs already in --output")
+    parser.add_argument("--templates", action="store_true",
+                        help="compare the prompt templates (TEMPLATES) on other queries of the first --data set")
     args = parser.parse_args()
     import xllamacpp
 
-    old = json.loads(args.output.read_text()) if args.skip_done and args.output.exists() else {}
+    old = json.loads(args.output.read_text()) if (args.skip_done or args.templates) and args.output.exists() else {}
     results = {"server": f"xllamacpp {xllamacpp.__version__} (llama.cpp server), 127.0.0.1, n_parallel 1, "
                          f"{args.threads} threads", "queries_per_set": args.queries,
                "judge_depth": args.depth, "runs": old.get("runs", {})}
+    if args.templates:
+        questions = template_questions(args.data[0], args.queries, 12, 2)
+        results["templates"] = old.get("templates", {})
+        for alias in args.models:
+            with Server(fetch(alias), ROOT / "build" / "llm" / f"{alias}.log", args.threads) as server:
+                results["templates"][alias] = {"set": args.data[0].name, "questions": len(questions),
+                                               **compare_templates(server.url, alias, questions)}
+            write_results(args.output, results)
+        return
     setups = {f: protocol(f, args.queries, f"llm-{f.name}") for f in args.data}
     for alias in args.models:
         todo = [(f, k) for f in args.data for k in args.batches if f"{alias} {f.name} K={k}" not in results["runs"]]

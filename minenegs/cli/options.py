@@ -17,8 +17,8 @@ import typer
 
 from .. import recipe
 from ..errors import InputError
-from ..select.judges import syntaxes
-from ..select.judging import ACTIONS, MODES
+from ..select.judges import JudgeOptions, parse_judge, syntaxes
+from ..select.judging import Judging
 from ..write.batching import ORDERS
 from ..write.outputs import FORMATS
 
@@ -29,18 +29,18 @@ def opt(kind: Any, *flags: str, help: str, default: Any = None, panel: str | Non
     return Annotated[kind, typer.Option(*flags, help=help, show_default=show, rich_help_panel=panel, **kw)], default
 
 
-def fields(cls: type, grid: bool = False) -> dict[str, tuple[Any, Any]]:
-    """The options of a settings record's ``setting`` fields; with ``grid``, a comma-separated list where a field
-    allows one."""
+def fields(cls: type, prefix: str = "", grid: bool = False) -> dict[str, tuple[Any, Any]]:
+    """The options of a settings record's ``setting`` fields (named ``prefix`` + the field's name); with ``grid``, a
+    comma-separated list where a field allows one."""
     hints, out = typing.get_type_hints(cls), {}
     for f in (f for f in dataclasses.fields(cls) if "help" in f.metadata):
         m, kind, default = f.metadata, hints[f.name], None if f.default in (dataclasses.MISSING, ()) else f.default
         kind = Optional[list[Path]] if m.get("type") == "paths" else Optional[typing.get_args(kind)[0]] if type(None) in typing.get_args(kind) else kind
         flags = [m.get("flag") or "--" + f.name.replace("_", "-"), *([m["short"]] if "short" in m else [])]
         if grid and m.get("grid"):
-            out[f.name] = opt(Optional[str], *flags, help=f"{m['help']} A comma-separated list to try.", panel=m.get("panel"))
+            out[prefix + f.name] = opt(Optional[str], *flags, help=f"{m['help']} A comma-separated list to try.", panel=m.get("panel"))
         else:
-            out[f.name] = opt(kind, *flags, help=m["help"], default=default, panel=m.get("panel"),
+            out[prefix + f.name] = opt(kind, *flags, help=m["help"], default=default, panel=m.get("panel"),
                               metavar="|".join(m["choices"]) if "choices" in m else None,
                               **({"min": m["min"]} if "min" in m else {}))
     return out
@@ -105,33 +105,20 @@ def _judging(judges: list[str] | None, **settings: Any):
     if not judges:  # a judge option without a judge is an error, not ignored
         given = [k for k, v in settings.items() if v != JUDGING[k][1]]  # NaN differs from every default too
         if given:
-            raise InputError(f"--{given[0].replace('_', '-')} needs --judge SPEC")
+            flag = typing.get_args(JUDGING[given[0]][0])[1].param_decls[0].split("/")[0]
+            raise InputError(f"{flag} needs --judge SPEC")
         return None
-    from ..select.judges import JudgeOptions, parse_judge
-    from ..select.judging import Judging
-
-    template = settings["judge_template"].read_text(encoding="utf-8") if settings["judge_template"] else None
-    options = JudgeOptions(settings["judge_key_env"], template, settings["judge_batch"], settings["judge_concurrency"],
-                           settings["judge_timeout"])
-    specs = [parse_judge(spec, options) for spec in judges]
-    return Judging(specs, settings["judge_mode"], settings["judge_depth"], settings["judge_budget"],
-                   settings["judge_action"], settings["judge_max_flagged"], settings["judge_guard"],
-                   probes=settings["judge_probes"])
+    own = {k: settings[PREFIX + k] for k in _names(Judging)}
+    specs = [parse_judge(spec, JudgeOptions(**{k: settings[PREFIX + k] for k in _names(JudgeOptions)})) for spec in judges]
+    return Judging(specs, **own)
 
 
-JUDGING = {
-    "judge_mode": opt(str, "--judge-mode", metavar="|".join(MODES), help="veto (every judge must clear a candidate) or confirm (what a judge does not clear goes to the next, whose word stands).", default="veto"),
-    "judge_depth": opt(Optional[int], "--judge-depth", help="Judge at most this many candidates per query [default: all that passed the filters].", min=1),
-    "judge_budget": opt(Optional[int], "--judge-budget", help="Judge calls per run at most (cached verdicts are free).", min=1),
-    "judge_action": opt(str, "--judge-action", metavar="|".join(ACTIONS), help="drop (a flagged candidate) or promote (write it as a positive).", default="drop"),
-    "judge_max_flagged": opt(Optional[int], "--judge-max-flagged", help="Drop a query with more flagged candidates than this.", min=0),
-    "judge_guard": opt(bool, "--judge-guard/--no-judge-guard", help="Flagged candidates count as positives for the positive-similarity guard: a later candidate as close to one is set aside unasked.", default=True),
-    "judge_probes": opt(int, "--judge-probes", help="Held-out positives and far documents (each) the judges are asked about to estimate, from their flags, the relevant share of the negatives handed out (0: no estimate).", default=200, min=0),
-    "judge_key_env": opt(Optional[str], "--judge-key-env", help="The environment variable holding the LLM server's API key."),
-    "judge_template": opt(Optional[Path], "--judge-template", help="A prompt template file with {query}, {candidate} and optionally {positives}."),
-    "judge_batch": opt(int, "--judge-batch", help="Candidates of one query an LLM judges in one request (listwise: the instructions, query and positives sent once; verdicts cached per pair whatever K).", default=1, min=1),
-    "judge_concurrency": opt(int, "--judge-concurrency", help="LLM requests at once.", default=8, min=1),
-    "judge_timeout": opt(float, "--judge-timeout", help="Seconds to wait for one LLM answer.", default=60.0)}
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+PREFIX = "judge_"
+JUDGING = {**fields(Judging, PREFIX), **fields(JudgeOptions, PREFIX)}
 judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help=f"A judge, cheapest first (repeatable): {syntaxes()} (see README: Judges)."), **JUDGING}, _judging, panel="Judges")
 judge_options = group("judge", {
     "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool)."),
@@ -177,7 +164,7 @@ def _selection(grid: bool) -> dict[str, tuple[Any, Any]]:
     from ..select.params import MineParams
     from ..select.strategies import StrategyParams
 
-    out = {**fields(MineParams, grid), **fields(StrategyParams), "keep_duplicates": opt(bool, "--keep-duplicates", panel="Filters", help="Keep candidates similar to positives: no normalised-text and no --dup-threshold filter, and no --max-positive-similarity unless given.", default=False)}
+    out = {**fields(MineParams, grid=grid), **fields(StrategyParams), "keep_duplicates": opt(bool, "--keep-duplicates", panel="Filters", help="Keep candidates similar to positives: no normalised-text and no --dup-threshold filter, and no --max-positive-similarity unless given.", default=False)}
     for f in (f for f in REGISTRY.values() if f.flag):
         default = f" [default: {recipe.THRESHOLDS[f.name]}]" if f.name in recipe.THRESHOLDS else ""
         out[f.name] = opt(Optional[str], f.flag, help=f"Values to try, comma-separated ('off' for none). {f.help}",

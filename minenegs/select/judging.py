@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..errors import InputError
+from ..records import setting
 from .contamination import MAX_PROBES, Flags
 from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge
 
@@ -98,13 +99,22 @@ class Judging:
     """A chain of judges and how it is run (see the module)."""
 
     judges: list[Judge]
-    mode: str = "veto"
-    depth: int | None = None
-    budget: int | None = None
-    action: str = "drop"
-    max_flagged: int | None = None
-    guard_flags: bool = True  # flagged candidates count as positives for the positive-similarity guard
-    probes: int = MAX_PROBES  # held-out positives and far documents (each) asked about for the flags estimate
+    mode: str = setting("veto", "veto (every judge must clear a candidate) or confirm (what a judge does not clear "
+                        "goes to the next, whose word stands).", flag="--judge-mode", choices=MODES)
+    depth: int | None = setting(None, "Judge at most this many candidates per query [default: all that passed the "
+                                "filters].", flag="--judge-depth", min=1)
+    budget: int | None = setting(None, "Judge calls per run at most (cached verdicts are free).", flag="--judge-budget",
+                                 min=1)
+    action: str = setting("drop", "drop (a flagged candidate) or promote (write it as a positive).",
+                          flag="--judge-action", choices=ACTIONS)
+    max_flagged: int | None = setting(None, "Drop a query with more flagged candidates than this.",
+                                      flag="--judge-max-flagged", min=0)
+    guard_flags: bool = setting(True, "Flagged candidates count as positives for the positive-similarity guard: a "
+                                "later candidate as close to one is set aside unasked.",
+                                flag="--judge-guard/--no-judge-guard")
+    probes: int = setting(MAX_PROBES, "Held-out positives and far documents (each) the judges are asked about to "
+                          "estimate, from their flags, the relevant share of the negatives handed out (0: no "
+                          "estimate).", flag="--judge-probes", min=0)
     stats: dict[str, JudgeStats] = field(default_factory=dict)
     tally: list[Flags] = field(default_factory=list, init=False, repr=False)  # what each judged selection saw
     budget_left: int | None = field(default=None, init=False)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ...records import setting
+
 RELEVANT, NOT_RELEVANT, UNSURE = "relevant", "not_relevant", "unsure"
 VERDICTS = (RELEVANT, NOT_RELEVANT, UNSURE)
 
@@ -42,13 +44,20 @@ class Judge(Protocol):
 
 @dataclass(frozen=True)
 class JudgeOptions:
-    """The ``--judge-*`` options a kind of judge may read when built (the LLM client's; others ignore them)."""
+    """The ``--judge-*`` options a kind of judge may read when built (the LLM client's; others ignore them).
+    ``template``: the prompt template, its text or a file holding it; with ``batch`` > 1 a listwise one."""
 
-    key_env: str | None = None
-    template: str | None = None  # the prompt template's text; with ``batch`` > 1 a listwise one
-    batch: int = 1
-    concurrency: int = 8
-    timeout: float = 60.0
+    key_env: str | None = setting(None, "The environment variable holding the LLM server's API key.",
+                                  flag="--judge-key-env")
+    template: Path | str | None = setting(None, "A prompt template file with {query}, {candidate} and optionally "
+                                          "{positives}.", flag="--judge-template")
+    batch: int = setting(1, "Candidates of one query an LLM judges in one request (listwise: the instructions, query "
+                         "and positives sent once; verdicts cached per pair whatever K).", flag="--judge-batch", min=1)
+    concurrency: int = setting(8, "LLM requests at once.", flag="--judge-concurrency", min=1)
+    timeout: float = setting(60.0, "Seconds to wait for one LLM answer.", flag="--judge-timeout")
+
+    def template_text(self) -> str | None:
+        return self.template.read_text(encoding="utf-8") if isinstance(self.template, Path) else self.template
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,8 @@ def _build(rest: str, options: JudgeOptions, given: str) -> LLMJudge:
     model, at, url = rest.partition("@")
     if not model or not at or not url:
         raise InputError(f"--judge {given}: write llm:MODEL@URL, e.g. llm:qwen2.5-0.5b@http://127.0.0.1:8000/v1")
-    one, listed = (None, options.template) if options.batch > 1 else (options.template, None)
+    text = options.template_text()
+    one, listed = (None, text) if options.batch > 1 else (text, None)
     if listed is not None and "{candidates}" not in listed:
         raise InputError(f"--judge-template: with --judge-batch {options.batch}, give a listwise template with "
                          "{query} and {candidates} (optionally {positives}); the numbered candidates go in "
