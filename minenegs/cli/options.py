@@ -17,6 +17,7 @@ import typer
 
 from .. import recipe
 from ..errors import InputError
+from ..distributed.runner import RaySettings
 from ..select.judges import JudgeOptions, parse_judge, syntaxes
 from ..select.judging import Judging
 from ..write.batching import ORDERS
@@ -80,19 +81,13 @@ MaxLeak = Annotated[Optional[float], typer.Option("--max-leak", rich_help_panel=
 MaxShort = Annotated[float, typer.Option("--max-short", rich_help_panel="Calibration", help="With --max-leak: the largest share of queries a picked setting may leave short.")]
 
 
-RAY = {"ray": opt(Optional[str], "--ray", help="Run on Ray (pip install 'minenegs[ray]'): local (start Ray on this machine), auto (the cluster this machine is part of), HOST:PORT or ray://HOST:PORT."),
-       "ray_workers": opt(int, "--ray-workers", help="Ray workers [default: one per --ray-gpus GPUs if set, else one per --ray-cpus CPUs of the cluster].", default=0, min=0),
-       "ray_cpus": opt(float, "--ray-cpus", help="CPUs per Ray worker.", default=1.0)}
+def _ray(**options: Any):
+    return RaySettings.of(*options.values())
 
 
-def _ray(ray: str | None, **options: float):
-    from ..distributed.runner import RaySettings
-
-    return RaySettings.of(ray, *options.values())
-
-
-ray_options = group("ray", RAY, _ray, panel="Ray")
-ray_gpu_options = group("ray", {**RAY, "ray_gpus": opt(float, "--ray-gpus", help="GPUs per Ray worker (model actors on GPUs).", default=0.0)}, _ray, panel="Ray")
+RAY = fields(RaySettings, "ray_")
+ray_options = group("ray", {k: v for k, v in RAY.items() if k != "ray_gpus"}, _ray, panel="Ray")
+ray_gpu_options = group("ray", RAY, _ray, panel="Ray")
 
 
 def _judge(cross_encoder: str | None, ce_batch_size: int):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DEBUG_ENV, InputError, MinenegsError
+from ..records import setting
 
 KILL_ENV = "MINENEGS_TEST_KILL_FILE"
 # a line of Ray's own C++ logging: "[2026-12-06 11:08:53,915 E 15809 15809] core_worker.cc:2465: ..."
@@ -43,10 +44,12 @@ class RaySettings:
     ``cpus`` CPUs of the cluster.
     """
 
-    address: str
-    workers: int = 0
-    cpus: float = 1.0
-    gpus: float = 0.0
+    address: str = setting(None, "Run on Ray (pip install 'minenegs[ray]'): local (start Ray on this machine), auto "
+                           "(the cluster this machine is part of), HOST:PORT or ray://HOST:PORT.", flag="--ray")
+    workers: int = setting(0, "Ray workers [default: one per --ray-gpus GPUs if set, else one per --ray-cpus CPUs of "
+                           "the cluster].", flag="--ray-workers", min=0)
+    cpus: float = setting(1.0, "CPUs per Ray worker.", flag="--ray-cpus")
+    gpus: float = setting(0.0, "GPUs per Ray worker (model actors on GPUs).", flag="--ray-gpus")
 
     def __post_init__(self) -> None:
         if self.workers < 0:
