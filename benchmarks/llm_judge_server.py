@@ -220,6 +220,17 @@ def protocol(folder: Path, queries: int, name: str):
     return pool, Judge(emb, read_pool_arrays(pool), hidden), hidden, relevant, qid_of, did_of
 
 
+def unjudged(setup) -> dict:
+    """The default recipe's negatives without a judge, scored against the hidden labels."""
+    from false_negatives import BASE
+
+    from minenegs.select.from_pool import OpenedPool
+
+    pool, scorer = setup[:2]
+    sel = OpenedPool(pool, BASE).select()
+    return scorer.score(list(zip(sel.query_idx.tolist(), sel.negatives)), len(sel.query_ids), len(sel.short))
+
+
 def run_one(setup, url: str, alias: str, batch: int, depth: int) -> dict:
     from false_negatives import BASE
 
@@ -362,6 +373,8 @@ def main() -> None:
             write_results(args.output, results)
         return
     setups = {f: protocol(f, args.queries, f"llm-{f.name}") for f in args.data}
+    results["no_judge"] = {f.name: unjudged(setups[f]) for f in args.data}
+    write_results(args.output, results)
     for alias in args.models:
         todo = [(f, k) for f in args.data for k in args.batches if f"{alias} {f.name} K={k}" not in results["runs"]]
         if not todo:
