@@ -100,8 +100,8 @@ def _judging(judges: list[str] | None, **settings: Any):
     if not judges:  # a judge option without a judge is an error, not ignored
         given = [k for k, v in settings.items() if v != JUDGING[k][1]]  # NaN differs from every default too
         if given:
-            flag = typing.get_args(JUDGING[given[0]][0])[1].param_decls[0].split("/")[0]
-            raise InputError(f"{flag} needs --judge SPEC")
+            flag = {f.name: f.metadata.get("flag") for cls in (Judging, JudgeOptions) for f in dataclasses.fields(cls)}
+            raise InputError(f"{flag[given[0][len(PREFIX):]].split('/')[0]} needs --judge SPEC")
         return None
     own = {k: settings[PREFIX + k] for k in _names(Judging)}
     specs = [parse_judge(spec, JudgeOptions(**{k: settings[PREFIX + k] for k in _names(JudgeOptions)})) for spec in judges]
