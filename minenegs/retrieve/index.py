@@ -28,6 +28,7 @@ from ..artifacts import output_dir, read_manifest, write_manifest, write_text_at
 from ..encode.folder import Embeddings, VectorFile
 from ..errors import InputError
 from ..records import setting
+from .shards import SLACK, canonical
 
 KIND = "index"
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
@@ -171,6 +172,8 @@ class LoadedIndex:
         PQ indexes fetch ``refine * k`` by code and rescore them from the stored vectors."""
         n = self.index.ntotal
         k = min(k, n)
+        if self.params.kind == "flat":  # ties by id, as a sharded search breaks them (:mod:`.shards`)
+            return canonical(*self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(n, k + SLACK)), k)
         if not (self.params.kind == "ivf" and self.params.pq_m):
             return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         _, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(n, k * self.params.refine))

@@ -85,7 +85,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
     retrieval = Retrieval(emb, params, searchers=ray is None)
     query_ids, ptr = retrieval.query_ids, retrieval.ptr
     index_used = describe(retrieval.dense) if retrieval.dense is not None else None
-    index_path = str(retrieval.dense.path) if retrieval.dense is not None else None
+    index_path = str(retrieval.dense.path) if retrieval.dense is not None and retrieval.dense.path else None
     clusters = _cluster(retrieval.queries[:], params.query_clusters) if params.query_clusters else None
     batches = [(b, min(b + query_batch, len(query_ids))) for b in range(0, len(query_ids), query_batch)]
 

@@ -16,6 +16,7 @@ from ..encode.folder import Embeddings
 from ..errors import InputError
 from ..records import setting
 from .index import IndexParams, open_index
+from .shards import ShardedFlat
 
 KIND = "pool"
 RETRIEVERS = ("dense", "bm25", "hybrid")
@@ -28,6 +29,8 @@ class PoolParams:
     index: IndexParams = field(default_factory=IndexParams)
     rrf_k: int = 60
     query_clusters: int = setting(0, "k-means clusters of queries, written as cluster_id (0: off).", min=0)
+    shards: int = setting(1, "Search the corpus as this many shards, each for its own top-k, merged exactly per query "
+                          "(flat index: the same pool as one shard).", min=1, panel="Retrieval and index")
     previous: tuple[str, ...] = setting((), "A pool of an earlier round (e.g. mined before fine-tuning; repeatable): its candidates join this round's, all scored and ranked by these embeddings.", flag="--previous-pool", type="paths")
 
     def __post_init__(self) -> None:
@@ -35,6 +38,10 @@ class PoolParams:
             raise InputError(f"--depth {self.depth}: must be at least 1")
         if self.retriever not in RETRIEVERS:
             raise InputError(f"--retriever {self.retriever}: choose one of {', '.join(RETRIEVERS)}")
+        if self.shards < 1:
+            raise InputError(f"--shards {self.shards}: must be at least 1")
+        if self.shards > 1 and self.index.kind not in ("flat", "auto"):
+            raise InputError(f"--shards {self.shards}: sharded search takes --index flat for now")
         if self.query_clusters < 0:
             raise InputError("--query-clusters must be 0 (off) or more")
         if self.previous and self.retriever == "bm25":
@@ -54,6 +61,7 @@ class PoolParams:
     def key_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["index"] = asdict(self.index) if self.retriever != "bm25" else None
+        del d["shards"]  # a sharded flat search gives the same pool as one shard
         d["previous"] = [read_manifest(Path(f), KIND).get("key") for f in self.previous]
         if not self.previous:
             del d["previous"]  # pools made before rounds existed keep their keys
@@ -249,7 +257,8 @@ class Retrieval:
         self.ptr, self.pos_docs = _positives(emb, self.query_ids, self.doc_ids)
         self.depth = min(params.depth, len(self.doc_ids))
         self.rrf_k = params.rrf_k
-        self.dense = open_index(emb, params.index, self.depth) if params.retriever != "bm25" else None
+        self.dense = None if params.retriever == "bm25" else open_index(emb, params.index, self.depth) \
+            if params.shards == 1 else ShardedFlat(self.corpus, params.shards, IndexParams("flat"))
         use_bm25 = searchers and params.retriever != "dense"
         self.bm25 = _Bm25(emb.table("corpus").texts) if use_bm25 else None
         self.query_texts = emb.table("queries").texts if use_bm25 else None

@@ -1,0 +1,62 @@
+"""Sharded search with an exact merge (minenegs.retrieve.shards): the same lists as one flat index, ties by id."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES
+from fakes import FakeEncoder
+from minenegs.encode.embeddings import encode_dataset
+from minenegs.encode.folder import Embeddings
+from minenegs.errors import InputError
+from minenegs.inputs.dataset import load_beir
+from minenegs.retrieve.index import IndexParams
+from minenegs.retrieve.pool import PoolParams, build_pool
+from minenegs.retrieve.shards import ShardedFlat, bounds, canonical, merge
+
+
+def test_bounds_cover_every_row_once():
+    assert bounds(10, 3) == [(0, 3), (3, 7), (7, 10)]
+    assert bounds(2, 5) == [(0, 1), (1, 2)]  # never an empty shard
+    assert bounds(7, 1) == [(0, 7)]
+
+
+def test_the_merge_by_hand():
+    # two shards' lists for one query; ids are global; a tie at 0.5 goes to the lower id, -1 entries last
+    a = (np.array([[0.9, 0.5, -np.inf]], np.float32), np.array([[4, 7, -1]]))
+    b = (np.array([[0.7, 0.5]], np.float32), np.array([[12, 3]]))
+    scores, ids = merge([a, b], 4)
+    assert ids.tolist() == [[4, 12, 3, 7]] and scores[0].tolist() == pytest.approx([0.9, 0.7, 0.5, 0.5])
+    scores, ids = merge([a], 4)  # fewer than k found: -1 and -inf past the end
+    assert ids.tolist() == [[4, 7, -1]] and scores[0, 2] == -np.inf
+    s, i = canonical(np.array([[0.5, 0.5, 0.9]], np.float32), np.array([[9, 2, 5]]), 2)
+    assert i.tolist() == [[5, 2]]
+
+
+def test_sharded_flat_equals_one_flat_index_with_duplicate_documents():
+    import faiss
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[[5, 1500, 2999]] = x[700]  # exact ties, across shards
+    q = rng.standard_normal((200, 32)).astype(np.float32)
+    q[0] = x[700]
+    one = faiss.IndexFlatIP(32)
+    one.add(x)
+    expected = canonical(*one.search(q, 60), 50)
+    for shards in (1, 2, 3, 7):
+        scores, ids = ShardedFlat(x, shards, IndexParams("flat"), block=256).search(q, 50)
+        assert (ids == expected[1]).all() and (scores == expected[0]).all(), shards
+    assert ids[0, :4].tolist() == [5, 700, 1500, 2999]  # the tie, by id
+
+
+def test_a_sharded_pool_is_byte_identical_to_the_unsharded_one(tmp_path):
+    encode_dataset(load_beir(SAMPLES), tmp_path / "emb", FakeEncoder(), cache_dir=tmp_path / "cache")
+    emb = Embeddings(tmp_path / "emb")
+    one = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat")), out=tmp_path / "one")
+    three = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat"), shards=3), out=tmp_path / "three")
+    assert (one / "candidates.parquet").read_bytes() == (three / "candidates.parquet").read_bytes()
+    with pytest.raises(InputError, match="--shards 2: sharded search takes --index flat"):
+        PoolParams(index=IndexParams("ivf"), shards=2)
