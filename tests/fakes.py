@@ -101,6 +101,36 @@ class DyadicEncoder(FakeEncoder):
         return (np.round(unit * 256) / 256).astype(np.float32)
 
 
+class NearDocs:
+    """Documents ``d<i>`` get seeded random vectors of ``dim``; a query ``q:a,b,...`` sits near its relevant
+    documents: their sum plus seeded noise of scale ``noise``."""
+
+    name = "near-docs"
+    batch_size = 4096
+
+    def __init__(self, dim: int = 16, noise: float = 0.3) -> None:
+        self.dim, self.noise = dim, noise
+
+    def fingerprint(self) -> str:
+        return f"near-docs-{self.dim}-{self.noise}"
+
+    def settings(self) -> dict:
+        return {}
+
+    def encode(self, texts, prompt):
+        def doc(i: int):
+            return np.random.default_rng(i).standard_normal(self.dim)
+
+        out = []
+        for t in texts:
+            if t.startswith("q:"):
+                ids = [int(x) for x in t[2:].split(",")]
+                out.append(sum(doc(i) for i in ids) + self.noise * np.random.default_rng(10 ** 6 + ids[0]).standard_normal(self.dim))
+            else:
+                out.append(doc(int(t[1:])))
+        return np.asarray(out, dtype=np.float32)
+
+
 def tiny_cross_encoder(folder: Path) -> Path:
     """A CrossEncoder with seeded random weights, saved in ``folder`` with the bundled model's tokenizer: the same
     judgement on every run, for testing the code path (not the judgement)."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fakes import NearDocs
 from minenegs.cli import app
 from minenegs.encode.embeddings import encode_dataset
 from minenegs.encode.folder import Embeddings
@@ -87,32 +88,6 @@ def test_far_documents_come_from_outside_each_pool():
     assert len(far_documents([np.arange(10)], 10, 5, seed=0)[0]) == 0
 
 
-class SixRelevant:
-    """``d<i>`` seeded random vectors; a query ``q:a,b,...`` near its six relevant documents."""
-
-    name = "six-relevant"
-    batch_size = 4096
-
-    def fingerprint(self) -> str:
-        return "six-relevant-1"
-
-    def settings(self) -> dict:
-        return {}
-
-    def encode(self, texts, prompt):
-        def doc(i: int):
-            return np.random.default_rng(i).standard_normal(128)
-
-        out = []
-        for t in texts:
-            if t.startswith("q:"):
-                ids = [int(x) for x in t[2:].split(",")]
-                out.append(sum(doc(i) for i in ids) + 0.5 * np.random.default_rng(10 ** 6 + ids[0]).standard_normal(128))
-            else:
-                out.append(doc(int(t[1:])))
-        return np.asarray(out, dtype=np.float32)
-
-
 class NoisyOracle:
     """Knows every relevant document of ``q:a,b,...``; right with probability 0.9 on a relevant one and 0.95 on
     any other (a seeded draw per pair)."""
@@ -149,7 +124,7 @@ def hidden_pool(tmp_path_factory) -> Path:
     ds = Dataset(TextTable([f"d{i}" for i in range(docs)], [f"d{i}" for i in range(docs)]),
                  TextTable([f"q{i}" for i in range(queries)], ["q:" + ",".join(map(str, g)) for g in groups]),
                  [Qrel(f"q{i}", f"d{d}") for i, g in enumerate(groups) for d in g[:2]])
-    encode_dataset(ds, root / "emb", SixRelevant(), cache_dir=root / "cache")
+    encode_dataset(ds, root / "emb", NearDocs(dim=128, noise=0.5), cache_dir=root / "cache")
     return build_pool(Embeddings(root / "emb"), PoolParams(depth=20))
 
 

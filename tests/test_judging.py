@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SAMPLES
-from fakes import FakeEncoder
+from fakes import FakeEncoder, NearDocs
 from minenegs.cli import app
 from minenegs.encode.embeddings import encode_dataset
 from minenegs.encode.folder import Embeddings
@@ -224,34 +224,6 @@ class Guessing:
         return out
 
 
-class NearPositives:
-    """Documents ``d<i>`` get seeded random vectors; a query ``q:<a>,<b>`` sits between its two positives."""
-
-    name = "near-positives"
-    batch_size = 4096
-
-    def fingerprint(self) -> str:
-        return "near-positives-1"
-
-    def settings(self) -> dict:
-        return {}
-
-    def encode(self, texts, prompt):
-        import numpy as np
-
-        def doc(i: int):
-            return np.random.default_rng(i).standard_normal(16)
-
-        out = []
-        for t in texts:
-            if t.startswith("q:"):
-                a, b = (int(x) for x in t[2:].split(","))
-                out.append(doc(a) + doc(b) + 0.3 * np.random.default_rng(10 ** 6 + a).standard_normal(16))
-            else:
-                out.append(doc(int(t[1:])))
-        return np.asarray(out, dtype=np.float32)
-
-
 @pytest.fixture(scope="module")
 def near_pool(tmp_path_factory) -> Path:
     """1,500 queries, each between its two positives among 3,000 documents: most positives are retrieved."""
@@ -266,7 +238,7 @@ def near_pool(tmp_path_factory) -> Path:
     ds = Dataset(TextTable([f"d{i}" for i in range(docs)], [f"d{i}" for i in range(docs)]),
                  TextTable([f"q{i}" for i in range(queries)], [f"q:{a},{b}" for a, b in pairs]),
                  [Qrel(f"q{i}", f"d{d}") for i, pair in enumerate(pairs) for d in pair])
-    encode_dataset(ds, root / "emb", NearPositives(), cache_dir=root / "cache")
+    encode_dataset(ds, root / "emb", NearDocs(dim=16, noise=0.3), cache_dir=root / "cache")
     return build_pool(Embeddings(root / "emb"), PoolParams(depth=20))
 
 

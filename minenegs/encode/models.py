@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..artifacts import file_digest
 from ..errors import InputError, MinenegsError, ModelError
 from ..records import setting
 
@@ -104,9 +105,7 @@ def fingerprint_dir(path: Path, memo: Path | None = None) -> str:
     digest = hashlib.sha256()
     for p in files:
         digest.update(str(p.relative_to(path)).encode() + b"\0")
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        file_digest(p, digest)
     result = digest.hexdigest()
     if memo is not None:
         from ..artifacts import write_text_atomic

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import file_digest
 from ..errors import InputError
 
 SUFFIX_FORMATS = {
@@ -209,7 +210,7 @@ class RowReader:
         self._sha = hashlib.sha256()
         row = 0
         for path in files:
-            self._sha.update(_sha256_of(path).digest())
+            self._sha.update(file_digest(path).digest())
             try:
                 if path.suffix.lower() in (".parquet", ".pq"):
                     batches = pq.ParquetFile(path).iter_batches(batch_size=8192)
@@ -237,14 +238,6 @@ def _ipc_batches(path: Path):
             yield from (reader.get_batch(i) for i in range(reader.num_record_batches))
             return
         yield from reader
-
-
-def _sha256_of(path: Path) -> Any:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return sha
 
 
 def pick_column(

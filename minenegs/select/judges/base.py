@@ -70,12 +70,3 @@ class JudgeKind:
     name: str
     syntax: str
     build: Callable[[str, JudgeOptions, str], Judge]
-
-
-def file_digest(path: Path) -> str:
-    """A file's SHA-256 (hex), for the fingerprints of judges that read one."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

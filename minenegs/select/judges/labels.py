@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import InputError
-from .base import NOT_RELEVANT, RELEVANT, VERDICTS, Ask, JudgeKind, file_digest
+from ...artifacts import file_digest
+from .base import NOT_RELEVANT, RELEVANT, VERDICTS, Ask, JudgeKind
 
 
 class LabelsJudge:
@@ -33,7 +34,7 @@ class LabelsJudge:
                     raise InputError(f"{self.path}:{n}: give {{\"query\", \"candidate\", \"verdict\"}} with a verdict "
                                      f"of {', '.join(VERDICTS)} or a grade") from None
                 self.labels[key] = verdict
-        self._digest = file_digest(self.path)
+        self._digest = file_digest(self.path).hexdigest()
 
     name = "labels"
 
