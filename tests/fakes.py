@@ -131,6 +131,23 @@ class NearDocs:
         return np.asarray(out, dtype=np.float32)
 
 
+def near_docs_pool(root: Path, docs: int, queries: int, relevant: int, seed: int, dim: int, noise: float) -> Path:
+    """A top-20 pool of ``queries`` queries among ``docs`` documents (:class:`NearDocs`), each query near its
+    ``relevant`` documents (seeded), the first two of them labelled, the others hidden."""
+    from minenegs.encode.embeddings import encode_dataset
+    from minenegs.encode.folder import Embeddings
+    from minenegs.records import Dataset, Qrel, TextTable
+    from minenegs.retrieve.pool import PoolParams, build_pool
+
+    rng = np.random.default_rng(seed)
+    groups = [[int(x) for x in rng.choice(docs, relevant, replace=False)] for _ in range(queries)]
+    ds = Dataset(TextTable([f"d{i}" for i in range(docs)], [f"d{i}" for i in range(docs)]),
+                 TextTable([f"q{i}" for i in range(queries)], ["q:" + ",".join(map(str, g)) for g in groups]),
+                 [Qrel(f"q{i}", f"d{d}") for i, g in enumerate(groups) for d in g[:2]])
+    encode_dataset(ds, root / "emb", NearDocs(dim, noise), cache_dir=root / "cache")
+    return build_pool(Embeddings(root / "emb"), PoolParams(depth=20))
+
+
 def tiny_cross_encoder(folder: Path) -> Path:
     """A CrossEncoder with seeded random weights, saved in ``folder`` with the bundled model's tokenizer: the same
     judgement on every run, for testing the code path (not the judgement)."""

@@ -10,11 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from fakes import NearDocs
+from fakes import near_docs_pool
 from minenegs.cli import app
-from minenegs.encode.embeddings import encode_dataset
-from minenegs.encode.folder import Embeddings
-from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.select.contamination import Flags, Probes, estimate, far_documents, share
 
 runner = CliRunner()
@@ -115,17 +112,7 @@ class NoisyOracle:
 @pytest.fixture(scope="module")
 def hidden_pool(tmp_path_factory) -> Path:
     """600 queries with six relevant documents each among 2,000, two of them labelled, four hidden."""
-    from minenegs.records import Dataset, Qrel, TextTable
-
-    root = tmp_path_factory.mktemp("hidden")
-    rng = np.random.default_rng(1)
-    docs, queries = 2000, 600
-    groups = [[int(x) for x in rng.choice(docs, 6, replace=False)] for _ in range(queries)]
-    ds = Dataset(TextTable([f"d{i}" for i in range(docs)], [f"d{i}" for i in range(docs)]),
-                 TextTable([f"q{i}" for i in range(queries)], ["q:" + ",".join(map(str, g)) for g in groups]),
-                 [Qrel(f"q{i}", f"d{d}") for i, g in enumerate(groups) for d in g[:2]])
-    encode_dataset(ds, root / "emb", NearDocs(dim=128, noise=0.5), cache_dir=root / "cache")
-    return build_pool(Embeddings(root / "emb"), PoolParams(depth=20))
+    return near_docs_pool(tmp_path_factory.mktemp("hidden"), 2000, 600, 6, 1, 128, 0.5)
 
 
 def test_mine_reports_the_flags_estimate_and_it_holds_the_hidden_truth(hidden_pool, tmp_path):

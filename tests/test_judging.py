@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SAMPLES
-from fakes import FakeEncoder, NearDocs
+from fakes import FakeEncoder, near_docs_pool
 from minenegs.cli import app
 from minenegs.encode.embeddings import encode_dataset
 from minenegs.encode.folder import Embeddings
@@ -227,19 +227,7 @@ class Guessing:
 @pytest.fixture(scope="module")
 def near_pool(tmp_path_factory) -> Path:
     """1,500 queries, each between its two positives among 3,000 documents: most positives are retrieved."""
-    import numpy as np
-
-    from minenegs.records import Dataset, Qrel, TextTable
-
-    root = tmp_path_factory.mktemp("near")
-    rng = np.random.default_rng(0)
-    docs, queries = 3000, 1500
-    pairs = [tuple(int(x) for x in rng.choice(docs, 2, replace=False)) for _ in range(queries)]
-    ds = Dataset(TextTable([f"d{i}" for i in range(docs)], [f"d{i}" for i in range(docs)]),
-                 TextTable([f"q{i}" for i in range(queries)], [f"q:{a},{b}" for a, b in pairs]),
-                 [Qrel(f"q{i}", f"d{d}") for i, pair in enumerate(pairs) for d in pair])
-    encode_dataset(ds, root / "emb", NearDocs(dim=16, noise=0.3), cache_dir=root / "cache")
-    return build_pool(Embeddings(root / "emb"), PoolParams(depth=20))
+    return near_docs_pool(tmp_path_factory.mktemp("near"), 3000, 1500, 2, 0, 16, 0.3)
 
 
 def test_calibrate_reports_a_judges_miss_rate_within_its_interval_of_the_true_one(near_pool):

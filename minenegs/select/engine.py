@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import weakref
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 from functools import cached_property
