@@ -12,7 +12,6 @@ dtype, measured before and after the encode (their mean). Writes ``benchmarks/re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
