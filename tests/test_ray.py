@@ -156,6 +156,34 @@ def test_a_killed_retrieval_worker_is_retried_without_a_duplicate_or_missing_row
         p.unlink()
 
 
+def test_a_sharded_pool_on_ray_is_the_local_pool_byte_for_byte(cluster, emb, tmp_path):
+    """Three shards searched by the cluster's workers, each holding one shard, merged by the driver: the pool of
+    one flat index searched here."""
+    from minenegs.retrieve.index import IndexParams
+
+    address, _ = cluster
+    local = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat")), out=tmp_path / "local", query_batch=3)
+    remote = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat"), shards=3), out=tmp_path / "ray",
+                        query_batch=3, ray=RaySettings(address, workers=2))
+    _same_files(local, remote, POOL_FILES)
+    assert _manifest(remote)["index_used"]["kind"] == "flat" and _manifest(remote)["index_path"] is None
+    assert not (remote / "shards").exists() and not (remote / "parts").exists()
+
+
+def test_a_killed_shard_worker_is_redone_and_the_pool_is_unchanged(cluster, emb, tmp_path):
+    from minenegs.retrieve.index import IndexParams
+
+    address, kill = cluster
+    params = PoolParams(depth=20, index=IndexParams("flat"), shards=3)
+    local = build_pool(emb, params, out=tmp_path / "local", query_batch=2)
+    kill.touch()
+    remote = build_pool(emb, params, out=tmp_path / "ray", query_batch=2, ray=RaySettings(address))
+    assert not kill.exists() and list(kill.parent.glob("kill.*")), "no worker was killed"
+    _same_files(local, remote, POOL_FILES)
+    for p in kill.parent.glob("kill.*"):
+        p.unlink()
+
+
 runner = CliRunner()
 
 

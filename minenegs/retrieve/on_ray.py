@@ -15,6 +15,7 @@ from typing import Any
 from ..distributed.runner import RaySettings, kill_point, run
 from ..encode.folder import Embeddings
 from .search import Retrieval, write_part
+from .shards import bounds, search_shard
 
 
 class _RetrieveWorker:
@@ -41,3 +42,34 @@ def retrieve_batches(settings: RaySettings, embeddings: Path, params: Any, batch
     run(settings, items, _RetrieveWorker,
         {"embeddings": str(Path(embeddings).resolve()), "params": params, "parts": str(Path(parts).resolve())},
         lambda row: progress(sizes[int(row["stop"])]))
+
+
+class _ShardWorker:
+    """A shard search actor: for each shard it is given, a flat index over that shard's rows only, every query
+    batch searched, its lists written as part files (``shards.search_shard``)."""
+
+    def __init__(self, embeddings: str, k: int, batches: list[tuple[int, int]], parts: str) -> None:
+        emb = Embeddings(embeddings)
+        self.corpus, self.queries = emb.reader("corpus"), emb.reader("queries")
+        self.k, self.batches, self.parts = k, batches, Path(parts)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        written = []
+        for shard, lo, hi in zip(batch["shard"], batch["lo"], batch["hi"]):
+            kill_point()
+            written.append(search_shard(self.corpus, self.queries, int(lo), int(hi), self.k, self.batches,
+                                        self.parts, int(shard)))
+        return {"shard": batch["shard"], "batches": written}
+
+
+def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, batches: list[tuple[int, int]],
+                  parts: Path, progress: Callable[[int], None]) -> int:
+    """The corpus of ``embeddings`` as ``shards`` row ranges, one task each on the cluster's actors: each
+    shard's top-(k + slack) lists of every query batch written under ``parts`` (a folder every node shares), for
+    the driver to merge (:class:`.shards.ShardLists`). A worker holds one shard's vectors and index at a time;
+    a killed one's shard is redone whole. Returns the number of shards."""
+    n = len(Embeddings(embeddings).reader("corpus"))
+    items = [{"shard": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(bounds(n, shards))]
+    run(settings, items, _ShardWorker, {"embeddings": str(Path(embeddings).resolve()), "k": k, "batches": batches,
+                                        "parts": str(Path(parts).resolve())}, lambda row: progress(0))
+    return len(items)

@@ -33,8 +33,9 @@ import numpy as np
 from ..artifacts import output_dir, read_manifest, read_parquet, write_manifest
 from ..encode.folder import Embeddings
 from ..errors import InputError
-from .index import describe
+from .index import IndexParams, describe
 from .search import KIND, PoolParams, Retrieval, _schema, part_path
+from .shards import ShardLists
 
 if TYPE_CHECKING:
     from ..distributed.runner import RaySettings
@@ -53,6 +54,11 @@ def _cluster(queries: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     data = np.ascontiguousarray(queries, dtype=np.float32)
     km.train(data)
     return km.index.search(data, 1)[1][:, 0].astype(np.int32)
+
+
+def _placeholder(params: PoolParams) -> "ShardLists":
+    """What a sharded search on a cluster records of its index before it runs (its lists come later)."""
+    return ShardLists(None, params.shards, 0, IndexParams("flat"))
 
 
 def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: Progress | None = None,
@@ -82,7 +88,8 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         raise InputError(f"query batch {query_batch}: must be at least 1")
 
     started = time.perf_counter()
-    retrieval = Retrieval(emb, params, searchers=ray is None)
+    sharded = ray is not None and params.shards > 1  # shards searched on the cluster, merged here
+    retrieval = Retrieval(emb, params, searchers=ray is None, dense=_placeholder(params) if sharded else None)
     query_ids, ptr = retrieval.query_ids, retrieval.ptr
     index_used = describe(retrieval.dense) if retrieval.dense is not None else None
     index_path = str(retrieval.dense.path) if retrieval.dense is not None and retrieval.dense.path else None
@@ -92,7 +99,13 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
     n_rows = n_previous = 0
     min_pos = np.full(len(query_ids), np.nan, dtype=np.float32)
     with output_dir(folder, force=True) as stage:
-        if ray is not None:
+        if sharded:
+            from .on_ray import search_shards
+
+            n = search_shards(ray, emb.folder, params.shards, retrieval.depth, batches, stage / "shards", lambda _: None)
+            retrieval.dense = ShardLists(stage / "shards", n, len(retrieval.doc_ids), retrieval.dense.params)
+            rows = (pa.Table.from_batches([retrieval.batch(b, e)]) for b, e in batches)
+        elif ray is not None:
             retrieval = None  # the workers open their own; this process keeps no index
             from .on_ray import retrieve_batches
 
@@ -116,12 +129,12 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
                 np.fmin.at(min_pos, qi[positive], table["score"].to_numpy()[positive])
                 n_rows += table.num_rows
                 n_previous += int(np.count_nonzero(table["source"].to_numpy(zero_copy_only=False) == "previous"))
-                if progress is not None and ray is None:
+                if progress is not None and (ray is None or sharded):
                     progress(e, len(query_ids))
         finally:
             writer.close()
-        if ray is not None:
-            shutil.rmtree(stage / "parts")
+        shutil.rmtree(stage / "parts", ignore_errors=True)
+        shutil.rmtree(stage / "shards", ignore_errors=True)
         pq.write_table(pa.table({
             "query_idx": pa.array(np.arange(len(query_ids), dtype=np.int32)),
             "query_id": query_ids,

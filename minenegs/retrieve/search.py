@@ -16,7 +16,7 @@ from ..encode.folder import Embeddings
 from ..errors import InputError
 from ..records import setting
 from .index import IndexParams, open_index
-from .shards import ShardedFlat
+from .shards import ShardedFlat, ShardLists
 
 KIND = "pool"
 RETRIEVERS = ("dense", "bm25", "hybrid")
@@ -40,8 +40,9 @@ class PoolParams:
             raise InputError(f"--retriever {self.retriever}: choose one of {', '.join(RETRIEVERS)}")
         if self.shards < 1:
             raise InputError(f"--shards {self.shards}: must be at least 1")
-        if self.shards > 1 and self.index.kind not in ("flat", "auto"):
-            raise InputError(f"--shards {self.shards}: sharded search takes --index flat for now")
+        if self.shards > 1 and (self.index.kind not in ("flat", "auto") or self.retriever != "dense"):
+            raise InputError(f"--shards {self.shards}: sharded search takes --index flat and --retriever dense for "
+                             "now")
         if self.query_clusters < 0:
             raise InputError("--query-clusters must be 0 (off) or more")
         if self.previous and self.retriever == "bm25":
@@ -247,9 +248,10 @@ class Retrieval:
     """What query batches are retrieved against, opened once per process (the driver, or each Ray worker):
     the index or BM25, each query's positives, the ids. :meth:`batch` gives one batch's pool rows."""
 
-    def __init__(self, emb: Embeddings, params: PoolParams, *, searchers: bool = True) -> None:
+    def __init__(self, emb: Embeddings, params: PoolParams, *, searchers: bool = True, dense: Any = None) -> None:
         """``searchers=False`` opens what the driver of a Ray job needs: the ids, the positives and the dense
-        index (built and tuned if it is not yet saved), but not BM25."""
+        index (built and tuned if it is not yet saved), but not BM25. ``dense``: the dense lists of a sharded
+        search run elsewhere (:class:`.shards.ShardLists`), instead of an index here."""
         self.corpus, self.queries = emb.reader("corpus"), emb.reader("queries")
         self.query_ids, self.doc_ids = emb.id_array("queries"), emb.id_array("corpus")
         if not len(self.query_ids):
@@ -257,8 +259,9 @@ class Retrieval:
         self.ptr, self.pos_docs = _positives(emb, self.query_ids, self.doc_ids)
         self.depth = min(params.depth, len(self.doc_ids))
         self.rrf_k = params.rrf_k
-        self.dense = None if params.retriever == "bm25" else open_index(emb, params.index, self.depth) \
-            if params.shards == 1 else ShardedFlat(self.corpus, params.shards, IndexParams("flat"))
+        self.dense = dense if dense is not None or params.retriever == "bm25" else \
+            open_index(emb, params.index, self.depth) if params.shards == 1 else \
+            ShardedFlat(self.corpus, params.shards, IndexParams("flat"))
         use_bm25 = searchers and params.retriever != "dense"
         self.bm25 = _Bm25(emb.table("corpus").texts) if use_bm25 else None
         self.query_texts = emb.table("queries").texts if use_bm25 else None
@@ -289,7 +292,8 @@ class Retrieval:
         qv = self.queries[start:stop]
         found = []
         if self.dense is not None:
-            scores, ids = self.dense.search(qv, self.depth)
+            scores, ids = self.dense.lists(start, self.depth) if isinstance(self.dense, ShardLists) else \
+                self.dense.search(qv, self.depth)
             found.append(_ranked(ids, ids >= 0, 0, score=scores))
         if self.bm25 is not None:
             bdocs, bscores = self.bm25.search(self.query_texts[start:stop], self.depth)

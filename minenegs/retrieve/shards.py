@@ -35,6 +35,16 @@ def merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarra
                      np.concatenate([np.asarray(p[1], np.int64) for p in parts], axis=1), k)
 
 
+def flat_index(corpus, lo: int, hi: int, block: int = 65536):
+    """A flat inner-product index over corpus rows ``lo:hi``, read a block at a time."""
+    import faiss
+
+    index = faiss.IndexFlatIP(corpus.shape[1])
+    for start in range(lo, hi, block):
+        index.add(np.ascontiguousarray(corpus[start:min(hi, start + block)], dtype=np.float32))
+    return index
+
+
 class ShardedFlat:
     """Exact inner-product search over the corpus as ``shards`` row ranges, each its own flat index searched for
     its top-(k + ``SLACK``), the lists merged exactly (:func:`merge`). ``corpus``: the vectors (rows readable by
@@ -48,17 +58,10 @@ class ShardedFlat:
         """``params``: the flat index's ``IndexParams``, for what the pool records of the index used."""
         import time
 
-        import faiss
-
         started = time.perf_counter()
         self.params = params
-        self.n, dim = corpus.shape
-        self.parts = []
-        for lo, hi in bounds(self.n, shards):
-            index = faiss.IndexFlatIP(dim)
-            for start in range(lo, hi, block):
-                index.add(np.ascontiguousarray(corpus[start:min(hi, start + block)], dtype=np.float32))
-            self.parts.append((lo, index))
+        self.n = corpus.shape[0]
+        self.parts = [(lo, flat_index(corpus, lo, hi, block)) for lo, hi in bounds(self.n, shards)]
         self.build_seconds = time.perf_counter() - started
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,3 +73,46 @@ class ShardedFlat:
             scores, ids = index.search(queries, min(index.ntotal, k + SLACK))
             found.append((scores, np.where(ids >= 0, ids + lo, -1)))
         return merge(found, k)
+
+
+def shard_part(parts, shard: int, start: int):
+    """Where one shard's lists for the query batch from ``start`` are kept."""
+    return parts / f"shard{shard:04d}-{start:010d}.npz"
+
+
+def search_shard(corpus, queries, lo: int, hi: int, k: int, batches: list[tuple[int, int]], parts, shard: int,
+                 block: int = 65536) -> int:
+    """One shard's part of a sharded search, as one worker runs it: a flat index over corpus rows ``lo:hi`` only
+    (read a block at a time), each query batch's top-(k + ``SLACK``) with global ids written to its part file
+    (whole or not at all; a redone shard writes the same files). Returns the batches written."""
+    import io
+
+    from ..artifacts import write_atomic
+
+    index = flat_index(corpus, lo, hi, block)
+    parts.mkdir(parents=True, exist_ok=True)
+    for start, stop in batches:
+        scores, ids = index.search(np.ascontiguousarray(queries[start:stop], dtype=np.float32),
+                                   min(index.ntotal, k + SLACK))
+        buffer = io.BytesIO()
+        np.savez(buffer, scores=scores, ids=np.where(ids >= 0, ids + lo, -1))
+        write_atomic(shard_part(parts, shard, start), lambda fh: fh.write(buffer.getvalue()))
+    return len(batches)
+
+
+class ShardLists:
+    """The driver's side of a sharded search run elsewhere: each query batch's lists, merged from every shard's
+    part file. ``params``, ``path``, ``recall``, ``reused``, ``build_seconds``: what the pool records, as for a
+    flat index."""
+
+    path, recall, reused, build_seconds = None, None, False, 0.0
+
+    def __init__(self, parts, shards: int, n_docs: int, params) -> None:
+        self.parts, self.shards, self.n, self.params = parts, shards, n_docs, params
+
+    def lists(self, start: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found = []
+        for shard in range(self.shards):
+            with np.load(shard_part(self.parts, shard, start)) as part:
+                found.append((part["scores"], part["ids"]))
+        return merge(found, min(k, self.n))
