@@ -59,17 +59,27 @@ class _ShardWorker:
             kill_point()
             written.append(search_shard(self.corpus, self.queries, int(lo), int(hi), self.k, self.batches,
                                         self.parts, int(shard)))
-        return {"shard": batch["shard"], "batches": written}
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB (Linux: kB)
+        return {"shard": batch["shard"], "batches": written, "peak_mb": [peak] * len(written)}
 
 
 def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, batches: list[tuple[int, int]],
-                  parts: Path, progress: Callable[[int], None]) -> int:
+                  parts: Path, progress: Callable[[int], None]) -> list[dict[str, Any]]:
     """The corpus of ``embeddings`` as ``shards`` row ranges, one task each on the cluster's actors: each
     shard's top-(k + slack) lists of every query batch written under ``parts`` (a folder every node shares), for
     the driver to merge (:class:`.shards.ShardLists`). A worker holds one shard's vectors and index at a time;
-    a killed one's shard is redone whole. Returns the number of shards."""
+    a killed one's shard is redone whole. Returns a row a shard: its number and its worker's peak memory so far
+    (``peak_mb``)."""
     n = len(Embeddings(embeddings).reader("corpus"))
     items = [{"shard": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(bounds(n, shards))]
+    rows: list[dict[str, Any]] = []
+
+    def done(row: dict[str, Any]) -> None:
+        rows.append({"shard": int(row["shard"]), "peak_mb": float(row["peak_mb"])})
+        progress(1)
+
     run(settings, items, _ShardWorker, {"embeddings": str(Path(embeddings).resolve()), "k": k, "batches": batches,
-                                        "parts": str(Path(parts).resolve())}, lambda row: progress(0))
-    return len(items)
+                                        "parts": str(Path(parts).resolve())}, done)
+    return rows

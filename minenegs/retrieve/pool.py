@@ -102,7 +102,8 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         if sharded:
             from .on_ray import search_shards
 
-            n = search_shards(ray, emb.folder, params.shards, retrieval.depth, batches, stage / "shards", lambda _: None)
+            n = len(search_shards(ray, emb.folder, params.shards, retrieval.depth, batches, stage / "shards",
+                                  lambda _: None))
             retrieval.dense = ShardLists(stage / "shards", n, len(retrieval.doc_ids), retrieval.dense.params)
             rows = (pa.Table.from_batches([retrieval.batch(b, e)]) for b, e in batches)
         elif ray is not None:

@@ -81,7 +81,7 @@ def shard_part(parts, shard: int, start: int):
 
 
 def search_shard(corpus, queries, lo: int, hi: int, k: int, batches: list[tuple[int, int]], parts, shard: int,
-                 block: int = 65536) -> int:
+                 block: int = 16384) -> int:
     """One shard's part of a sharded search, as one worker runs it: a flat index over corpus rows ``lo:hi`` only
     (read a block at a time), each query batch's top-(k + ``SLACK``) with global ids written to its part file
     (whole or not at all; a redone shard writes the same files). Returns the batches written."""
