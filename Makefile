@@ -6,7 +6,7 @@ STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive mn-adaptive-guided in-batch-gist
 
-.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
+.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-ray-shards bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
 
 install: $(STAMP)
 
@@ -69,6 +69,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-encode: $(STAMP)
 	$(BIN)/python benchmarks/encode.py --data $(SHARED)/scifact
+	$(BIN)/python benchmarks/encode_profile.py --data $(SHARED)/scifact
 
 bench-index: $(STAMP)
 	$(BIN)/python benchmarks/index_recall.py --data $(SHARED)/scifact
@@ -83,6 +84,10 @@ bench-scale: $(STAMP)
 # SciFact encoded locally, then on a local Ray cluster with 1 and 2 model actors, in rounds (about 15 minutes)
 bench-ray: $(STAMP)
 	$(BIN)/python benchmarks/ray_encode.py --data $(SHARED)/scifact --rounds 2
+
+# sharded search on a local Ray cluster: 2M synthetic documents, N = 1, 2, 4 (about 10 minutes)
+bench-ray-shards: $(STAMP)
+	$(BIN)/python benchmarks/ray_shards.py --docs 2000000 --queries 2000
 
 # minenegs.mine_hard_negatives against sentence-transformers' own in one process (about 8 minutes)
 bench-dropin: $(BENCH_STAMP)

@@ -11,6 +11,8 @@ child process, at two corpus sizes. Writes ``benchmarks/results/ray_shards.json`
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import sys
 import tempfile
@@ -33,6 +35,9 @@ from minenegs.retrieve.pool import PoolParams, build_pool
 shards = int(sys.argv[3])
 build_pool(Embeddings(sys.argv[1]), PoolParams(depth=100, index=IndexParams("flat"), shards=shards), out=sys.argv[2],
            force=True, ray=RaySettings("local", workers=shards, cpus=2 / shards))
+# this process's own peak (VmHWM: its memory since exec, unlike ru_maxrss, which a child forked from a large
+# process inherits)
+print("driver-peak-mb", [int(line.split()[1]) // 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
 """
 
 
@@ -56,6 +61,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "ray_shards.json")
+    parser.add_argument("--driver-only", action="store_true", help="keep --output's shard runs, measure the driver")
     args = parser.parse_args()
     from minenegs.distributed.runner import RaySettings
     from minenegs.encode.folder import Embeddings
@@ -67,12 +73,16 @@ def main() -> None:
     emb = Embeddings(emb_dir)
     corpus, queries = emb.reader("corpus"), emb.reader("queries")
     batches = [(b, min(b + 1024, len(queries))) for b in range(0, len(queries), 1024)]
-    # the lists of one flat index searched here, ties by id (as LoadedIndex.search gives them)
-    whole = flat_index(corpus, 0, len(corpus)).search(np.ascontiguousarray(queries[:], np.float32), args.depth + SLACK)
-    exact = canonical(*whole, args.depth)[1]
     results = {"docs": len(corpus), "dim": corpus.shape[1], "queries": len(queries), "depth": args.depth,
                "vectors_mb": round(len(corpus) * corpus.shape[1] * 4 / 2 ** 20, 1), "runs": {}}
-    for n in args.shards:
+    if args.driver_only:
+        results = json.loads(args.output.read_text())
+    if not args.driver_only:  # the lists of one flat index searched here, ties by id (as LoadedIndex.search gives them)
+        whole = flat_index(corpus, 0, len(corpus)).search(np.ascontiguousarray(queries[:], np.float32),
+                                                          args.depth + SLACK)
+        exact = canonical(*whole, args.depth)[1]
+        del whole
+    for n in [] if args.driver_only else args.shards:
         parts = work / f"parts-{n}"
         shutil.rmtree(parts, ignore_errors=True)
         started = time.perf_counter()
@@ -91,12 +101,14 @@ def main() -> None:
     for n, r in results["runs"].items():
         r["worker_peak_vs_n1"] = round(r["worker_peak_mb"] / one, 3) if one else None
     results["driver"] = {}
-    for docs in (args.docs // 4, args.docs):
+    for docs in (args.docs // 4, args.docs):  # the whole sharded pool build, in a process of its own
         d = embeddings(work, docs, args.queries)
+        shutil.rmtree(work / f"pool-{docs}", ignore_errors=True)  # built anew: a pool already there is reused
         run = measure([sys.executable, "-c", DRIVER, str(d), str(work / f"pool-{docs}"), "4"],
                       env={"HF_HUB_OFFLINE": "1"})
-        results["driver"][str(docs)] = {"peak_mb": run.peak_mb, "seconds": run.seconds}
-        print(f"driver, {docs} documents, 4 shards: peak {run.peak_mb} MB", flush=True)
+        peak = re.search(r"driver-peak-mb (\d+)", run.stdout)
+        results["driver"][str(docs)] = {"peak_mb": int(peak.group(1)), "seconds": run.seconds}
+        print(f"driver, {docs} documents, 4 shards: peak {results['driver'][str(docs)]['peak_mb']} MB", flush=True)
     write_results(args.output, results)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
