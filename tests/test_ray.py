@@ -168,6 +168,9 @@ def test_a_sharded_pool_on_ray_is_the_local_pool_byte_for_byte(cluster, emb, tmp
     _same_files(local, remote, POOL_FILES)
     assert _manifest(remote)["index_used"]["kind"] == "flat" and _manifest(remote)["index_path"] is None
     assert not (remote / "shards").exists() and not (remote / "parts").exists()
+    with pytest.raises(InputError, match="--shards 3 with --ray: the shards are flat indexes for now"):
+        build_pool(emb, PoolParams(depth=20, index=IndexParams("ivf", nlist=4), shards=3), out=tmp_path / "ivf",
+                   ray=RaySettings(address, workers=2))
 
 
 def test_a_killed_shard_worker_is_redone_and_the_pool_is_unchanged(cluster, emb, tmp_path):

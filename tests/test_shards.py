@@ -13,7 +13,8 @@ from minenegs.errors import InputError
 from minenegs.inputs.dataset import load_beir
 from minenegs.retrieve.index import IndexParams
 from minenegs.retrieve.pool import PoolParams, build_pool
-from minenegs.retrieve.shards import ShardedFlat, bounds, canonical, merge
+from minenegs.retrieve.index import open_index, open_sharded
+from minenegs.retrieve.shards import ShardedIndex, bounds, canonical, flat_index, merge
 
 
 def test_bounds_cover_every_row_once():
@@ -47,7 +48,8 @@ def test_sharded_flat_equals_one_flat_index_with_duplicate_documents():
     one.add(x)
     expected = canonical(*one.search(q, 60), 50)
     for shards in (1, 2, 3, 7):
-        scores, ids = ShardedFlat(x, shards, IndexParams("flat"), block=256).search(q, 50)
+        parts = [(lo, flat_index(x, lo, hi, block=256)) for lo, hi in bounds(len(x), shards)]
+        scores, ids = ShardedIndex(parts, IndexParams("flat"), x, 0.0).search(q, 50)
         assert (ids == expected[1]).all() and (scores == expected[0]).all(), shards
     assert ids[0, :4].tolist() == [5, 700, 1500, 2999]  # the tie, by id
 
@@ -58,5 +60,36 @@ def test_a_sharded_pool_is_byte_identical_to_the_unsharded_one(tmp_path):
     one = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat")), out=tmp_path / "one")
     three = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat"), shards=3), out=tmp_path / "three")
     assert (one / "candidates.parquet").read_bytes() == (three / "candidates.parquet").read_bytes()
-    with pytest.raises(InputError, match="--shards 2: sharded search takes --index flat"):
-        PoolParams(index=IndexParams("ivf"), shards=2)
+    with pytest.raises(InputError, match="--shards 2: sharded search takes a flat or an IVF-Flat index"):
+        PoolParams(index=IndexParams("ivf", pq_m=8), shards=2)
+
+
+@pytest.fixture(scope="module")
+def random_emb(tmp_path_factory) -> Embeddings:
+    """6,000 documents and 300 queries of seeded random 32-dimensional vectors."""
+    from fakes import RandomEncoder
+    from minenegs.records import Dataset, Qrel, TextTable
+
+    root = tmp_path_factory.mktemp("ivf")
+    ds = Dataset(TextTable([f"d{i}" for i in range(6000)], [f"doc {i}" for i in range(6000)]),
+                 TextTable([f"q{i}" for i in range(300)], [f"query {i}" for i in range(300)]),
+                 [Qrel(f"q{i}", f"d{i * 7}") for i in range(300)])
+    encode_dataset(ds, root / "emb", RandomEncoder(dim=32), cache_dir=root / "cache")
+    return Embeddings(root / "emb")
+
+
+def test_sharded_ivf_with_shared_cells_searches_as_one_ivf_index(random_emb, tmp_path):
+    """Every shard's IVF index has the same trained cells, so a query searches the same cells of every shard:
+    the merged lists are the unsharded index's, nprobe given or tuned."""
+    q = random_emb.reader("queries")[:]
+    for nprobe in (2, 6):
+        params = IndexParams("ivf", nlist=40, nprobe=nprobe)
+        one = open_index(random_emb, params, 50).search(q, 50)
+        for shards in (2, 5):
+            got = open_sharded(random_emb, shards, params, 50).search(q, 50)
+            assert (got[1] == one[1]).all() and (got[0] == one[0]).all(), (nprobe, shards)
+    params = IndexParams("ivf", nlist=40)
+    one = build_pool(random_emb, PoolParams(depth=50, index=params), out=tmp_path / "one")
+    three = build_pool(random_emb, PoolParams(depth=50, index=params, shards=3), out=tmp_path / "three")
+    assert (one / "candidates.parquet").read_bytes() == (three / "candidates.parquet").read_bytes()
+    assert open_sharded(random_emb, 3, params, 50).params.nprobe == open_index(random_emb, params, 50).params.nprobe

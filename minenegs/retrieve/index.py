@@ -28,7 +28,7 @@ from ..artifacts import output_dir, read_manifest, write_manifest, write_text_at
 from ..encode.folder import Embeddings, VectorFile
 from ..errors import InputError
 from ..records import setting
-from .shards import SLACK, canonical
+from .shards import SLACK, ShardedIndex, bounds, canonical, flat_index
 
 KIND = "index"
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
@@ -110,18 +110,59 @@ def _build(params: IndexParams, vectors: VectorFile) -> Any:
         index = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = params.ef_construction
     else:
-        quantizer = faiss.IndexFlatIP(dim)
-        if params.pq_m:
-            index = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        else:
-            index = faiss.IndexIVFFlat(quantizer, dim, params.nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = min(n, max(params.nlist * TRAIN_PER_CELL, 10000 if not params.pq_m else 65536))
-        index.train(vectors[np.sort(np.random.default_rng(0).choice(n, size=sample, replace=False))])
+        index = trained_ivf(params, vectors)
         _add_ivf(index, vectors)
         return index
     for _, block in vectors.blocks(ADD_BATCH):
         index.add(block)
     return index
+
+
+def trained_ivf(params: IndexParams, vectors: VectorFile) -> Any:
+    """An empty IVF index with its cells (and PQ codebooks) trained on a seeded sample of ``vectors``: the same
+    for the whole corpus and for every shard of it."""
+    import faiss
+
+    n, dim = vectors.shape
+    quantizer = faiss.IndexFlatIP(dim)
+    if params.pq_m:
+        index = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, params.nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = min(n, max(params.nlist * TRAIN_PER_CELL, 10000 if not params.pq_m else 65536))
+    index.train(vectors[np.sort(np.random.default_rng(0).choice(n, size=sample, replace=False))])
+    return index
+
+
+def open_sharded(emb: Embeddings, shards: int, params: IndexParams, k: int) -> ShardedIndex:
+    """The corpus of ``emb`` as ``shards`` row ranges searched one by one and merged exactly
+    (:mod:`.shards`): flat indexes, or IVF-Flat ones sharing one set of trained cells, so that a query searches
+    the same ``nprobe`` cells in every shard and the merged lists are those of one IVF index (``nprobe`` tuned
+    on the sharded search as for one index when not given)."""
+    import faiss
+
+    corpus = emb.reader("corpus")
+    params = params.resolved(*corpus.shape)
+    if params.kind not in ("flat", "ivf") or params.pq_m:
+        raise InputError(f"--shards {shards}: sharded search takes a flat or an IVF-Flat index (--pq-m 0)")
+    started = time.perf_counter()
+    parts = []
+    trained = trained_ivf(params, corpus) if params.kind == "ivf" else None
+    for lo, hi in bounds(len(corpus), shards):
+        if trained is None:
+            parts.append((lo, flat_index(corpus, lo, hi)))
+            continue
+        index = faiss.clone_index(trained)
+        for start in range(lo, hi, ADD_BATCH):
+            block = corpus[start:min(hi, start + ADD_BATCH)]
+            index.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
+        parts.append((0, index))  # its ids are the corpus rows already
+    sharded = ShardedIndex(parts, params, corpus, time.perf_counter() - started)
+    if params.kind == "ivf":
+        nprobe = params.nprobe or _tune(sharded, _tune_sample(emb, corpus), k)[0]
+        sharded.params = replace(params, nprobe=nprobe)
+        sharded._set_breadth(nprobe)
+    return sharded
 
 
 def _add_ivf(index: Any, vectors: VectorFile) -> None:
@@ -172,7 +213,8 @@ class LoadedIndex:
         PQ indexes fetch ``refine * k`` by code and rescore them from the stored vectors."""
         n = self.index.ntotal
         k = min(k, n)
-        if self.params.kind == "flat":  # ties by id, as a sharded search breaks them (:mod:`.shards`)
+        if self.params.kind == "flat" or (self.params.kind == "ivf" and not self.params.pq_m):  # ties by id, as a
+            # sharded search breaks them (:mod:`.shards`)
             return canonical(*self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(n, k + SLACK)), k)
         if not (self.params.kind == "ivf" and self.params.pq_m):
             return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)

@@ -89,6 +89,8 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
 
     started = time.perf_counter()
     sharded = ray is not None and params.shards > 1  # shards searched on the cluster, merged here
+    if sharded and params.index.resolved(*emb.reader("corpus").shape).kind != "flat":
+        raise InputError(f"--shards {params.shards} with --ray: the shards are flat indexes for now; give --index flat")
     retrieval = Retrieval(emb, params, searchers=ray is None, dense=_placeholder(params) if sharded else None)
     query_ids, ptr = retrieval.query_ids, retrieval.ptr
     index_used = describe(retrieval.dense) if retrieval.dense is not None else None

@@ -15,8 +15,8 @@ from ..artifacts import read_manifest, read_parquet, write_atomic
 from ..encode.folder import Embeddings
 from ..errors import InputError
 from ..records import setting
-from .index import IndexParams, open_index
-from .shards import ShardedFlat, ShardLists
+from .index import IndexParams, open_index, open_sharded
+from .shards import ShardLists
 
 KIND = "pool"
 RETRIEVERS = ("dense", "bm25", "hybrid")
@@ -40,9 +40,10 @@ class PoolParams:
             raise InputError(f"--retriever {self.retriever}: choose one of {', '.join(RETRIEVERS)}")
         if self.shards < 1:
             raise InputError(f"--shards {self.shards}: must be at least 1")
-        if self.shards > 1 and (self.index.kind not in ("flat", "auto") or self.retriever != "dense"):
-            raise InputError(f"--shards {self.shards}: sharded search takes --index flat and --retriever dense for "
-                             "now")
+        if self.shards > 1 and (self.index.kind not in ("flat", "ivf", "auto") or self.index.pq_m
+                                or self.retriever != "dense"):
+            raise InputError(f"--shards {self.shards}: sharded search takes a flat or an IVF-Flat index (--pq-m 0) "
+                             "and --retriever dense for now")
         if self.query_clusters < 0:
             raise InputError("--query-clusters must be 0 (off) or more")
         if self.previous and self.retriever == "bm25":
@@ -62,7 +63,7 @@ class PoolParams:
     def key_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["index"] = asdict(self.index) if self.retriever != "bm25" else None
-        del d["shards"]  # a sharded flat search gives the same pool as one shard
+        del d["shards"]  # a sharded search gives the same pool as one index
         d["previous"] = [read_manifest(Path(f), KIND).get("key") for f in self.previous]
         if not self.previous:
             del d["previous"]  # pools made before rounds existed keep their keys
@@ -261,7 +262,7 @@ class Retrieval:
         self.rrf_k = params.rrf_k
         self.dense = dense if dense is not None or params.retriever == "bm25" else \
             open_index(emb, params.index, self.depth) if params.shards == 1 else \
-            ShardedFlat(self.corpus, params.shards, IndexParams("flat"))
+            open_sharded(emb, params.shards, params.index, self.depth)
         use_bm25 = searchers and params.retriever != "dense"
         self.bm25 = _Bm25(emb.table("corpus").texts) if use_bm25 else None
         self.query_texts = emb.table("queries").texts if use_bm25 else None

@@ -45,33 +45,35 @@ def flat_index(corpus, lo: int, hi: int, block: int = 65536):
     return index
 
 
-class ShardedFlat:
-    """Exact inner-product search over the corpus as ``shards`` row ranges, each its own flat index searched for
-    its top-(k + ``SLACK``), the lists merged exactly (:func:`merge`). ``corpus``: the vectors (rows readable by
-    slice, ``blocks``)."""
+class ShardedIndex:
+    """Shards searched one by one, each for its top-(k + ``SLACK``), their lists merged exactly (:func:`merge`).
+    ``parts``: (id offset, faiss index) per shard; ``params``, ``corpus`` and the rest are what the pool records
+    of an index and what tuning its search breadth reads (:func:`.index.open_sharded` builds it)."""
 
     path = None  # built in memory each run, not saved
-    recall = None  # exact
+    recall = None
     reused = False
 
-    def __init__(self, corpus, shards: int, params, block: int = 65536) -> None:
-        """``params``: the flat index's ``IndexParams``, for what the pool records of the index used."""
-        import time
+    def __init__(self, parts: list, params, corpus, build_seconds: float) -> None:
+        self.parts, self.params, self.corpus, self.build_seconds = parts, params, corpus, build_seconds
+        self.index = parts[0][1]  # one of them, for what they share (an IVF index's cells)
+        self.n = sum(index.ntotal for _, index in parts)
 
-        started = time.perf_counter()
-        self.params = params
-        self.n = corpus.shape[0]
-        self.parts = [(lo, flat_index(corpus, lo, hi, block)) for lo, hi in bounds(self.n, shards)]
-        self.build_seconds = time.perf_counter() - started
+    def _set_breadth(self, nprobe: int) -> None:
+        import faiss
+
+        for _, index in self.parts:
+            ivf = faiss.extract_index_ivf(index)
+            ivf.nprobe = min(ivf.nlist, nprobe)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each query's ``k`` best documents (global rows) and their scores, as one flat index gives them."""
+        """Each query's ``k`` best documents (corpus rows) and their scores, as one index gives them."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.n)
         found = []
-        for lo, index in self.parts:
+        for offset, index in self.parts:
             scores, ids = index.search(queries, min(index.ntotal, k + SLACK))
-            found.append((scores, np.where(ids >= 0, ids + lo, -1)))
+            found.append((scores, np.where(ids >= 0, ids + offset, -1)))
         return merge(found, k)
 
 
