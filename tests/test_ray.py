@@ -168,7 +168,12 @@ def test_a_sharded_pool_on_ray_is_the_local_pool_byte_for_byte(cluster, emb, tmp
     _same_files(local, remote, POOL_FILES)
     assert _manifest(remote)["index_used"]["kind"] == "flat" and _manifest(remote)["index_path"] is None
     assert not (remote / "shards").exists() and not (remote / "parts").exists()
-    with pytest.raises(InputError, match="--shards 3 with --ray: the shards are flat indexes for now"):
+    ivf = IndexParams("ivf", nlist=4, nprobe=2)  # IVF shards sharing the driver's trained cells
+    local = build_pool(emb, PoolParams(depth=20, index=ivf), out=tmp_path / "ivf-local", query_batch=3)
+    remote = build_pool(emb, PoolParams(depth=20, index=ivf, shards=3), out=tmp_path / "ivf-ray", query_batch=3,
+                        ray=RaySettings(address, workers=2))
+    _same_files(local, remote, POOL_FILES)
+    with pytest.raises(InputError, match="--shards 3 with --ray and an IVF index: give --nprobe"):
         build_pool(emb, PoolParams(depth=20, index=IndexParams("ivf", nlist=4), shards=3), out=tmp_path / "ivf",
                    ray=RaySettings(address, workers=2))
 

@@ -28,7 +28,7 @@ from ..artifacts import output_dir, read_manifest, write_manifest, write_text_at
 from ..encode.folder import Embeddings, VectorFile
 from ..errors import InputError
 from ..records import setting
-from .shards import SLACK, ShardedIndex, bounds, canonical, flat_index
+from .shards import SLACK, ShardedIndex, bounds, canonical, shard_index
 
 KIND = "index"
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
@@ -139,24 +139,13 @@ def open_sharded(emb: Embeddings, shards: int, params: IndexParams, k: int) -> S
     (:mod:`.shards`): flat indexes, or IVF-Flat ones sharing one set of trained cells, so that a query searches
     the same ``nprobe`` cells in every shard and the merged lists are those of one IVF index (``nprobe`` tuned
     on the sharded search as for one index when not given)."""
-    import faiss
-
     corpus = emb.reader("corpus")
     params = params.resolved(*corpus.shape)
     if params.kind not in ("flat", "ivf") or params.pq_m:
         raise InputError(f"--shards {shards}: sharded search takes a flat or an IVF-Flat index (--pq-m 0)")
     started = time.perf_counter()
-    parts = []
     trained = trained_ivf(params, corpus) if params.kind == "ivf" else None
-    for lo, hi in bounds(len(corpus), shards):
-        if trained is None:
-            parts.append((lo, flat_index(corpus, lo, hi)))
-            continue
-        index = faiss.clone_index(trained)
-        for start in range(lo, hi, ADD_BATCH):
-            block = corpus[start:min(hi, start + ADD_BATCH)]
-            index.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
-        parts.append((0, index))  # its ids are the corpus rows already
+    parts = [shard_index(corpus, lo, hi, trained) for lo, hi in bounds(len(corpus), shards)]
     sharded = ShardedIndex(parts, params, corpus, time.perf_counter() - started)
     if params.kind == "ivf":
         nprobe = params.nprobe or _tune(sharded, _tune_sample(emb, corpus), k)[0]

@@ -17,6 +17,8 @@ from ..encode.folder import Embeddings
 from .search import Retrieval, write_part
 from .shards import bounds, search_shard
 
+TRAINED = "trained.faiss"
+
 
 class _RetrieveWorker:
     """A retrieval actor: opens the index (and BM25) once, then writes the pool rows of query batches."""
@@ -48,17 +50,23 @@ class _ShardWorker:
     """A shard search actor: for each shard it is given, a flat index over that shard's rows only, every query
     batch searched, its lists written as part files (``shards.search_shard``)."""
 
-    def __init__(self, embeddings: str, k: int, batches: list[tuple[int, int]], parts: str) -> None:
+    def __init__(self, embeddings: str, k: int, batches: list[tuple[int, int]], parts: str,
+                 nprobe: int | None = None) -> None:
         emb = Embeddings(embeddings)
         self.corpus, self.queries = emb.reader("corpus"), emb.reader("queries")
-        self.k, self.batches, self.parts = k, batches, Path(parts)
+        self.k, self.batches, self.parts, self.nprobe = k, batches, Path(parts), nprobe
+        self.trained = None
+        if (self.parts / TRAINED).exists():  # IVF shards: the cells trained once by the driver
+            import faiss
+
+            self.trained = faiss.read_index(str(self.parts / TRAINED))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         written = []
         for shard, lo, hi in zip(batch["shard"], batch["lo"], batch["hi"]):
             kill_point()
             written.append(search_shard(self.corpus, self.queries, int(lo), int(hi), self.k, self.batches,
-                                        self.parts, int(shard)))
+                                        self.parts, int(shard), self.trained, self.nprobe))
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB (Linux: kB)
@@ -66,13 +74,21 @@ class _ShardWorker:
 
 
 def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, batches: list[tuple[int, int]],
-                  parts: Path, progress: Callable[[int], None]) -> list[dict[str, Any]]:
+                  parts: Path, progress: Callable[[int], None], trained: Any = None,
+                  nprobe: int | None = None) -> list[dict[str, Any]]:
     """The corpus of ``embeddings`` as ``shards`` row ranges, one task each on the cluster's actors: each
     shard's top-(k + slack) lists of every query batch written under ``parts`` (a folder every node shares), for
-    the driver to merge (:class:`.shards.ShardLists`). A worker holds one shard's vectors and index at a time;
+    the driver to merge (:class:`.shards.ShardLists`). Flat shards, or with ``trained`` (an empty trained IVF
+    index, written beside the parts for the workers) IVF ones searching ``nprobe`` cells. A worker holds one
+    shard's vectors and index at a time;
     a killed one's shard is redone whole. Returns a row a shard: its number and its worker's peak memory so far
     (``peak_mb``)."""
     n = len(Embeddings(embeddings).reader("corpus"))
+    if trained is not None:
+        import faiss
+
+        Path(parts).mkdir(parents=True, exist_ok=True)
+        faiss.write_index(trained, str(Path(parts) / TRAINED))
     items = [{"shard": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(bounds(n, shards))]
     rows: list[dict[str, Any]] = []
 
@@ -81,5 +97,5 @@ def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, 
         progress(1)
 
     run(settings, items, _ShardWorker, {"embeddings": str(Path(embeddings).resolve()), "k": k, "batches": batches,
-                                        "parts": str(Path(parts).resolve())}, done)
+                                        "parts": str(Path(parts).resolve()), "nprobe": nprobe}, done)
     return rows

@@ -33,7 +33,7 @@ import numpy as np
 from ..artifacts import output_dir, read_manifest, read_parquet, write_manifest
 from ..encode.folder import Embeddings
 from ..errors import InputError
-from .index import IndexParams, describe
+from .index import describe, trained_ivf
 from .search import KIND, PoolParams, Retrieval, _schema, part_path
 from .shards import ShardLists
 
@@ -54,11 +54,6 @@ def _cluster(queries: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     data = np.ascontiguousarray(queries, dtype=np.float32)
     km.train(data)
     return km.index.search(data, 1)[1][:, 0].astype(np.int32)
-
-
-def _placeholder(params: PoolParams) -> "ShardLists":
-    """What a sharded search on a cluster records of its index before it runs (its lists come later)."""
-    return ShardLists(None, params.shards, 0, IndexParams("flat"))
 
 
 def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: Progress | None = None,
@@ -89,9 +84,12 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
 
     started = time.perf_counter()
     sharded = ray is not None and params.shards > 1  # shards searched on the cluster, merged here
-    if sharded and params.index.resolved(*emb.reader("corpus").shape).kind != "flat":
-        raise InputError(f"--shards {params.shards} with --ray: the shards are flat indexes for now; give --index flat")
-    retrieval = Retrieval(emb, params, searchers=ray is None, dense=_placeholder(params) if sharded else None)
+    shard_index = params.index.resolved(*emb.reader("corpus").shape) if sharded else None
+    if sharded and shard_index.kind == "ivf" and not shard_index.nprobe:
+        raise InputError(f"--shards {params.shards} with --ray and an IVF index: give --nprobe (it is not tuned "
+                         "across a cluster's shards yet)")
+    retrieval = Retrieval(emb, params, searchers=ray is None,
+                          dense=ShardLists(None, params.shards, 0, shard_index) if sharded else None)
     query_ids, ptr = retrieval.query_ids, retrieval.ptr
     index_used = describe(retrieval.dense) if retrieval.dense is not None else None
     index_path = str(retrieval.dense.path) if retrieval.dense is not None and retrieval.dense.path else None
@@ -104,8 +102,9 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         if sharded:
             from .on_ray import search_shards
 
+            trained = trained_ivf(shard_index, emb.reader("corpus")) if shard_index.kind == "ivf" else None
             n = len(search_shards(ray, emb.folder, params.shards, retrieval.depth, batches, stage / "shards",
-                                  lambda _: None))
+                                  lambda _: None, trained, shard_index.nprobe))
             retrieval.dense = ShardLists(stage / "shards", n, len(retrieval.doc_ids), retrieval.dense.params)
             rows = (pa.Table.from_batches([retrieval.batch(b, e)]) for b, e in batches)
         elif ray is not None:

@@ -45,6 +45,22 @@ def flat_index(corpus, lo: int, hi: int, block: int = 65536):
     return index
 
 
+def shard_index(corpus, lo: int, hi: int, trained=None, nprobe: int | None = None, block: int = 65536):
+    """Shard ``lo:hi`` of ``corpus`` as (id offset, faiss index): a flat index, or with ``trained`` (an empty,
+    trained IVF index) a copy of it holding the shard's rows under their corpus ids, searching ``nprobe`` cells."""
+    if trained is None:
+        return lo, flat_index(corpus, lo, hi, block)
+    import faiss
+
+    index = faiss.clone_index(trained)
+    for start in range(lo, hi, block):
+        rows = np.ascontiguousarray(corpus[start:min(hi, start + block)], dtype=np.float32)
+        index.add_with_ids(rows, np.arange(start, start + len(rows), dtype=np.int64))
+    if nprobe is not None:
+        faiss.extract_index_ivf(index).nprobe = min(faiss.extract_index_ivf(index).nlist, nprobe)
+    return 0, index
+
+
 class ShardedIndex:
     """Shards searched one by one, each for its top-(k + ``SLACK``), their lists merged exactly (:func:`merge`).
     ``parts``: (id offset, faiss index) per shard; ``params``, ``corpus`` and the rest are what the pool records
@@ -83,21 +99,22 @@ def shard_part(parts, shard: int, start: int):
 
 
 def search_shard(corpus, queries, lo: int, hi: int, k: int, batches: list[tuple[int, int]], parts, shard: int,
-                 block: int = 16384) -> int:
-    """One shard's part of a sharded search, as one worker runs it: a flat index over corpus rows ``lo:hi`` only
-    (read a block at a time), each query batch's top-(k + ``SLACK``) with global ids written to its part file
-    (whole or not at all; a redone shard writes the same files). Returns the batches written."""
+                 trained=None, nprobe: int | None = None, block: int = 16384) -> int:
+    """One shard's part of a sharded search, as one worker runs it: an index over corpus rows ``lo:hi`` only
+    (:func:`shard_index`, read a block at a time), each query batch's top-(k + ``SLACK``) with global ids
+    written to its part file (whole or not at all; a redone shard writes the same files). Returns the batches
+    written."""
     import io
 
     from ..artifacts import write_atomic
 
-    index = flat_index(corpus, lo, hi, block)
+    offset, index = shard_index(corpus, lo, hi, trained, nprobe, block)
     parts.mkdir(parents=True, exist_ok=True)
     for start, stop in batches:
         scores, ids = index.search(np.ascontiguousarray(queries[start:stop], dtype=np.float32),
                                    min(index.ntotal, k + SLACK))
         buffer = io.BytesIO()
-        np.savez(buffer, scores=scores, ids=np.where(ids >= 0, ids + lo, -1))
+        np.savez(buffer, scores=scores, ids=np.where(ids >= 0, ids + offset, -1))
         write_atomic(shard_part(parts, shard, start), lambda fh: fh.write(buffer.getvalue()))
     return len(batches)
 
