@@ -93,3 +93,23 @@ def test_sharded_ivf_with_shared_cells_searches_as_one_ivf_index(random_emb, tmp
     three = build_pool(random_emb, PoolParams(depth=50, index=params, shards=3), out=tmp_path / "three")
     assert (one / "candidates.parquet").read_bytes() == (three / "candidates.parquet").read_bytes()
     assert open_sharded(random_emb, 3, params, 50).params.nprobe == open_index(random_emb, params, 50).params.nprobe
+
+
+def test_a_shard_that_does_not_fit_the_workers_memory_is_refused_before_any_work(random_emb, tmp_path):
+    from minenegs.distributed.runner import RaySettings
+    from minenegs.retrieve.shards import shard_bytes
+
+    n, dim = random_emb.reader("corpus").shape
+    # room for a third of the corpus's vectors beside what a worker holds anyway: half does not fit, a third does
+    cap = (shard_bytes(0, dim, 300) + n * (dim * 4 + 8) / 3) / 2 ** 30
+    with pytest.raises(InputError, match=r"shard 0 \(corpus rows 0-3000\) needs about .* GB, more than "
+                                         r"--ray-memory .*: give at least --shards 3"):
+        build_pool(random_emb, PoolParams(depth=20, index=IndexParams("flat"), shards=2), out=tmp_path / "p",
+                   ray=RaySettings("local", memory=cap))
+    assert not (tmp_path / "p").exists()  # nothing written, no cluster started
+    with pytest.raises(InputError, match="raise --ray-memory"):
+        build_pool(random_emb, PoolParams(depth=20, index=IndexParams("flat"), shards=2), out=tmp_path / "p",
+                   ray=RaySettings("local", memory=0.1))
+    assert RaySettings("local", memory=2).remote_args()["memory"] == 2 * 2 ** 30
+    with pytest.raises(InputError, match="--ray-memory -1"):
+        RaySettings("local", memory=-1)

@@ -82,7 +82,7 @@ MaxShort = Annotated[float, typer.Option("--max-short", rich_help_panel="Calibra
 
 
 def _ray(**options: Any):
-    return RaySettings.of(*options.values())
+    return RaySettings.of(**{k.removeprefix("ray_"): v for k, v in options.items()})
 
 
 RAY = fields(RaySettings, "ray_")

@@ -50,6 +50,8 @@ class RaySettings:
                            "the cluster].", flag="--ray-workers", min=0)
     cpus: float = setting(1.0, "CPUs per Ray worker.", flag="--ray-cpus")
     gpus: float = setting(0.0, "GPUs per Ray worker (model actors on GPUs).", flag="--ray-gpus")
+    memory: float = setting(0.0, "Memory per Ray worker in GB, reserved from Ray (0: none reserved); a corpus "
+                            "shard that needs more is refused before any work.", flag="--ray-memory")
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -58,16 +60,19 @@ class RaySettings:
             raise InputError(f"--ray-cpus {self.cpus}: must be a positive number of CPUs per worker")
         if not self.gpus >= 0 or self.gpus == float("inf"):
             raise InputError(f"--ray-gpus {self.gpus}: must be 0 or a positive number of GPUs per worker")
+        if not self.memory >= 0 or self.memory == float("inf"):
+            raise InputError(f"--ray-memory {self.memory}: must be 0 or a positive number of GB per worker")
         _endpoint(self.address)  # a malformed address fails before any work
 
     @classmethod
-    def of(cls, address: str | None, workers: int = 0, cpus: float = 1.0, gpus: float = 0.0) -> "RaySettings | None":
+    def of(cls, address: str | None, workers: int = 0, cpus: float = 1.0, gpus: float = 0.0,
+           memory: float = 0.0) -> "RaySettings | None":
         """The settings, or None to run here; a Ray option without an address is an error, not ignored."""
         if address is None:
-            if workers or cpus != 1.0 or gpus:
-                raise InputError("--ray-workers, --ray-cpus and --ray-gpus need --ray ADDRESS")
+            if workers or cpus != 1.0 or gpus or memory:
+                raise InputError("--ray-workers, --ray-cpus, --ray-gpus and --ray-memory need --ray ADDRESS")
             return None
-        return cls(address, workers, cpus, gpus)
+        return cls(address, workers, cpus, gpus, memory)
 
     def actors(self, resources: dict[str, float]) -> int:
         """How many workers, given the cluster's total resources."""
@@ -78,7 +83,8 @@ class RaySettings:
         return max(1, int(resources.get("CPU", 1) // self.cpus))
 
     def remote_args(self) -> dict[str, float]:
-        return {"num_cpus": self.cpus, **({"num_gpus": self.gpus} if self.gpus else {})}
+        return {"num_cpus": self.cpus, **({"num_gpus": self.gpus} if self.gpus else {}),
+                **({"memory": int(self.memory * 2 ** 30)} if self.memory else {})}
 
 
 def _endpoint(address: str) -> tuple[str, int] | None:

@@ -15,7 +15,8 @@ from typing import Any
 from ..distributed.runner import RaySettings, kill_point, run
 from ..encode.folder import Embeddings
 from .search import Retrieval, write_part
-from .shards import bounds, search_shard
+from ..errors import InputError
+from .shards import bounds, search_shard, shard_bytes
 
 TRAINED = "trained.faiss"
 
@@ -83,13 +84,24 @@ def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, 
     shard's vectors and index at a time;
     a killed one's shard is redone whole. Returns a row a shard: its number and its worker's peak memory so far
     (``peak_mb``)."""
-    n = len(Embeddings(embeddings).reader("corpus"))
+    emb = Embeddings(embeddings)
+    n, dim = emb.reader("corpus").shape
+    items = [{"shard": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(bounds(n, shards))]
+    if settings.memory:  # before any work: a shard whose index would not fit in a worker's memory
+        queries, cap = len(emb.reader("queries")), settings.memory * 2 ** 30
+        for item in items:
+            need = shard_bytes(item["hi"] - item["lo"], dim, queries)
+            if need > cap:
+                room = cap - shard_bytes(0, dim, queries)
+                advice = (f"give at least --shards {-(-n * shard_bytes(1, dim, 0, 0) // int(room))}" if room > 0 else
+                          "a worker needs about 0.4 GB before its shard: raise --ray-memory")
+                raise InputError(f"shard {item['shard']} (corpus rows {item['lo']}-{item['hi']}) needs about "
+                                 f"{need / 2 ** 30:.2f} GB, more than --ray-memory {settings.memory:g}: {advice}")
     if trained is not None:
         import faiss
 
         Path(parts).mkdir(parents=True, exist_ok=True)
         faiss.write_index(trained, str(Path(parts) / TRAINED))
-    items = [{"shard": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(bounds(n, shards))]
     rows: list[dict[str, Any]] = []
 
     def done(row: dict[str, Any]) -> None:

@@ -93,6 +93,15 @@ class ShardedIndex:
         return merge(found, k)
 
 
+WORKER_BASE = 400 << 20  # what a Ray worker holds before its shard: Python, numpy, faiss, Ray (about 350 MB measured)
+
+
+def shard_bytes(rows: int, dim: int, queries: int, block: int = 16384) -> int:
+    """About what a worker searching a shard of ``rows`` vectors holds at its peak: the index's vectors (and
+    ids), a block being read, the query vectors, and the worker's own base."""
+    return rows * (dim * 4 + 8) + block * dim * 4 + queries * dim * 4 + (WORKER_BASE if block else 0)
+
+
 def shard_part(parts, shard: int, start: int):
     """Where one shard's lists for the query batch from ``start`` are kept."""
     return parts / f"shard{shard:04d}-{start:010d}.npz"
