@@ -5,7 +5,7 @@ query batch moves to the driver, and whether the merged lists are the unsharded 
 the merge is exact). The driver's own peak memory is measured by running the whole sharded pool build in a
 child process, at two corpus sizes. Writes ``benchmarks/results/ray_shards.json``.
 
-    python benchmarks/ray_shards.py --docs 400000 --queries 2000
+    python benchmarks/ray_shards.py --docs 4000000 --queries 2000
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> None:
     from minenegs.distributed.runner import RaySettings
     from minenegs.encode.folder import Embeddings
     from minenegs.retrieve.on_ray import search_shards
-    from minenegs.retrieve.shards import SLACK, ShardLists, canonical, flat_index, shard_part
+    from minenegs.retrieve.shards import SLACK, ShardLists, canonical, flat_index, shard_bytes, shard_part
 
     work = args.work or Path(tempfile.mkdtemp(prefix="minenegs-shards-"))
     emb_dir = embeddings(work, args.docs, args.queries)
@@ -86,13 +86,16 @@ def main() -> None:
         parts = work / f"parts-{n}"
         shutil.rmtree(parts, ignore_errors=True)
         started = time.perf_counter()
-        rows = search_shards(RaySettings("local", workers=n, cpus=2 / n), emb_dir, n, args.depth, batches, parts,
-                             lambda _: None)
+        # with shards, each worker's memory is capped below the whole index (Ray reserves it; a shard that
+        # would not fit is refused before the search)
+        cap = 0.0 if n == 1 else round(shard_bytes(-(-len(corpus) // n), corpus.shape[1], len(queries)) / 2 ** 30 + 0.05, 2)
+        rows = search_shards(RaySettings("local", workers=n, cpus=2 / n, memory=cap), emb_dir, n, args.depth,
+                             batches, parts, lambda _: None)
         seconds = time.perf_counter() - started
         lists = ShardLists(parts, n, len(corpus), None)
         found = np.concatenate([lists.lists(b, args.depth)[1] for b, _ in batches])
         moved = sum(shard_part(parts, s, b).stat().st_size for s in range(n) for b, _ in batches) / len(batches)
-        results["runs"][str(n)] = {"seconds": round(seconds, 2), "worker_peak_mb": round(max(r["peak_mb"] for r in rows), 1),
+        results["runs"][str(n)] = {"seconds": round(seconds, 2), "ray_memory_gb": cap or None, "worker_peak_mb": round(max(r["peak_mb"] for r in rows), 1),
                                    "bytes_per_query_batch": int(moved), "queries_per_batch": 1024,
                                    "same_lists_as_unsharded": bool((found == exact).all())}
         print(f"N = {n}: {results['runs'][str(n)]}", flush=True)
