@@ -181,10 +181,11 @@ def _fuse(dense: _Rows, bm25: _Rows, rrf_k: int) -> _Rows:
 def _by_query(tables: list, query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
     """The (query_id, doc_id) pairs of ``tables`` as ``(ptr, docs)`` over this folder's query and document rows:
     query ``i``'s documents are ``docs[ptr[i]:ptr[i+1]]``, in table order, each once; unknown ids dropped."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     q = np.concatenate([pc.index_in(t["query_id"], value_set=query_ids).fill_null(-1).to_numpy() for t in tables])
-    d = np.concatenate([pc.index_in(t["doc_id"], value_set=doc_ids).fill_null(-1).to_numpy() for t in tables])
+    d = _rows_of(pa.chunked_array([t["doc_id"] for t in tables]), doc_ids)
     q, d = q.astype(np.int64), d.astype(np.int64)
     keep = (q >= 0) & (d >= 0)
     q, d = q[keep], d[keep]
@@ -194,6 +195,21 @@ def _by_query(tables: list, query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]
     order = np.argsort(q, kind="stable")
     ptr = np.concatenate([[0], np.cumsum(np.bincount(q, minlength=len(query_ids)))])
     return ptr, d[order]
+
+
+def _rows_of(wanted, doc_ids) -> np.ndarray:
+    """The corpus row of each id in ``wanted`` (its first, -1 for an unknown id), with a lookup built over the
+    wanted ids, not over the whole corpus's: one pass over ``doc_ids``, memory by the wanted ones."""
+    import pyarrow.compute as pc
+
+    distinct = pc.unique(wanted.combine_chunks() if hasattr(wanted, "combine_chunks") else wanted)
+    hit = pc.index_in(doc_ids, value_set=distinct)
+    rows = np.flatnonzero(hit.is_valid().to_numpy(zero_copy_only=False))
+    which = hit.filter(hit.is_valid()).to_numpy()
+    row_of = np.full(len(distinct), -1, np.int64)
+    row_of[which[::-1]] = rows[::-1]  # the first row of an id given twice, as a lookup over the corpus gives it
+    return row_of[pc.index_in(wanted, value_set=distinct).fill_null(-1).to_numpy()] if len(distinct) else \
+        np.full(len(wanted), -1, np.int64)
 
 
 def _positives(emb: Embeddings, query_ids, doc_ids) -> tuple[np.ndarray, np.ndarray]:
