@@ -28,7 +28,7 @@ from ..artifacts import output_dir, read_manifest, write_manifest, write_text_at
 from ..encode.folder import Embeddings, VectorFile
 from ..errors import InputError
 from ..records import setting
-from .shards import SLACK, ShardedIndex, bounds, canonical, shard_index
+from .shards import SLACK, ShardedIndex, bounds, canonical, set_nprobe, shard_index
 
 KIND = "index"
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
@@ -211,10 +211,7 @@ class LoadedIndex:
         return rescore_top(queries, ids, self.corpus, k)
 
     def _set_breadth(self, nprobe: int) -> None:
-        import faiss
-
-        ivf = faiss.extract_index_ivf(self.index)
-        ivf.nprobe = min(ivf.nlist, nprobe)
+        set_nprobe(self.index, nprobe)
 
 
 def rescore_top(queries: np.ndarray, ids: np.ndarray, corpus: VectorFile, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -84,12 +84,12 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
 
     started = time.perf_counter()
     sharded = ray is not None and params.shards > 1  # shards searched on the cluster, merged here
-    shard_index = params.index.resolved(*emb.reader("corpus").shape) if sharded else None
-    if sharded and shard_index.kind == "ivf" and not shard_index.nprobe:
+    shard_params = params.index.resolved(*emb.reader("corpus").shape) if sharded else None
+    if sharded and shard_params.kind == "ivf" and not shard_params.nprobe:
         raise InputError(f"--shards {params.shards} with --ray and an IVF index: give --nprobe (it is not tuned "
                          "across a cluster's shards yet)")
     retrieval = Retrieval(emb, params, searchers=ray is None,
-                          dense=ShardLists(None, params.shards, 0, shard_index) if sharded else None)
+                          dense=ShardLists(None, params.shards, 0, shard_params) if sharded else None)
     query_ids, ptr = retrieval.query_ids, retrieval.ptr
     index_used = describe(retrieval.dense) if retrieval.dense is not None else None
     index_path = str(retrieval.dense.path) if retrieval.dense is not None and retrieval.dense.path else None
@@ -99,15 +99,14 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
     n_rows = n_previous = 0
     min_pos = np.full(len(query_ids), np.nan, dtype=np.float32)
     with output_dir(folder, force=True) as stage:
-        if sharded:
+        if sharded:  # the shards' lists first, on the cluster; the rows are then built here from them
             from .on_ray import search_shards
 
-            trained = trained_ivf(shard_index, emb.reader("corpus")) if shard_index.kind == "ivf" else None
+            trained = trained_ivf(shard_params, emb.reader("corpus")) if shard_params.kind == "ivf" else None
             n = len(search_shards(ray, emb.folder, params.shards, retrieval.depth, batches, stage / "shards",
-                                  lambda _: None, trained, shard_index.nprobe))
-            retrieval.dense = ShardLists(stage / "shards", n, len(retrieval.doc_ids), retrieval.dense.params)
-            rows = (pa.Table.from_batches([retrieval.batch(b, e)]) for b, e in batches)
-        elif ray is not None:
+                                  lambda _: None, trained, shard_params.nprobe))
+            retrieval.dense = ShardLists(stage / "shards", n, len(retrieval.doc_ids), shard_params)
+        if ray is not None and not sharded:
             retrieval = None  # the workers open their own; this process keeps no index
             from .on_ray import retrieve_batches
 

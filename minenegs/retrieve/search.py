@@ -202,7 +202,7 @@ def _rows_of(wanted, doc_ids) -> np.ndarray:
     wanted ids, not over the whole corpus's: one pass over ``doc_ids``, memory by the wanted ones."""
     import pyarrow.compute as pc
 
-    distinct = pc.unique(wanted.combine_chunks() if hasattr(wanted, "combine_chunks") else wanted)
+    distinct = pc.unique(wanted)
     hit = pc.index_in(doc_ids, value_set=distinct)
     rows = np.flatnonzero(hit.is_valid().to_numpy(zero_copy_only=False))
     which = hit.filter(hit.is_valid()).to_numpy()

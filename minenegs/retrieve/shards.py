@@ -57,8 +57,22 @@ def shard_index(corpus, lo: int, hi: int, trained=None, nprobe: int | None = Non
         rows = np.ascontiguousarray(corpus[start:min(hi, start + block)], dtype=np.float32)
         index.add_with_ids(rows, np.arange(start, start + len(rows), dtype=np.int64))
     if nprobe is not None:
-        faiss.extract_index_ivf(index).nprobe = min(faiss.extract_index_ivf(index).nlist, nprobe)
+        set_nprobe(index, nprobe)
     return 0, index
+
+
+def set_nprobe(index, nprobe: int) -> None:
+    """Search ``nprobe`` cells (at most all of them) of an IVF index, or of the IVF index inside ``index``."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    ivf.nprobe = min(ivf.nlist, nprobe)
+
+
+def shard_lists(offset: int, index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One shard's top-(k + ``SLACK``) for ``queries``: scores and global ids (-1 past the end)."""
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(index.ntotal, k + SLACK))
+    return scores, np.where(ids >= 0, ids + offset, -1)
 
 
 class ShardedIndex:
@@ -76,21 +90,13 @@ class ShardedIndex:
         self.n = sum(index.ntotal for _, index in parts)
 
     def _set_breadth(self, nprobe: int) -> None:
-        import faiss
-
         for _, index in self.parts:
-            ivf = faiss.extract_index_ivf(index)
-            ivf.nprobe = min(ivf.nlist, nprobe)
+            set_nprobe(index, nprobe)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each query's ``k`` best documents (corpus rows) and their scores, as one index gives them."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, self.n)
-        found = []
-        for offset, index in self.parts:
-            scores, ids = index.search(queries, min(index.ntotal, k + SLACK))
-            found.append((scores, np.where(ids >= 0, ids + offset, -1)))
-        return merge(found, k)
+        return merge([shard_lists(offset, index, queries, k) for offset, index in self.parts], k)
 
 
 WORKER_BASE = 400 << 20  # what a Ray worker holds before its shard: Python, numpy, faiss, Ray (about 350 MB measured)
@@ -120,10 +126,9 @@ def search_shard(corpus, queries, lo: int, hi: int, k: int, batches: list[tuple[
     offset, index = shard_index(corpus, lo, hi, trained, nprobe, block)
     parts.mkdir(parents=True, exist_ok=True)
     for start, stop in batches:
-        scores, ids = index.search(np.ascontiguousarray(queries[start:stop], dtype=np.float32),
-                                   min(index.ntotal, k + SLACK))
+        scores, ids = shard_lists(offset, index, queries[start:stop], k)
         buffer = io.BytesIO()
-        np.savez(buffer, scores=scores, ids=np.where(ids >= 0, ids + offset, -1))
+        np.savez(buffer, scores=scores, ids=ids)
         write_atomic(shard_part(parts, shard, start), lambda fh: fh.write(buffer.getvalue()))
     return len(batches)
 

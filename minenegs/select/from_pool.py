@@ -15,7 +15,7 @@ from ..encode.folder import Embeddings
 from ..errors import AcceptanceError, InputError
 from ..retrieve.search import KIND as POOL_KIND
 from .candidates import corpus_view, judge_pairs, pool_chunks, read_pool_arrays
-from .contamination import Flags
+from .contamination import Flags, Probes
 from .engine import Picked, RowsView, Selector
 from .filters import needs_judge
 from .judges.base import Ask
@@ -44,7 +44,6 @@ class OpenedPool:
         self.emb = Embeddings(self.manifest["embeddings"])
         self.corpus = corpus_view(self.emb)
         check_judge(judge, needs_judge(params.thresholds) if needs is None else needs)
-        self._probes: dict[tuple[int, int], Any] = {}
 
     def selector(self, arrays: dict[str, Any]) -> Selector:
         """The selection engine over ``arrays`` (all of the pool, or a chunk of its queries)."""
@@ -124,7 +123,7 @@ class OpenedPool:
         chunk = self.first_chunk(arrays)
         if chunk is None:
             return {"rate": None, "why": "the pool has no queries"}
-        return self.contamination(self.selector(chunk), judging, Flags.merge(judging.tally))
+        return self.step(self.selector(chunk), judging).contamination(Flags.merge(judging.tally))
 
     def step(self, selector: Selector, judging: Judging) -> JudgingStep:
         """The judging step of selections over ``selector``."""
@@ -151,29 +150,18 @@ class OpenedPool:
                                    "miss_high": round(e.high, 4)} if e else {})}
         return out
 
-    def contamination(self, selector: Selector, judging: Judging, flags: Flags,
-                      seed: int = 0) -> dict[str, Any] | None:
-        """The share of handed-out negatives that is relevant, read from what the judges flagged (``flags``, of a
-        selection over ``selector``'s queries; :mod:`.contamination`): the chain's verdicts on up to
-        ``judging.probes`` held-out positives and as many documents drawn from outside the queries' pools (asked
-        once a judging and selector, cached with every verdict). None with ``probes`` 0."""
-        from .contamination import Probes, estimate, far_documents
+    def probes(self, selector: Selector, judging: Judging, seed: int = 0) -> Probes:
+        """The judges' chain's verdicts (cached with every verdict) on up to ``judging.probes`` held-out positives
+        of ``selector``'s queries and as many documents drawn from outside their pools (:mod:`.contamination`)."""
+        from .contamination import far_documents
 
-        n = judging.probes
-        if not n:
-            return None
-        key = (id(selector), id(judging))
-        if key not in self._probes:
-            inst = selector.holdouts(n, seed)
-            a = selector.arrays
-            known = [self.ask(selector, int(s), int(a["doc_idx"][r]), int(r))
-                     for s, r in zip(inst.segment, inst.held_out)]
-            docs = [a["doc_idx"][start:start + size] for start, size in zip(selector.starts, selector.sizes)]
-            segments, far = far_documents(docs, len(self.corpus.texts), n, seed)
-            far_asks = [self.ask(selector, int(s), int(d)) for s, d in zip(segments, far)]
-            self._probes[key] = Probes(judging.decide(self.pool, known), inst.segment,
-                                       judging.decide(self.pool, far_asks), segments)
-        return estimate(flags, self._probes[key], seed=seed)
+        n, a = judging.probes, selector.arrays
+        inst = selector.holdouts(n, seed)
+        known = [self.ask(selector, int(s), int(a["doc_idx"][r]), int(r)) for s, r in zip(inst.segment, inst.held_out)]
+        docs = [a["doc_idx"][start:start + size] for start, size in zip(selector.starts, selector.sizes)]
+        segments, far = far_documents(docs, len(self.corpus.vectors), n, seed)
+        far_asks = [self.ask(selector, int(s), int(d)) for s, d in zip(segments, far)]
+        return Probes(judging.decide(self.pool, known), inst.segment, judging.decide(self.pool, far_asks), segments)
 
 
 class JudgingStep:
@@ -183,6 +171,7 @@ class JudgingStep:
 
     def __init__(self, opened: OpenedPool, selector: Selector, judging: Judging) -> None:
         self.opened, self.selector, self.judging = opened, selector, judging
+        self._probes: Probes | None = None  # asked once, on the first estimate
 
     def __call__(self, picked: Picked, view: RowsView, params: MineParams) -> Picked:
         from functools import cache
@@ -209,5 +198,13 @@ class JudgingStep:
         """What each judged selection so far saw and flagged."""
         return self.judging.tally
 
-    def contamination(self, flags: Flags) -> dict[str, Any] | None:
-        return self.opened.contamination(self.selector, self.judging, flags)
+    def contamination(self, flags: Flags, seed: int = 0) -> dict[str, Any] | None:
+        """The share of handed-out negatives that is relevant, read from what the judges flagged while making a
+        selection over the selector (``flags``; :mod:`.contamination`). None with ``--judge-probes 0``."""
+        from .contamination import estimate
+
+        if not self.judging.probes:
+            return None
+        if self._probes is None:
+            self._probes = self.opened.probes(self.selector, self.judging, seed)
+        return estimate(flags, self._probes, seed=seed)
