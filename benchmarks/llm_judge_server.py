@@ -29,6 +29,7 @@ Results are written after each run (``--skip-done`` keeps those already in the f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -234,9 +235,9 @@ def run_one(setup, url: str, alias: str, batch: int, depth: int) -> dict:
     pool, scorer, hidden, relevant, qid_of, did_of = setup
     shutil.rmtree(pool / "judges", ignore_errors=True)  # an empty cache: the calls are what is measured
     judge = Recorded(LLMJudge(alias, url, concurrency=1, timeout=600, batch=batch))
-    opened = OpenedPool(pool, BASE)
+    opened = OpenedPool(pool, dataclasses.replace(BASE, ce_depth=depth))
     started = time.perf_counter()
-    with Judging([judge], depth=depth) as judging:
+    with Judging([judge]) as judging:
         sel = opened.select(judging=judging)
         mining_seconds = time.perf_counter() - started
         mining_usage = judge.usage.to_dict()

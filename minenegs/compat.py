@@ -137,7 +137,7 @@ def mine_hard_negatives(
     cache_dir: str | Path | None = None,
     judges: list[Any] | None = None,
     judge_mode: str = "veto",
-    judge_depth: int | None = None,
+    judge_depth: int = 30,
     judge_budget: int | None = None,
     judge_action: str = "drop",
     judge_max_flagged: int | None = None,
@@ -154,8 +154,8 @@ def mine_hard_negatives(
     cross-encoder's ``ce_max=`` and ``promote=``, ...), ``ce_batch_size``, ``simans_a``/``simans_b``, ``index``
     (``flat``, ``ivf``, ``hnsw`` or ``auto``), ``precision`` (``fp32``, as sentence-transformers encodes, or
     ``auto``/``bf16``) and ``cache_dir`` (``cache_folder`` is its alias). ``judges`` (specs as for ``--judge``:
-    ``"llm:MODEL@URL"``, ``"cross-encoder:NAME[@T]"``, or judge objects), with ``judge_mode``, ``judge_depth``,
-    ``judge_budget``, ``judge_action``, ``judge_max_flagged`` and ``judge_guard`` (the CLI's ``--judge-*`` options),
+    ``"llm:MODEL@URL"``, ``"cross-encoder:NAME[@T]"``, or judge objects), with ``judge_mode``, ``judge_depth``
+    (how many candidates per query any judge looks at, as ``--judge-depth``: 30), ``judge_budget``, ``judge_action``, ``judge_max_flagged`` and ``judge_guard`` (the CLI's ``--judge-*`` options),
     judge the negatives lazily (the README's "Judges").
     Returns a ``datasets.Dataset`` in ``output_format``.
     """
@@ -187,11 +187,11 @@ def mine_hard_negatives(
              "min_score": min_score, **filters}
     thresholds = {k: v for k, v in (recipes.thresholds(given) if recipe else given).items() if v is not None}
     sp = StrategyParams(**{k: v for k, v in {"simans_a": simans_a, "simans_b": simans_b}.items() if v is not None})
-    params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds)
+    params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds, judge_depth)
     st = st_behaviour()
     pool_params = PoolParams(depth=range_max + most + st.extra_candidates, index=IndexParams(index))
-    judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_depth,
-                      judge_budget, judge_action, judge_max_flagged, judge_guard) if judges else None
+    judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_budget,
+                      judge_action, judge_max_flagged, judge_guard) if judges else None
     judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
     folder = root / "mine_hard_negatives" / _folder_key(encoder, prompts, queries, docs, pos_of)
     doc_row = {text: i for i, text in enumerate(docs)}

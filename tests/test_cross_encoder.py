@@ -3,6 +3,7 @@ not the judgement), and the promise that filtering without one never imports tor
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,11 +44,11 @@ def calls(monkeypatch) -> list[list[tuple[str, str]]]:
     return seen
 
 
-def cached(pool: Path) -> dict[tuple[int, int], float]:
-    files = list((pool / "cross_encoder").glob("*.parquet"))
+def cached(pool: Path) -> dict[str, float]:
+    """The cross-encoder's cached logits: one file, in the verdict cache every judge writes."""
+    files = list((pool / "judges").glob("ce-*.jsonl"))
     assert len(files) == 1
-    t = pq.read_table(files[0]).to_pydict()
-    return {(q, d): s for q, d, s in zip(t["query_idx"], t["doc_idx"], t["logit"])}
+    return {e["key"]: e["verdict"] for e in map(json.loads, files[0].read_text().splitlines())}
 
 
 def test_scores_once_in_batches_spanning_queries_then_reuses_the_cache(tmp_path, pool, tiny_ce, calls):
@@ -132,3 +133,22 @@ def test_calibrate_takes_cross_encoder_thresholds_as_an_axis(pool, tiny_ce, call
     assert calls == []  # ... and read from the pool's cache the second time
     no_model = CliRunner().invoke(app, ["calibrate", str(pool), "--ce-max", "0.5", "--min-queries", "3"])
     assert no_model.exit_code == 2 and "--cross-encoder" in no_model.stderr
+
+
+def test_one_cache_for_the_filters_and_the_judge_whatever_the_threshold(tmp_path, pool, tiny_ce, calls):
+    """Scores the --ce-max filter paid for answer --judge cross-encoder:... at any threshold, and back."""
+    def filter_(*args: str) -> dict:
+        result = CliRunner().invoke(app, ["filter", str(pool), "-o", str(tmp_path / "x.parquet"), "--force", "--json",
+                                          "--num-negatives", "3", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    filter_("--cross-encoder", str(tiny_ce), "--ce-max", "1", "--ce-depth", "20")
+    scored = len(cached(pool))
+    assert calls and scored == sum(len(c) for c in calls)
+    calls.clear()
+    probs = np.sort(sigmoid(np.asarray(list(cached(pool).values()), dtype=np.float32)))
+    for t in (probs[len(probs) // 2], 1.0):  # about half flagged, then none
+        judged = filter_("--judge", f"cross-encoder:{tiny_ce}@{t:.6f}", "--judge-probes", "0")["judging"]["judges"]
+        assert judged["cross-encoder"]["calls"] == 0 and judged["cross-encoder"]["cache_hits"] > 0
+    assert calls == [] and len(cached(pool)) == scored and len(list((pool / "judges").iterdir())) == 1

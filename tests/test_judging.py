@@ -173,6 +173,25 @@ def test_promote_writes_flagged_candidates_as_positives_and_a_budget_caps_calls(
     assert json.loads(capped.stdout)["judging"]["judges"]["llm:other"]["calls"] == 5
 
 
+def test_one_depth_caps_what_any_judge_looks_at(pool, tmp_path):
+    """--judge-depth N: the lazy walk asks about at most N candidates a query (an all-relevant judge would go on);
+    --ce-depth is the same option, and the output records it where every output does."""
+    with Stub(everything) as stub:
+        capped = run(pool, tmp_path / "d.jsonl", "--judge", f"llm:tiny@{stub.url}", "--judge-depth", "2",
+                     "--judge-probes", "0")
+        per_query = len(stub.requests)
+        stub.requests.clear()
+        same = runner.invoke(app, ["filter", str(pool), "-o", str(tmp_path / "e.parquet"), "-q", "--keep-duplicates",
+                                   "--num-negatives", "3", "--judge", f"llm:other@{stub.url}", "--ce-depth", "2",
+                                   "--judge-probes", "0"])
+        assert same.exit_code == 3, same.output  # the empty output is still written, with its provenance
+        assert len(stub.requests) == per_query
+    assert capped.exit_code == 0 and json.loads(capped.stdout)["removed_by_judges"] == 16 * 2, capped.output
+    assert per_query == 16 * 2
+    meta = json.loads(pq.read_metadata(tmp_path / "e.parquet").metadata[b"minenegs"])
+    assert meta["params"]["ce_depth"] == 2
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--judge", "llm:tiny@http://127.0.0.1:{dead}/v1"], "--judge llm:tiny@http://127.0.0.1:{dead}/v1: no server answers"),
     (["--judge", "llm:tiny@localhost"], "--judge llm:tiny@localhost: give the server's base URL"),
@@ -356,14 +375,14 @@ def test_a_candidate_near_a_flagged_one_is_set_aside_without_a_call(tmp_path):
     judge = Scripted({"c0"})
     near = lambda flagged, c: (c, tuple(flagged)) in {(1, (0,)), (4, (0,))}  # noqa: E731  1 and 4 are near 0
     with Judging([judge]) as judging:
-        cleared, flagged, aside, asked = judging.walk(tmp_path, [np.arange(6)], 2, lambda q, c: Ask("q", (), f"c{c}"),
+        cleared, flagged, aside, asked = judging.walk(tmp_path, [np.arange(6)], 2, 30, lambda q, c: Ask("q", (), f"c{c}"),
                                                       near)
     # two a batch: c0 and c1 are asked together, before c0's flag is known; then c2
     assert judge.asked == ["c0", "c1", "c2"] and cleared == [[1, 2]] and flagged == [[0]] and aside == [[]]
     assert asked == [3]
     judge = Scripted({"c0"})
     with Judging([judge]) as judging:
-        cleared, flagged, aside, asked = judging.walk(tmp_path / "b", [np.arange(6)], 1,
+        cleared, flagged, aside, asked = judging.walk(tmp_path / "b", [np.arange(6)], 1, 30,
                                                       lambda q, c: Ask("q", (), f"c{c}"), near)
     assert judge.asked == ["c0", "c2"] and cleared == [[2]] and flagged == [[0]] and aside == [[1]] and asked == [2]
 

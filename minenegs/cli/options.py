@@ -37,7 +37,7 @@ def fields(cls: type, prefix: str = "", grid: bool = False) -> dict[str, tuple[A
     for f in (f for f in dataclasses.fields(cls) if "help" in f.metadata):
         m, kind, default = f.metadata, hints[f.name], None if f.default in (dataclasses.MISSING, ()) else f.default
         kind = Optional[list[Path]] if m.get("type") == "paths" else Optional[typing.get_args(kind)[0]] if type(None) in typing.get_args(kind) else kind
-        flags = [m.get("flag") or "--" + f.name.replace("_", "-"), *([m["short"]] if "short" in m else [])]
+        flags = [m.get("flag") or "--" + f.name.replace("_", "-"), *([m["short"]] if "short" in m else []), *m.get("aliases", ())]
         if grid and m.get("grid"):
             out[prefix + f.name] = opt(Optional[str], *flags, help=f"{m['help']} A comma-separated list to try.", panel=m.get("panel"))
         else:

@@ -18,7 +18,7 @@ from .candidates import corpus_view, judge_pairs, pool_chunks, read_pool_arrays
 from .contamination import Flags, Probes
 from .engine import Picked, RowsView, Selector
 from .filters import needs_judge
-from .judges.base import Ask
+from .judges.base import Ask, VerdictCache
 from .params import MineParams
 from .selection import Selection
 
@@ -49,9 +49,14 @@ class OpenedPool:
         """The selection engine over ``arrays`` (all of the pool, or a chunk of its queries)."""
         logits = None
         if self.judge is not None:
-            logits = self.judge.scores(self.pool, judge_pairs(arrays, self.params), self.queries.texts.__getitem__,
+            logits = self.judge.scores(self._scores, judge_pairs(arrays, self.params), self.queries.texts.__getitem__,
                                        self.corpus.text, self.progress)
         return Selector(arrays, self.corpus, logits)
+
+    @cached_property
+    def _scores(self) -> VerdictCache:
+        """The cross-encoder's cached scores, read once (the cache every judge of the pool uses)."""
+        return VerdictCache(self.pool, self.judge.fingerprint())
 
     @cached_property
     def queries(self) -> Any:

@@ -2,7 +2,7 @@
 
 After the cheap guards (the filters) and the strategy's order, each query's candidates are walked in that order:
 the next ones it still needs go to the judges, a batch across all queries at a time, until the query has its
-``num_negatives`` cleared negatives, its candidates run out, or ``depth`` of them were judged. So judge calls grow
+``num_negatives`` cleared negatives, its candidates run out, or ``MineParams.ce_depth`` of them (``--judge-depth``, 30) were judged. So judge calls grow
 with ``--num-negatives``, not with ``--depth``; ``budget`` caps the calls of a run (a query left unjudged is short).
 
 Two ways to chain judges, cheapest first:
@@ -24,7 +24,6 @@ strategy, or a run killed half-way never asks again for a pair already answered.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,7 @@ import numpy as np
 from ..errors import InputError
 from ..records import setting
 from .contamination import MAX_PROBES, Flags
-from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge
+from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge, VerdictCache, key_of, verdict_of
 
 if TYPE_CHECKING:
     from .engine import Picked, RowsView
@@ -45,35 +44,6 @@ if TYPE_CHECKING:
 
 MODES = ("veto", "confirm")
 ACTIONS = ("drop", "promote")
-
-
-class VerdictCache:
-    """A judge's verdicts in a pool folder, appended as they arrive (a line a verdict, flushed)."""
-
-    def __init__(self, pool: Path, fingerprint: str) -> None:
-        self.path = Path(pool) / "judges" / f"{fingerprint}.jsonl"
-        self.known: dict[str, str] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.known[entry["key"]] = entry["verdict"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line a killed run left half-written
-        self._fh = None
-
-    def add(self, key: str, verdict: str) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps({"key": key, "verdict": verdict}) + "\n")
-        self._fh.flush()
-        self.known[key] = verdict
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
 
 
 class Walked(NamedTuple):
@@ -101,8 +71,6 @@ class Judging:
     judges: list[Judge]
     mode: str = setting("veto", "veto (every judge must clear a candidate) or confirm (what a judge does not clear "
                         "goes to the next, whose word stands).", flag="--judge-mode", choices=MODES)
-    depth: int | None = setting(None, "Judge at most this many candidates per query [default: all that passed the "
-                                "filters].", flag="--judge-depth", min=1)
     budget: int | None = setting(None, "Judge calls per run at most (cached verdicts are free).", flag="--judge-budget",
                                  min=1)
     action: str = setting("drop", "drop (a flagged candidate) or promote (write it as a positive).",
@@ -127,9 +95,8 @@ class Judging:
             raise InputError(f"--judge-mode {self.mode}: choose one of {', '.join(MODES)}")
         if self.action not in ACTIONS:
             raise InputError(f"--judge-action {self.action}: choose one of {', '.join(ACTIONS)}")
-        for flag, value in (("--judge-depth", self.depth), ("--judge-budget", self.budget)):
-            if value is not None and value < 1:
-                raise InputError(f"{flag} {value}: must be at least 1")
+        if self.budget is not None and self.budget < 1:
+            raise InputError(f"--judge-budget {self.budget}: must be at least 1")
         if self.probes < 0:
             raise InputError(f"--judge-probes {self.probes}: must be 0 or more")
         if self.max_flagged is not None and self.max_flagged < 0:
@@ -180,26 +147,27 @@ class Judging:
 
     # -- one judge over a batch ------------------------------------------------------------------------------
     def verdicts(self, pool: Path, judge: Judge, asks: list[Ask]) -> list[str | None]:
-        """Verdicts for ``asks`` from ``judge``: cached ones (in ``pool``) without a call, the rest asked while
+        """Verdicts for ``asks`` from ``judge``: cached answers (in ``pool``) without a call, the rest asked while
         the budget lasts (beyond it: None)."""
         cache, stats = self.cache(pool, judge), self.stats[judge.name]
-        keys = [a.key() for a in asks]
-        out: list[str | None] = [cache.known.get(k) for k in keys]
-        todo = [i for i, v in enumerate(out) if v is None]
+        keys = [key_of(judge, a) for a in asks]
+        answers: list[str | float | None] = [cache.known.get(k) for k in keys]
+        todo = [i for i, v in enumerate(answers) if v is None]
         stats.cache_hits += len(asks) - len(todo)
         if self.budget_left is not None:
             todo, self.budget_left = todo[:self.budget_left], max(0, self.budget_left - len(todo))
         if todo:
             stats.calls += len(todo)
 
-            def done(j: int, verdict: str | None) -> None:
-                if verdict is not None:
-                    cache.add(keys[todo[j]], verdict)
+            def done(j: int, answer: str | float | None) -> None:
+                if answer is not None:
+                    cache.add(keys[todo[j]], answer)
 
             started = time.perf_counter()
-            for i, verdict in zip(todo, judge.verdicts([asks[i] for i in todo], done)):
-                out[i] = verdict
+            for i, answer in zip(todo, judge.verdicts([asks[i] for i in todo], done)):
+                answers[i] = answer
             stats.seconds += time.perf_counter() - started
+        out = [verdict_of(judge, a) for a in answers]
         for v in out:
             stats.verdicts[v or "none"] += 1
         return out
@@ -229,7 +197,7 @@ class Judging:
         return final
 
     # -- the lazy walk ---------------------------------------------------------------------------------------
-    def walk(self, pool: Path, ordered: list[np.ndarray], need: int, ask: Callable[[int, int], Ask],
+    def walk(self, pool: Path, ordered: list[np.ndarray], need: int, depth: int, ask: Callable[[int, int], Ask],
              near: Callable[[list[int], int], bool] | None = None) -> Walked:
         """Each query's cleared candidates (at most ``need``, in order), flagged ones, ones set aside unasked and
         how many were asked about, from ``ordered`` (each query's candidates in preference order, as indices ``ask(query, index)``
@@ -240,7 +208,7 @@ class Judging:
         flagged: list[list[int]] = [[] for _ in ordered]
         aside: list[list[int]] = [[] for _ in ordered]
         at = [0] * len(ordered)
-        limit = [len(o) if self.depth is None else min(len(o), self.depth) for o in ordered]
+        limit = [min(len(o), depth) for o in ordered]
         while self.budget_left is None or self.budget_left > 0:
             batch = []
             for q, cands in enumerate(ordered):
@@ -265,7 +233,7 @@ class Judging:
 
 def provenance(judging: Judging) -> dict[str, Any]:
     """What an output records of the judging that made it (no run counts: the bytes stay the same on a rerun)."""
-    return {"mode": judging.mode, "action": judging.action, "depth": judging.depth, "budget": judging.budget,
+    return {"mode": judging.mode, "action": judging.action, "budget": judging.budget,
             "max_flagged": judging.max_flagged, **({} if judging.guard_flags else {"guard_flags": False}),
             "judges": [j.fingerprint() for j in judging.judges]}
 
@@ -290,7 +258,7 @@ def judged(picked: Picked, view: RowsView, params: MineParams, judging: Judging,
     bounds = np.cumsum(np.bincount(owner, minlength=n_inst))[:-1] if n_inst else []
     ordered = np.split(picked.ordered, bounds) if n_inst else []
     near = _near_flagged(view, params) if judging.guard_flags else None
-    cleared, flagged, aside, asked = judging.walk(pool, ordered, params.num_negatives, ask, near)
+    cleared, flagged, aside, asked = judging.walk(pool, ordered, params.num_negatives, params.ce_depth, ask, near)
     if judging.max_flagged is not None:  # RLHN: a query with too many flagged candidates is dropped whole
         for q in range(n_inst):
             if len(flagged[q]) > judging.max_flagged:

@@ -22,7 +22,9 @@ class MineParams:
     seed: int = setting(0, "Seed for random and simans.", panel="Strategy")
     strategy_params: StrategyParams = field(default_factory=StrategyParams)
     thresholds: dict[str, float] = field(default_factory=dict)  # filter name -> value (None: off)
-    ce_depth: int = setting(30, "Re-score candidates up to this original rank (with a judge).", min=1, panel="Judges")
+    ce_depth: int = setting(30, "Judge at most this many candidates per query: with --judge, the first ones the "
+                            "strategy would hand out; for --ce-max and --promote, the top ones by rank (scored before "
+                            "the strategy).", flag="--judge-depth", aliases=("--ce-depth",), min=1, panel="Judges")
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -12,8 +12,8 @@ import importlib
 import pkgutil
 
 from ...errors import InputError
-from .base import NOT_RELEVANT, RELEVANT, UNSURE, Ask, Judge, JudgeKind, JudgeOptions
-from .cross_encoder import CrossEncoderJudge, CrossEncoderVerdicts, sigmoid
+from .base import NOT_RELEVANT, RELEVANT, UNSURE, Ask, Judge, JudgeKind, JudgeOptions, VerdictCache
+from .cross_encoder import CrossEncoderJudge, sigmoid
 
 
 def _discover() -> dict[str, JudgeKind]:
@@ -41,5 +41,5 @@ def parse_judge(spec: str, options: JudgeOptions = JudgeOptions()) -> Judge:
     return KINDS[name].build(rest, options, spec)
 
 
-__all__ = ["KINDS", "NOT_RELEVANT", "RELEVANT", "UNSURE", "Ask", "CrossEncoderJudge", "CrossEncoderVerdicts", "Judge",
-           "JudgeKind", "JudgeOptions", "parse_judge", "sigmoid", "syntaxes"]
+__all__ = ["KINDS", "NOT_RELEVANT", "RELEVANT", "UNSURE", "Ask", "CrossEncoderJudge", "Judge",
+           "JudgeKind", "JudgeOptions", "VerdictCache", "parse_judge", "sigmoid", "syntaxes"]

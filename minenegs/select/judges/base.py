@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,15 +32,27 @@ class Ask:
 
 
 class Judge(Protocol):
-    """Anything that gives verdicts: ``name`` for reports, ``fingerprint()`` for the cache,
-    ``verdicts(asks, done)`` -> one of ``relevant``/``not_relevant``/``unsure``/None per ask, calling
-    ``done(i, verdict)`` as each arrives."""
+    """Anything that judges pairs: ``name`` for reports, ``fingerprint()`` for the cache, ``verdicts(asks, done)``
+    -> per ask a verdict (``relevant``/``not_relevant``/``unsure``) or None (no answer), calling ``done(i, answer)``
+    as each arrives. A judge that scores pairs (a cross-encoder) answers with its score instead, and has
+    ``verdict(score)`` (its threshold) and ``key(ask)`` (what of the ask its score depends on); its scores are cached,
+    so another threshold asks nothing again."""
 
     name: str
 
     def fingerprint(self) -> str: ...
 
-    def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]: ...
+    def verdicts(self, asks: list[Ask], done: Callable[[int, str | float | None], None]) -> list[str | float | None]: ...
+
+
+def verdict_of(judge: Judge, answer: str | float | None) -> str | None:
+    """A judge's answer as a verdict: a score through the judge's threshold, a verdict as it is."""
+    return judge.verdict(answer) if isinstance(answer, (int, float)) else answer
+
+
+def key_of(judge: Judge, ask: Ask) -> str:
+    """The cache key of ``ask`` for ``judge``: the ask's, unless the judge says what its answer depends on."""
+    return judge.key(ask) if hasattr(judge, "key") else ask.key()
 
 
 @dataclass(frozen=True)
@@ -70,3 +83,33 @@ class JudgeKind:
     name: str
     syntax: str
     build: Callable[[str, JudgeOptions, str], Judge]
+
+
+class VerdictCache:
+    """A judge's answers in a pool folder, appended as they arrive (a line an answer, flushed): a verdict, or a
+    judge's score (a cross-encoder's logit), under the pair's key. One format for every kind of judge."""
+
+    def __init__(self, pool: Path, fingerprint: str) -> None:
+        self.path = Path(pool) / "judges" / f"{fingerprint}.jsonl"
+        self.known: dict[str, str | float] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.known[entry["key"]] = entry["verdict"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line a killed run left half-written
+        self._fh = None
+
+    def add(self, key: str, verdict: str | float) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps({"key": key, "verdict": verdict}) + "\n")
+        self._fh.flush()
+        self.known[key] = verdict
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,22 +1,22 @@
-"""The cross-encoder judge: scores (query, candidate) pairs, cached in the pool folder.
+"""The cross-encoder judge, ``cross-encoder:NAME_OR_PATH[@T]``: a sentence-transformers ``CrossEncoder`` scoring
+(query, candidate) pairs; a candidate is relevant where ``sigmoid(logit) > T`` (0.5 by default; RocketQA's 0.1 /
+0.9 are on that scale).
 
-Scores are raw logits from ``CrossEncoder.predict`` with an identity activation, stored per cross-encoder
-(fingerprint of its files) in ``<pool>/cross_encoder/<fingerprint>.parquet`` as ``query_idx, doc_idx, logit``.
-A later call scores only the pairs not there yet, in batches that span queries. Thresholds apply to
-``sigmoid(logit)`` (RocketQA's 0.1 / 0.9 are on that scale).
+It answers with raw logits (``CrossEncoder.predict`` with an identity activation), cached like every judge's answers
+in the pool folder (``judges/ce-<fingerprint of its files>.jsonl``, keyed by the query's and the candidate's texts),
+so another threshold, the lazy walk of ``--judge`` and the filters that read its probability (``--ce-max``,
+``--promote``, through :meth:`CrossEncoderJudge.scores`) all share one set of scores and never score a pair twice.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from ...artifacts import output_file, read_parquet
 from ...errors import InputError, ModelError
-from .base import NOT_RELEVANT, RELEVANT, Ask, JudgeKind, JudgeOptions
+from .base import NOT_RELEVANT, RELEVANT, Ask, JudgeKind, JudgeOptions, VerdictCache
 from ...encode.models import fingerprint_dir, resolve_model
 
 Progress = Callable[[int, int], None]
@@ -28,24 +28,28 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 class CrossEncoderJudge:
     """A sentence-transformers ``CrossEncoder`` as a judge, with its settings: ``name`` a hub name or a folder,
-    ``batch_size`` pairs per forward pass (batches span queries), ``device``. The model loads on first use;
-    :meth:`scores` gives logits for pairs, scoring only those not cached in the pool yet."""
+    ``threshold`` the probability above which a candidate is relevant, ``batch_size`` pairs per forward pass
+    (batches span queries), ``device``. The model loads on first use."""
 
-    def __init__(self, name: str, batch_size: int = 64, device: str | None = None, memo: Path | None = None,
+    name = "cross-encoder"
+
+    def __init__(self, name: str, batch_size: int = 64, device: str | None = None, threshold: float = 0.5,
                  given: str | None = None) -> None:
-        """``memo`` remembers model folders' fingerprints (default: the embedding cache's); ``given`` is what the
-        user typed to name it, for the errors (default ``--cross-encoder NAME``)."""
+        """``given`` is what the user typed to name it, for the errors (default ``--cross-encoder NAME``)."""
         from ...encode.cache import default_cache_dir
 
-        self.name, self.batch_size, self.device = name, batch_size, device
+        if not 0 <= threshold <= 1:
+            raise InputError(f"cross-encoder judge threshold {threshold}: give a probability in [0, 1]")
+        self.model_name, self.batch_size, self.device, self.threshold = name, batch_size, device, threshold
         _, self.path = resolve_model(name, given or f"--cross-encoder {name}")
         self._model = None
-        self._memo = memo if memo is not None else default_cache_dir() / "fingerprints.json"
+        self._memo = default_cache_dir() / "fingerprints.json"
 
     def fingerprint(self) -> str:
+        """The model's files' digest: the threshold is not in it, so every threshold shares the scores."""
         if self.path is None:
             self._load()
-        return fingerprint_dir(self.path, self._memo)
+        return "ce-" + fingerprint_dir(self.path, self._memo)[:24]
 
     def _load(self):
         if self._model is None:
@@ -54,14 +58,14 @@ class CrossEncoderJudge:
             try:
                 from sentence_transformers import CrossEncoder
 
-                self._model = CrossEncoder(str(self.path or self.name), device=self.device)
+                self._model = CrossEncoder(str(self.path or self.model_name), device=self.device)
             except Exception as exc:
-                raise ModelError(f"cannot load cross-encoder {self.name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                raise ModelError(f"cannot load cross-encoder {self.model_name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
                                  "pass a CrossEncoder model name or a saved folder") from exc
             if self.path is None:
                 from ...encode.models import _hub_snapshot
 
-                self.path = _hub_snapshot(self.name)
+                self.path = _hub_snapshot(self.model_name)
         return self._model
 
     def predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
@@ -73,63 +77,50 @@ class CrossEncoderJudge:
         out = np.asarray(out, dtype=np.float32)
         return out if out.ndim == 1 else out[:, -1]
 
-    def scores(self, pool: Path, pairs: np.ndarray, query_text: Callable[[int], str], doc_text: Callable[[int], str],
-               progress: Progress | None = None, chunk: int = 4096) -> dict[tuple[int, int], float]:
-        """Logits for ``pairs`` (an ``[n, 2]`` array of query and corpus rows), scoring only what is not cached."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    # -- as a judge (:class:`~.base.Judge`) ----------------------------------------------------------------------
+    def key(self, ask: Ask) -> str:
+        """A score depends on the query and the candidate, not on the positives."""
+        return Ask(ask.query, (), ask.candidate).key()
 
-        path = pool / "cross_encoder" / f"{self.fingerprint()[:32]}.parquet"
-        known: dict[tuple[int, int], float] = {}
-        if path.exists():
-            t = read_parquet(path).to_pydict()
-            known = {(q, d): s for q, d, s in zip(t["query_idx"], t["doc_idx"], t["logit"])}
-        todo = sorted({(int(q), int(d)) for q, d in pairs} - set(known))
-        if todo:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            for start in range(0, len(todo), chunk):  # batches span queries; each chunk saved as it completes
-                part = todo[start:start + chunk]
-                logits = self.predict([(query_text(q), doc_text(d)) for q, d in part])
-                known.update({pair: float(s) for pair, s in zip(part, logits)})
-                keys = list(known)
-                with output_file(path, force=True) as tmp:
-                    pq.write_table(pa.table({"query_idx": pa.array([k[0] for k in keys], pa.int32()),
-                                             "doc_idx": pa.array([k[1] for k in keys], pa.int32()),
-                                             "logit": pa.array([known[k] for k in keys], pa.float32())}), tmp)
-                if progress is not None:
-                    progress(min(start + chunk, len(todo)), len(todo))
-        return known
+    def verdict(self, logit: float) -> str:
+        return RELEVANT if float(sigmoid(np.float64(logit))) > self.threshold else NOT_RELEVANT
 
-
-class CrossEncoderVerdicts:
-    """A cross-encoder as a judge in a chain: a candidate is relevant where sigmoid(logit) > ``threshold``."""
-
-    name = "cross-encoder"
-
-    def __init__(self, judge: CrossEncoderJudge, threshold: float = 0.5) -> None:
-        if not 0 <= threshold <= 1:
-            raise InputError(f"cross-encoder judge threshold {threshold}: give a probability in [0, 1]")
-        self.judge, self.threshold = judge, threshold
-
-    def fingerprint(self) -> str:
-        return f"ce-{self.judge.fingerprint()[:24]}-{self.threshold:g}"
-
-    def verdicts(self, asks: list[Ask], done: Callable[[int, str | None], None]) -> list[str | None]:
-        probs = sigmoid(self.judge.predict([(a.query, a.candidate) for a in asks]).astype(np.float64))
-        out = [RELEVANT if p > self.threshold else NOT_RELEVANT for p in probs]
-        for i, verdict in enumerate(out):
-            done(i, verdict)
+    def verdicts(self, asks: list[Ask], done: Callable[[int, float], None]) -> list[float]:
+        """Logits for ``asks`` (the judging step turns them into verdicts with :meth:`verdict`)."""
+        out = [float(s) for s in self.predict([(a.query, a.candidate) for a in asks])]
+        for i, logit in enumerate(out):
+            done(i, logit)
         return out
 
+    # -- for the filters that read its probability ---------------------------------------------------------------
+    def scores(self, cache: VerdictCache, pairs: np.ndarray, query_text: Callable[[int], str],
+               doc_text: Callable[[int], str], progress: Progress | None = None,
+               chunk: int = 4096) -> dict[tuple[int, int], float]:
+        """Logits for ``pairs`` (an ``[n, 2]`` array of query and corpus rows), from ``cache`` where it has them,
+        the rest scored in batches that span queries, each chunk cached as it completes."""
+        wanted = sorted({(int(q), int(d)) for q, d in pairs})
+        keys = {pair: Ask(query_text(pair[0]), (), doc_text(pair[1])).key() for pair in wanted}
+        todo = [pair for pair in wanted if keys[pair] not in cache.known]
+        try:
+            for start in range(0, len(todo), chunk):
+                part = todo[start:start + chunk]
+                for pair, logit in zip(part, self.predict([(query_text(q), doc_text(d)) for q, d in part])):
+                    cache.add(keys[pair], float(logit))
+                if progress is not None:
+                    progress(min(start + chunk, len(todo)), len(todo))
+        finally:
+            cache.close()
+        return {pair: float(cache.known[keys[pair]]) for pair in wanted}
 
-def _build(rest: str, options: JudgeOptions, given: str) -> CrossEncoderVerdicts:
+
+def _build(rest: str, options: JudgeOptions, given: str) -> CrossEncoderJudge:
     """``cross-encoder:NAME_OR_PATH[@T]``: relevant above probability ``T`` (0.5 by default)."""
     name, at, threshold = rest.rpartition("@")
     try:
         value = float(threshold) if at else 0.5
     except ValueError:  # an @ inside the name, not a threshold
         name, value = rest, 0.5
-    return CrossEncoderVerdicts(CrossEncoderJudge(name if at else rest, given=f"--judge {given}"), value)
+    return CrossEncoderJudge(name if at else rest, threshold=value, given=f"--judge {given}")
 
 
 KIND = JudgeKind("cross-encoder", "cross-encoder:NAME_OR_PATH[@T]", _build)
