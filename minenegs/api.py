@@ -19,7 +19,7 @@ from .errors import AcceptanceError, InputError
 from .select.filters import needs_judge
 from .select.calibrate import check_bounds
 from .select.from_pool import OpenedPool, check_judge
-from .select.judging import running
+from .select.judging import parts, running
 from .select.params import MineParams
 from .write.batching import check_order
 from .write.outputs import FORMATS, write_output
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from .select.selection import Selection
     from .inputs.tables import Columns
     from .retrieve.pool import PoolParams
-    from .select.judges import CrossEncoderJudge
     from .select.judging import Judging
 
 
@@ -91,8 +90,7 @@ def _check_selection(output: Path | str, fmt: str, force: bool, min_coverage: fl
 
 
 def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_params: PoolParams | None = None, *,
-         pool: Path | str | None = None, judge: CrossEncoderJudge | None = None, judging: Judging | None = None,
-         max_leak: float | None = None,
+         pool: Path | str | None = None, judging: Judging | None = None, max_leak: float | None = None,
          max_short: float = 0.0,
          fmt: str = recipe.FORMAT, scores: bool = False, batch_order: str = "pool", batch_size: int = 32,
          min_coverage: float | None = None, force: bool = False, ray: RaySettings | None = None, adapt: str = "adaptive",
@@ -105,6 +103,7 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
     from .encode.folder import Embeddings
     from .retrieve.pool import PoolParams, build_pool
 
+    judge, judging = parts(judging)
     pool_params = pool_params or PoolParams()
     _check_selection(output, fmt, force, min_coverage, adapt)
     check_bounds(max_leak, max_short)
@@ -133,14 +132,13 @@ def mine(embeddings: Path | str, output: Path | str, params: MineParams, pool_pa
     return {**summary, "density": density, **({"calibrated": calibrated} if calibrated is not None else {})}
 
 
-def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: CrossEncoderJudge | None = None,
-           judging: Judging | None = None,
-           fmt: str = recipe.FORMAT,
-           scores: bool = False, batch_order: str = "pool", batch_size: int = 32, min_coverage: float | None = None,
+def filter(pool: Path | str, output: Path | str, params: MineParams, *, judging: Judging | None = None,
+           fmt: str = recipe.FORMAT, scores: bool = False, batch_order: str = "pool", batch_size: int = 32, min_coverage: float | None = None,
            force: bool = False, adapt: str = "adaptive", fail_on_dense: bool = False,
            progress: Any = None) -> dict[str, Any]:
-    """``minenegs filter``: each query's negatives from the pool folder ``pool`` under ``params`` (``judge``
-    scores the pairs its filters read, cached in the pool), written to ``output`` as ``fmt``; the summary.
+    """``minenegs filter``: each query's negatives from the pool folder ``pool`` under ``params`` (``judging``: its
+    judges judge the negatives lazily, its ``scorer`` scores the pairs the cross-encoder filters read), written to
+    ``output`` as ``fmt``; the summary.
 
     ``batch_order="clusters"`` writes the rows in blocks of ``batch_size`` from one query cluster each, shuffled
     with ``params.seed`` (:mod:`minenegs.write.batching`); ``"pool"`` keeps the pool's query order.
@@ -149,6 +147,7 @@ def filter(pool: Path | str, output: Path | str, params: MineParams, *, judge: C
     With ``adapt="adaptive"`` and ``params`` the default recipe's, dense data gets the dense recipe instead;
     ``"fixed"`` keeps ``params``. Negatives the user chose on dense data are written with a warning in the
     summary, or with ``fail_on_dense`` not written at all (:class:`AcceptanceError`, exit 3)."""
+    judge, judging = parts(judging)
     _check_selection(output, fmt, force, min_coverage, adapt)
     opened = OpenedPool(pool, params, judge)  # a folder that is not a pool: one line, before anything reads it
     clusters = _clusters(opened.pool)
@@ -165,8 +164,7 @@ negatives_from_pool = filter  # the name Python users know
 
 
 def pairs(dataset: Dataset, folder: Path, encoder: Encoder, params: MineParams, pool_params: PoolParams, *,
-          cache_dir: Path, prompts: tuple[str | None, str | None] = (None, None),
-          judge: CrossEncoderJudge | None = None, judging: Judging | None = None,
+          cache_dir: Path, prompts: tuple[str | None, str | None] = (None, None), judging: Judging | None = None,
           own_doc: np.ndarray | None = None) -> tuple[Selection, Embeddings]:
     """The drop-in's run (:func:`minenegs.compat.mine_hard_negatives`), on a dataset in memory: encoded by
     ``encoder`` into ``folder`` (with the (query, corpus) ``prompts``) unless it is there, its pool under
@@ -177,6 +175,7 @@ def pairs(dataset: Dataset, folder: Path, encoder: Encoder, params: MineParams, 
     from .retrieve.pool import build_pool
     from .select.candidates import cached_pool_arrays, without_docs
 
+    judge, judging = parts(judging)
     check_judge(judge, needs_judge(params.thresholds))
     if judging is not None:
         judging.probe()
@@ -258,13 +257,13 @@ def _grid_needs_judge(base: MineParams, grid: dict[str, list]) -> bool:
     return needs_judge(base.thresholds) or any(needs_judge({k: v}) for k, values in grid.items() for v in values)
 
 
-def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: CrossEncoderJudge | None = None,
-          judging: Judging | None = None,
+def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judging: Judging | None = None,
           progress: Any = None) -> list[dict[str, Any]]:
     """``minenegs sweep``: negatives kept and queries short per setting of ``grid`` (setting name -> values);
     with ``judging``, after the judges."""
     from .select.sweep import sweep as run_sweep
 
+    judge, judging = parts(judging)
     if not grid:
         raise InputError("give at least one list to sweep, e.g. --relative-margin 0,0.02,0.05,0.1")
     if judging is not None:
@@ -276,8 +275,8 @@ def sweep(pool: Path | str, base: MineParams, grid: dict[str, list], *, judge: C
             return run_sweep(selector, base, grid, opened.step(selector, judging) if judging else None)
 
 
-def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judge: CrossEncoderJudge | None = None,
-              judging: Judging | None = None, max_leak: float | None = None, max_short: float = 0.0,
+def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None = None, *, judging: Judging | None = None,
+              max_leak: float | None = None, max_short: float = 0.0,
               recipe: Path | str = "calibrated.toml",
               plot: Path | str | None = None, force: bool = False, progress: Any = None,
               **options: Any) -> dict[str, Any]:
@@ -290,6 +289,7 @@ def calibrate(pool: Path | str, base: MineParams, grid: dict[str, list] | None =
     from .report.stats import plot_frontier
     from .select.calibrate import MAX_HOLDOUTS, DEFAULT_GRID, calibrate as run_calibration, pick, recipe_toml, summary
 
+    judge, judging = parts(judging)
     check_bounds(max_leak, max_short)
     if max_leak is not None:
         check_output(Path(recipe), force)

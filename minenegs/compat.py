@@ -190,14 +190,14 @@ def mine_hard_negatives(
     params = MineParams(strategy or sampling_strategy, num_negatives, range_min, None, seed, sp, thresholds, judge_depth)
     st = st_behaviour()
     pool_params = PoolParams(depth=range_max + most + st.extra_candidates, index=IndexParams(index))
-    judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges], judge_mode, judge_budget,
-                      judge_action, judge_max_flagged, judge_guard) if judges else None
-    judge = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
+    scorer = CrossEncoderJudge(str(cross_encoder), batch_size=ce_batch_size) if cross_encoder else None
+    judging = Judging([parse_judge(j) if isinstance(j, str) else j for j in judges or ()], judge_mode, judge_budget,
+                      judge_action, judge_max_flagged, judge_guard, scorer=scorer) if judges or scorer else None
     folder = root / "mine_hard_negatives" / _folder_key(encoder, prompts, queries, docs, pos_of)
     doc_row = {text: i for i, text in enumerate(docs)}
     own = np.array([doc_row.get(q, -1) for q in queries]) if st.skips_query_text else None
     sel, emb = api.pairs(_records(queries, docs, pos_of), folder, encoder, params, pool_params, cache_dir=root,
-                         prompts=prompts, judge=judge, judging=judging, own_doc=own)
+                         prompts=prompts, judging=judging, own_doc=own)
     return _result(sel, emb, pos_of, (output_format, num_negatives, output_scores, anchor, positive), verbose,
                    made_of=[str(folder), repr(params)])
 

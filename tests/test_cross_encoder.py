@@ -21,6 +21,7 @@ from minenegs.encode.folder import Embeddings
 from minenegs.select.params import MineParams
 from minenegs.retrieve.pool import PoolParams, build_pool
 from minenegs.select.judges import CrossEncoderJudge, sigmoid
+from minenegs.select.judging import Judging
 from minenegs.api import negatives_from_pool
 
 
@@ -52,25 +53,25 @@ def cached(pool: Path) -> dict[str, float]:
 
 
 def test_scores_once_in_batches_spanning_queries_then_reuses_the_cache(tmp_path, pool, tiny_ce, calls):
-    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 3, ce_depth=10), judge=CrossEncoderJudge(str(tiny_ce)))
+    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 3, ce_depth=10), judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))))
     scored = cached(pool)
     # positives (22) and each query's non-positive candidates up to rank 10
     assert len(scored) == sum(len(c) for c in calls) and 16 * 10 <= len(scored) <= 16 * 10 + 22
     assert len({q for q, _ in calls[0]}) > 1  # one batch holds pairs of several queries
     calls.clear()
     negatives_from_pool(pool, tmp_path / "b.parquet", MineParams("top", 3, ce_depth=10, thresholds={"ce_max": 0.4}),
-                        judge=CrossEncoderJudge(str(tiny_ce)))
+                        judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))))
     assert calls == []  # a new threshold re-scores nothing
-    negatives_from_pool(pool, tmp_path / "c.parquet", MineParams("top", 3, ce_depth=12), judge=CrossEncoderJudge(str(tiny_ce)))
+    negatives_from_pool(pool, tmp_path / "c.parquet", MineParams("top", 3, ce_depth=12), judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))))
     assert 0 < sum(len(c) for c in calls) <= 16 * 2  # deeper: only the new ranks are scored
 
 
 def test_ce_max_drops_what_the_cross_encoder_finds_relevant(tmp_path, pool, tiny_ce):
-    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 3, ce_depth=20), judge=CrossEncoderJudge(str(tiny_ce)))
+    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 3, ce_depth=20), judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))))
     probs = {k: float(sigmoid(np.float32(v))) for k, v in cached(pool).items()}
     t = float(np.median(list(probs.values())))
     summary = negatives_from_pool(pool, tmp_path / "b.parquet", MineParams("top", 3, ce_depth=20,
-                                  thresholds={"ce_max": t}), judge=CrossEncoderJudge(str(tiny_ce)), scores=True, fmt="triplet")
+                                  thresholds={"ce_max": t}), judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))), scores=True, fmt="triplet")
     assert summary["removed_by_ce_max"] > 0  # works without any margin set
     rows = pq.read_table(tmp_path / "b.parquet").to_pylist()
     assert rows and all(sigmoid(np.float32(r["ce_score"][1])) <= t for r in rows)
@@ -78,13 +79,13 @@ def test_ce_max_drops_what_the_cross_encoder_finds_relevant(tmp_path, pool, tiny
 
 
 def test_promote_writes_pseudo_positives(tmp_path, pool, tiny_ce):
-    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 2, ce_depth=20), judge=CrossEncoderJudge(str(tiny_ce)))
+    negatives_from_pool(pool, tmp_path / "a.parquet", MineParams("top", 2, ce_depth=20), judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))))
     probs = sorted(float(sigmoid(np.float32(v))) for v in cached(pool).values())
     t = probs[int(len(probs) * 0.9)]
     base = negatives_from_pool(pool, tmp_path / "b.parquet", MineParams("top", 2, ce_depth=20),
-                               judge=CrossEncoderJudge(str(tiny_ce)), fmt="labeled-list")
+                               judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))), fmt="labeled-list")
     lifted = negatives_from_pool(pool, tmp_path / "c.parquet", MineParams("top", 2, ce_depth=20,
-                                 thresholds={"ce_max": t, "promote": t}), judge=CrossEncoderJudge(str(tiny_ce)), fmt="labeled-list")
+                                 thresholds={"ce_max": t, "promote": t}), judging=Judging(scorer=CrossEncoderJudge(str(tiny_ce))), fmt="labeled-list")
     assert lifted["promoted"] > 0 and base["promoted"] == 0
     before = sum(r["labels"].count(1) for r in pq.read_table(tmp_path / "b.parquet").to_pylist())
     after = sum(r["labels"].count(1) for r in pq.read_table(tmp_path / "c.parquet").to_pylist())

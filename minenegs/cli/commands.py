@@ -10,8 +10,7 @@ import typer
 
 from ..encode.embeddings import DTYPES
 from .app import command
-from .options import (Force, Json, MaxLeak, MaxShort, PoolArg, Quiet, columns_options, grid_options, judge_options,
-                      judging_options,
+from .options import (Force, Json, MaxLeak, MaxShort, PoolArg, Quiet, columns_options, grid_options, judging_options,
                       model_options, output_options, pool_options, ray_gpu_options, ray_options, selection_options)
 
 
@@ -69,21 +68,20 @@ minenegs mine runs/emb -o train.parquet --strategy simans --num-negatives 15 --r
 minenegs mine runs/emb -o train.parquet --max-leak 0.1 --pool runs/pool
 """)
 @selection_options
-@judge_options
 @judging_options
 @pool_options
 @ray_options
 @output_options
 def mine(
     embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
-    params=None, judge=None, judging=None, pool_params=None, ray=None, out=None,
+    params=None, judging=None, pool_params=None, ray=None, out=None,
     pool: Annotated[Optional[Path], typer.Option(rich_help_panel="Retrieval and index", help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
     max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
 ) -> None:
     """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
     from ..api import mine as run
 
-    _negatives(run(embeddings, out.output, params, pool_params, pool=pool, judge=judge, judging=judging, max_leak=max_leak,
+    _negatives(run(embeddings, out.output, params, pool_params, pool=pool, judging=judging, max_leak=max_leak,
                    max_short=max_short, ray=ray, progress=_bars(out.quiet or out.json), **out.writing), out)
 
 
@@ -93,14 +91,13 @@ minenegs filter runs/pool -o train.parquet --cross-encoder cross-encoder/ms-marc
 minenegs filter runs/pool -o - --format flag-jsonl --max-positive-similarity 0.6 | head
 """)
 @selection_options
-@judge_options
 @judging_options
 @output_options
-def filter_(pool: PoolArg, params=None, judge=None, judging=None, out=None) -> None:
+def filter_(pool: PoolArg, params=None, judging=None, out=None) -> None:
     """Remove likely false negatives from a candidate pool and write training rows."""
     from ..api import filter as run
 
-    _negatives(run(pool, out.output, params, judge=judge, judging=judging, progress=_bars(out.quiet or out.json),
+    _negatives(run(pool, out.output, params, judging=judging, progress=_bars(out.quiet or out.json),
                    **out.writing), out)
 
 
@@ -126,16 +123,15 @@ minenegs sweep runs/pool --relative-margin 0,0.02,0.05,0.1
 minenegs sweep runs/pool --strategy top,simans --max-positive-similarity off,0.7,0.6 --json
 """)
 @grid_options
-@judge_options
 @judging_options
-def sweep_(pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")], selection=None, judge=None,
-           judging=None, quiet: Quiet = False, json_: Json = False) -> None:
+def sweep_(pool: Annotated[Path, typer.Argument(help="A candidate pool folder.")], selection=None, judging=None,
+           quiet: Quiet = False, json_: Json = False) -> None:
     """Negatives kept per query and queries left short for each setting (lists to try), from the pool alone."""
     from ..api import sweep as run
     from ..report.console import show_table
 
     params, grid = selection
-    rows = run(pool, params, grid, judge=judge, judging=judging, progress=_bars(quiet or json_))
+    rows = run(pool, params, grid, judging=judging, progress=_bars(quiet or json_))
     if json_:
         typer.echo(json.dumps(rows))
     elif not quiet:
@@ -148,10 +144,9 @@ minenegs calibrate runs/pool --max-leak 0.1 --recipe calibrated.toml
 minenegs calibrate runs/pool --range-min 0,10,30 --max-positive-similarity off,0.7 --plot leak.png
 """)
 @grid_options
-@judge_options
 @judging_options
 def calibrate_(
-    pool: PoolArg, selection=None, judge=None, judging=None, max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
+    pool: PoolArg, selection=None, judging=None, max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
     recipe: Annotated[Path, typer.Option("--recipe", rich_help_panel="Calibration", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
     plot: Annotated[Optional[Path], typer.Option("--plot", rich_help_panel="Calibration", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
     max_holdouts: Annotated[int, typer.Option("--max-holdouts", rich_help_panel="Calibration", help="Held-out positives to use at most (a seeded sample beyond).", min=1)] = 10_000,
@@ -164,7 +159,7 @@ def calibrate_(
     from ..report.console import show_calibration
 
     params, grid = selection
-    info = run(pool, params, grid or None, judge=judge, judging=judging, max_leak=max_leak, max_short=max_short, recipe=recipe,
+    info = run(pool, params, grid or None, judging=judging, max_leak=max_leak, max_short=max_short, recipe=recipe,
                plot=plot, force=force, progress=_bars(quiet or json_), max_holdouts=max_holdouts,
                min_queries=min_queries, seed=params.seed)
     show_calibration(info, pool, quiet=quiet, as_json=json_)

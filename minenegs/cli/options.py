@@ -18,7 +18,7 @@ import typer
 from .. import recipe
 from ..errors import InputError
 from ..distributed.runner import RaySettings
-from ..select.judges import JudgeOptions, parse_judge, syntaxes
+from ..select.judges import CrossEncoderJudge, JudgeOptions, parse_judge, syntaxes
 from ..select.judging import Judging
 from ..write.batching import ORDERS
 from ..write.outputs import FORMATS
@@ -90,22 +90,17 @@ ray_options = group("ray", {k: v for k, v in RAY.items() if k != "ray_gpus"}, _r
 ray_gpu_options = group("ray", RAY, _ray, panel="Ray")
 
 
-def _judge(cross_encoder: str | None, ce_batch_size: int):
-    from ..select.judges import CrossEncoderJudge
-
-    return CrossEncoderJudge(cross_encoder, batch_size=ce_batch_size) if cross_encoder else None
-
-
-def _judging(judges: list[str] | None, **settings: Any):
+def _judging(judges: list[str] | None, cross_encoder: str | None, **settings: Any):
+    options = JudgeOptions(**{k: settings[PREFIX + k] for k in _names(JudgeOptions)})
+    scorer = CrossEncoderJudge(cross_encoder, options.ce_batch_size) if cross_encoder else None
     if not judges:  # a judge option without a judge is an error, not ignored
-        given = [k for k, v in settings.items() if v != JUDGING[k][1]]  # NaN differs from every default too
+        given = [k for k, v in settings.items() if v != JUDGING[k][1] and not (scorer and k == PREFIX + "ce_batch_size")]
         if given:
             flag = {f.name: f.metadata.get("flag") for cls in (Judging, JudgeOptions) for f in dataclasses.fields(cls)}
             raise InputError(f"{flag[given[0][len(PREFIX):]].split('/')[0]} needs --judge SPEC")
-        return None
+        return Judging(scorer=scorer) if scorer else None
     own = {k: settings[PREFIX + k] for k in _names(Judging)}
-    specs = [parse_judge(spec, JudgeOptions(**{k: settings[PREFIX + k] for k in _names(JudgeOptions)})) for spec in judges]
-    return Judging(specs, **own)
+    return Judging([parse_judge(spec, options) for spec in judges], **own, scorer=scorer)
 
 
 def _names(cls: type) -> list[str]:
@@ -114,10 +109,10 @@ def _names(cls: type) -> list[str]:
 
 PREFIX = "judge_"
 JUDGING = {**fields(Judging, PREFIX), **fields(JudgeOptions, PREFIX)}
-judging_options = group("judging", {"judges": opt(Optional[list[str]], "--judge", help=f"A judge, cheapest first (repeatable): {syntaxes()} (see README: Judges)."), **JUDGING}, _judging, panel="Judges")
-judge_options = group("judge", {
-    "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder: re-scores candidates (cached in the pool)."),
-    "ce_batch_size": opt(int, "--ce-batch-size", help="Pairs per cross-encoder batch (batches span queries).", default=64, min=1)}, _judge, panel="Judges")
+judging_options = group("judging", {
+    "judges": opt(Optional[list[str]], "--judge", help=f"A judge, cheapest first (repeatable): {syntaxes()} (see README: Judges)."),
+    "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder whose probabilities --ce-max and --promote read (scored to --judge-depth; cached in the pool with every judge's answers)."),
+    **JUDGING}, _judging, panel="Judges")
 
 
 def _out(output, fmt, scores, preview, batch_order, batch_size, min_coverage, adapt, fail_on_dense, force, quiet,

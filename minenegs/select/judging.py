@@ -38,6 +38,8 @@ from ..records import setting
 from .contamination import MAX_PROBES, Flags
 from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge, VerdictCache, key_of, verdict_of
 
+from .judges.cross_encoder import CrossEncoderJudge
+
 if TYPE_CHECKING:
     from .engine import Picked, RowsView
     from .params import MineParams
@@ -66,9 +68,11 @@ class JudgeStats:
 
 @dataclass
 class Judging:
-    """A chain of judges and how it is run (see the module)."""
+    """A chain of judges and how it is run (see the module); and ``scorer``, the cross-encoder whose probabilities
+    the ``ce_max`` and ``promote`` filters read (scored before the strategy, to ``MineParams.ce_depth``), cached in
+    the same verdict cache. Either may be missing, not both."""
 
-    judges: list[Judge]
+    judges: list[Judge] = field(default_factory=list)
     mode: str = setting("veto", "veto (every judge must clear a candidate) or confirm (what a judge does not clear "
                         "goes to the next, whose word stands).", flag="--judge-mode", choices=MODES)
     budget: int | None = setting(None, "Judge calls per run at most (cached verdicts are free).", flag="--judge-budget",
@@ -83,14 +87,15 @@ class Judging:
     probes: int = setting(MAX_PROBES, "Held-out positives and far documents (each) the judges are asked about to "
                           "estimate, from their flags, the relevant share of the negatives handed out (0: no "
                           "estimate).", flag="--judge-probes", min=0)
+    scorer: CrossEncoderJudge | None = None
     stats: dict[str, JudgeStats] = field(default_factory=dict)
     tally: list[Flags] = field(default_factory=list, init=False, repr=False)  # what each judged selection saw
     budget_left: int | None = field(default=None, init=False)
     _caches: dict[tuple[str, str], VerdictCache] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.judges:
-            raise InputError("judging needs at least one judge (--judge)")
+        if not self.judges and self.scorer is None:
+            raise InputError("judging needs at least one judge (--judge) or a --cross-encoder")
         if self.mode not in MODES:
             raise InputError(f"--judge-mode {self.mode}: choose one of {', '.join(MODES)}")
         if self.action not in ACTIONS:
@@ -229,6 +234,13 @@ class Judging:
                 elif verdict == RELEVANT:
                     flagged[q].append(c)
         return Walked(cleared, flagged, aside, [at[q] - len(aside[q]) for q in range(len(ordered))])
+
+
+def parts(judging: Judging | None) -> tuple[CrossEncoderJudge | None, Judging | None]:
+    """``judging``'s scorer for the filters, and ``judging`` itself where it has a chain of judges (else None)."""
+    if judging is None:
+        return None, None
+    return judging.scorer, judging if judging.judges else None
 
 
 def provenance(judging: Judging) -> dict[str, Any]:

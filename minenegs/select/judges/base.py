@@ -57,7 +57,7 @@ def key_of(judge: Judge, ask: Ask) -> str:
 
 @dataclass(frozen=True)
 class JudgeOptions:
-    """The ``--judge-*`` options a kind of judge may read when built (the LLM client's; others ignore them).
+    """The options a kind of judge may read when built (the LLM client's, the cross-encoder's; others ignore them).
     ``template``: the prompt template, its text or a file holding it; with ``batch`` > 1 a listwise one."""
 
     key_env: str | None = setting(None, "The environment variable holding the LLM server's API key.",
@@ -68,6 +68,8 @@ class JudgeOptions:
                          "and positives sent once; verdicts cached per pair whatever K).", flag="--judge-batch", min=1)
     concurrency: int = setting(8, "LLM requests at once.", flag="--judge-concurrency", min=1)
     timeout: float = setting(60.0, "Seconds to wait for one LLM answer.", flag="--judge-timeout")
+    ce_batch_size: int = setting(64, "Pairs per cross-encoder batch (batches span queries).", flag="--ce-batch-size",
+                                 min=1)
 
     def template_text(self) -> str | None:
         return self.template.read_text(encoding="utf-8") if isinstance(self.template, Path) else self.template

@@ -120,7 +120,7 @@ def _build(rest: str, options: JudgeOptions, given: str) -> CrossEncoderJudge:
         value = float(threshold) if at else 0.5
     except ValueError:  # an @ inside the name, not a threshold
         name, value = rest, 0.5
-    return CrossEncoderJudge(name if at else rest, threshold=value, given=f"--judge {given}")
+    return CrossEncoderJudge(name if at else rest, options.ce_batch_size, threshold=value, given=f"--judge {given}")
 
 
 KIND = JudgeKind("cross-encoder", "cross-encoder:NAME_OR_PATH[@T]", _build)
