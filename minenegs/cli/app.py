@@ -22,7 +22,7 @@ class _Help:
     """A command or group whose ``--help`` is :func:`minenegs.cli.help.render_help`'s."""
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from .help import render_help
+        from ..report.help import render_help
 
         render_help(self, ctx)
 

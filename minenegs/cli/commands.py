@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..encode.embeddings import DTYPES
 from .app import command
-from .options import (Force, Json, MaxLeak, MaxShort, PoolArg, Quiet, columns_options, grid_options, judging_options,
-                      model_options, output_options, pool_options, ray_gpu_options, ray_options, selection_options)
+from .options import (Force, Json, PoolArg, Quiet, calibration_options, columns_options, encoding_options, grid_options,
+                      judging_options, model_options, output_options, picking_options, pool_options, ray_gpu_options,
+                      ray_options, selection_options, sources_options)
 
 
 def _bars(quiet: bool):
@@ -34,31 +34,22 @@ minenegs encode pairs.jsonl --query-column question --positive-column answer -o 
 minenegs encode data/scifact -o runs/emb-e5 --model intfloat/e5-base-v2 --query-prompt "query: " --corpus-prompt "passage: "
 """)
 @columns_options
+@sources_options
+@encoding_options
 @model_options
 @ray_gpu_options
 def encode(
     data: Annotated[Optional[Path], typer.Argument(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/), or pairs (query and positive texts): a file, or a Hugging Face dataset (a save_to_disk folder, an .arrow file, a folder of .parquet files).", show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", rich_help_panel="Input and output", help="The embeddings folder to write.", show_default=False)] = ...,
-    split: Annotated[str, typer.Option(rich_help_panel="Input and output", help="Qrels split of a BEIR folder.")] = "train",
-    corpus: Annotated[Optional[Path], typer.Option(rich_help_panel="Input and output", help="Corpus file (JSONL, CSV, TSV, Parquet).")] = None,
-    queries: Annotated[Optional[Path], typer.Option(rich_help_panel="Input and output", help="Queries file.")] = None,
-    qrels: Annotated[Optional[Path], typer.Option(rich_help_panel="Input and output", help="Qrels file: BEIR TSV, TREC, or a table.")] = None,
-    query_prompt: Annotated[Optional[str], typer.Option(rich_help_panel="Model and encoding", help="Prefix for queries, e.g. 'query: '.")] = None,
-    corpus_prompt: Annotated[Optional[str], typer.Option(rich_help_panel="Model and encoding", help="Prefix for documents, e.g. 'passage: '.")] = None,
-    normalize: Annotated[bool, typer.Option(rich_help_panel="Model and encoding", help="Store unit-length vectors (cosine scores).")] = True,
-    chunk_size: Annotated[int, typer.Option(rich_help_panel="Model and encoding", help="Texts per cached chunk (the unit of resume).", min=1)] = 1024,
-    dtype: Annotated[str, typer.Option(rich_help_panel="Model and encoding", metavar="|".join(DTYPES), help="float32, or float16: half the disk and memory, scores within about 1e-3 (see the README's sizing table).")] = "float32",
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", rich_help_panel="Model and encoding", help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].", show_default=False)] = None,
-    columns=None, model_settings=None, ray=None, force: Force = False, quiet: Quiet = False, json_: Json = False,
+    columns=None, sources=None, encoding=None, model_settings=None, ray=None, force: Force = False, quiet: Quiet = False,
+    json_: Json = False,
 ) -> None:
     """Encode a corpus and its queries into an embeddings folder, reusing cached chunks."""
     from ..api import encode as run
     from ..report.console import show_summary
 
-    summary = run(data, output, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns,
-                  query_prompt=query_prompt, corpus_prompt=corpus_prompt, normalize=normalize, chunk_size=chunk_size,
-                  dtype=dtype, cache_dir=cache_dir, ray=ray, force=force, progress=_bars(quiet or json_),
-                  **model_settings)
+    summary = run(data, output, columns=columns, ray=ray, force=force, progress=_bars(quiet or json_), **sources,
+                  **encoding, **model_settings)
     show_summary(f"encoded -> {output}", summary, quiet=quiet, as_json=json_)
 
 
@@ -72,17 +63,17 @@ minenegs mine runs/emb -o train.parquet --max-leak 0.1 --pool runs/pool
 @pool_options
 @ray_options
 @output_options
+@picking_options
 def mine(
     embeddings: Annotated[Path, typer.Argument(help="An embeddings folder made by `minenegs encode`.")],
-    params=None, judging=None, pool_params=None, ray=None, out=None,
+    params=None, judging=None, pool_params=None, ray=None, out=None, calibration=None,
     pool: Annotated[Optional[Path], typer.Option(rich_help_panel="Retrieval and index", help="Keep the candidate pool in this folder (for `minenegs filter`) [default: under the embeddings folder].", show_default=False)] = None,
-    max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
 ) -> None:
     """Retrieve candidates (once; the pool is kept for re-mining) and write each query's negatives."""
     from ..api import mine as run
 
-    _negatives(run(embeddings, out.output, params, pool_params, pool=pool, judging=judging, max_leak=max_leak,
-                   max_short=max_short, ray=ray, progress=_bars(out.quiet or out.json), **out.writing), out)
+    _negatives(run(embeddings, out.output, params, pool_params, pool=pool, judging=judging, ray=ray,
+                   progress=_bars(out.quiet or out.json), **calibration, **out.writing), out)
 
 
 @command("filter", examples="""
@@ -145,23 +136,17 @@ minenegs calibrate runs/pool --range-min 0,10,30 --max-positive-similarity off,0
 """)
 @grid_options
 @judging_options
-def calibrate_(
-    pool: PoolArg, selection=None, judging=None, max_leak: MaxLeak = None, max_short: MaxShort = 0.0,
-    recipe: Annotated[Path, typer.Option("--recipe", rich_help_panel="Calibration", help="Where --max-leak writes the picked setting (TOML, for `run` and --config).")] = Path("calibrated.toml"),
-    plot: Annotated[Optional[Path], typer.Option("--plot", rich_help_panel="Calibration", help="Write a PNG of leak rate against hardness.", show_default=False)] = None,
-    max_holdouts: Annotated[int, typer.Option("--max-holdouts", rich_help_panel="Calibration", help="Held-out positives to use at most (a seeded sample beyond).", min=1)] = 10_000,
-    min_queries: Annotated[int, typer.Option("--min-queries", rich_help_panel="Calibration", help="Queries with two or more positives needed for an estimate.", min=1)] = 20,
-    force: Force = False, quiet: Quiet = False, json_: Json = False,
-) -> None:
+@calibration_options
+def calibrate_(pool: PoolArg, selection=None, judging=None, calibration=None, force: Force = False, quiet: Quiet = False,
+               json_: Json = False) -> None:
     """Estimate each setting's false-negative (leak) rate from your own labels: hold one positive out at a time
     and count how often it is handed out as a negative. Without lists, tries a default grid."""
     from ..api import calibrate as run
     from ..report.console import show_calibration
 
     params, grid = selection
-    info = run(pool, params, grid or None, judging=judging, max_leak=max_leak, max_short=max_short, recipe=recipe,
-               plot=plot, force=force, progress=_bars(quiet or json_), max_holdouts=max_holdouts,
-               min_queries=min_queries, seed=params.seed)
+    info = run(pool, params, grid or None, judging=judging, force=force, progress=_bars(quiet or json_),
+               seed=params.seed, **calibration)
     show_calibration(info, pool, quiet=quiet, as_json=json_)
 
 

@@ -1,6 +1,5 @@
-"""Options, declared once. Most are derived from the library's settings records (``records.setting`` fields:
-``MineParams``, ``StrategyParams``, ``PoolParams``, ``IndexParams``, the encoder, ``Columns``) and from the filter
-registry; a group of options reaches its command as one object (``@group``)."""
+"""Options, declared once: derived from the library's settings records (``records.setting`` fields) and the filter
+registry; a group of options reaches its command as one object, built by the library (``@group``)."""
 
 from __future__ import annotations
 
@@ -16,16 +15,13 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .. import recipe
-from ..errors import InputError
 from ..distributed.runner import RaySettings
-from ..select.judges import CrossEncoderJudge, JudgeOptions, parse_judge, syntaxes
+from ..select.judges import JudgeOptions, syntaxes
 from ..select.judging import Judging
-from ..write.batching import ORDERS
-from ..write.outputs import FORMATS
 
 
 def opt(kind: Any, *flags: str, help: str, default: Any = None, panel: str | None = None, **kw: Any) -> tuple[Any, Any]:
-    """An option as (annotation, default); ``panel`` is where ``--help`` shows it (:data:`minenegs.cli.help.PANELS`)."""
+    """An option as (annotation, default); ``panel`` is where ``--help`` shows it (``report.help.PANELS``)."""
     show = default is not None and (kind is not bool or "/" in flags[0])  # a plain flag's default goes unsaid
     return Annotated[kind, typer.Option(*flags, help=help, show_default=show, rich_help_panel=panel, **kw)], default
 
@@ -42,14 +38,14 @@ def fields(cls: type, prefix: str = "", grid: bool = False) -> dict[str, tuple[A
             out[prefix + f.name] = opt(Optional[str], *flags, help=f"{m['help']} A comma-separated list to try.", panel=m.get("panel"))
         else:
             out[prefix + f.name] = opt(kind, *flags, help=m["help"], default=default, panel=m.get("panel"),
-                              metavar="|".join(m["choices"]) if "choices" in m else None,
-                              **({"min": m["min"]} if "min" in m else {}))
+                                       metavar="|".join(m["choices"]) if "choices" in m else None, **({"min": m["min"]} if "min" in m else {}))
     return out
 
 
-def group(name: str, options: dict[str, tuple[Any, Any]], build: Callable[..., Any], panel: str | None = None):
-    """Give a command ``options``; it receives ``build(**their values)`` as ``name`` instead. Its options that name
-    no panel of their own are shown in ``panel``."""
+def group(name: str, options: dict[str, tuple[Any, Any]], build: Callable[..., Any], panel: str | None = None,
+          prefix: str = ""):
+    """Give a command ``options``; it receives ``build(**their values)`` (names without ``prefix``) as ``name``
+    instead. Its options that name no panel of their own are shown in ``panel``."""
     for annotation, _ in options.values():
         info = typing.get_args(annotation)[1]
         info.rich_help_panel = info.rich_help_panel or panel
@@ -61,7 +57,7 @@ def group(name: str, options: dict[str, tuple[Any, Any]], build: Callable[..., A
 
         @functools.wraps(func)
         def command(**kwargs):
-            built = build(**{k: kwargs.pop(k) for k in options})
+            built = build(**{k.removeprefix(prefix): kwargs.pop(k) for k in options})
             return func(**kwargs, **{name: built})
 
         del command.__wrapped__
@@ -72,84 +68,44 @@ def group(name: str, options: dict[str, tuple[Any, Any]], build: Callable[..., A
     return decorate
 
 
-Output = Annotated[Path, typer.Option("--output", "-o", help="Output path (a folder for encode, a file for mine and filter; NAME.arrow: a Hugging Face dataset folder).", show_default=False)]
+def of(cls: type, panel: str | None = None, name: str | None = None, build: Callable[..., Any] | None = None):
+    """A group of a record's options, given to the command as ``name`` (the record's own, snake-cased): the record
+    built from them, or what ``build`` makes of them."""
+    name = name or "".join("_" + c.lower() if c.isupper() else c for c in cls.__name__).lstrip("_")
+    return group(name, fields(cls), build or cls, panel=panel)
+
+
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 PoolArg = Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")]
-MaxLeak = Annotated[Optional[float], typer.Option("--max-leak", rich_help_panel="Calibration", help="Calibrate (see `calibrate`) and pick the hardest setting whose leak upper bound is at most this share: `mine` mines with it, `calibrate` writes it as a recipe.", show_default=False)]
-MaxShort = Annotated[float, typer.Option("--max-short", rich_help_panel="Calibration", help="With --max-leak: the largest share of queries a picked setting may leave short.")]
-
-
-def _ray(**options: Any):
-    return RaySettings.of(**{k.removeprefix("ray_"): v for k, v in options.items()})
-
 
 RAY = fields(RaySettings, "ray_")
-ray_options = group("ray", {k: v for k, v in RAY.items() if k != "ray_gpus"}, _ray, panel="Ray")
-ray_gpu_options = group("ray", RAY, _ray, panel="Ray")
-
-
-def _judging(judges: list[str] | None, cross_encoder: str | None, **settings: Any):
-    options = JudgeOptions(**{k: settings[PREFIX + k] for k in _names(JudgeOptions)})
-    scorer = CrossEncoderJudge(cross_encoder, options.ce_batch_size) if cross_encoder else None
-    if not judges:  # a judge option without a judge is an error, not ignored
-        given = [k for k, v in settings.items() if v != JUDGING[k][1] and not (scorer and k == PREFIX + "ce_batch_size")]
-        if given:
-            flag = {f.name: f.metadata.get("flag") for cls in (Judging, JudgeOptions) for f in dataclasses.fields(cls)}
-            raise InputError(f"{flag[given[0][len(PREFIX):]].split('/')[0]} needs --judge SPEC")
-        return Judging(scorer=scorer) if scorer else None
-    own = {k: settings[PREFIX + k] for k in _names(Judging)}
-    return Judging([parse_judge(spec, options) for spec in judges], **own, scorer=scorer)
-
-
-def _names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]
-
-
-PREFIX = "judge_"
-JUDGING = {**fields(Judging, PREFIX), **fields(JudgeOptions, PREFIX)}
+ray_options = group("ray", {k: v for k, v in RAY.items() if k != "ray_gpus"}, RaySettings.of, "Ray", "ray_")
+ray_gpu_options = group("ray", RAY, RaySettings.of, "Ray", "ray_")
 judging_options = group("judging", {
     "judges": opt(Optional[list[str]], "--judge", help=f"A judge, cheapest first (repeatable): {syntaxes()} (see README: Judges)."),
     "cross_encoder": opt(Optional[str], "--cross-encoder", help="CrossEncoder name or folder whose probabilities --ce-max and --promote read (scored to --judge-depth; cached in the pool with every judge's answers)."),
-    **JUDGING}, _judging, panel="Judges")
+    **fields(Judging, "judge_"), **fields(JudgeOptions, "judge_")}, Judging.of, "Judges", "judge_")
 
 
-def _out(output, fmt, scores, preview, batch_order, batch_size, min_coverage, adapt, fail_on_dense, force, quiet,
-         json):
-    """Where and how the rows are written (``writing``: what the library call takes), and what is shown."""
-    writing = {"fmt": fmt, "scores": scores, "batch_order": batch_order, "batch_size": batch_size,
-               "min_coverage": min_coverage, "adapt": adapt, "fail_on_dense": fail_on_dense, "force": force}
-    return SimpleNamespace(output=output, fmt=fmt, preview=preview, min_coverage=min_coverage, quiet=quiet,
-                           json=json, writing=writing)
+def _output() -> Callable:
+    from ..write.outputs import Writing
 
+    def build(output: Path, preview: int, force: bool, quiet: bool, json: bool, **writing: Any) -> SimpleNamespace:
+        """Where the rows go and what is shown; ``writing``: what the library call takes."""
+        return SimpleNamespace(output=output, preview=preview, quiet=quiet, json=json, fmt=writing["fmt"],
+                               min_coverage=writing["min_coverage"], writing={**writing, "force": force})
 
-output_options = group("out", {
-    "output": (Output, ...),
-    "fmt": opt(str, "--format", metavar="|".join(FORMATS), help="triplet, n-tuple, labeled-list, ids or flag-jsonl.", default=recipe.FORMAT),
-    "scores": opt(bool, "--scores", help="Add the positives' and negatives' scores.", default=False),
-    "preview": opt(int, "--preview", help="Show this many output rows when done.", default=3, min=0),
-    "batch_order": opt(str, "--batch-order", metavar="|".join(ORDERS), help="pool (the pool's query order) or clusters: blocks of --batch-size rows from one query cluster (pool mined with --query-clusters), blocks shuffled with --seed, no anchor or positive text twice in a block. Train without reshuffling (README).", default="pool"),
-    "batch_size": opt(int, "--batch-size", help="Rows per block with --batch-order clusters: the trainer's batch size.", default=32, min=1),
-    "min_coverage": opt(Optional[float], "--min-coverage", help="Exit 3 unless this share of queries got all their negatives (e.g. 0.95)."),
-    "adapt": opt(str, "--recipe", metavar="adaptive|fixed", panel="Strategy", help="adaptive: where the data looks densely relevant (most top candidates outrank the labelled positive), the default options mine the dense recipe instead: one negative a query from further down the pool, unlike every positive (README: dense relevance); fixed: the options as given, always.", default="adaptive"),
-    "fail_on_dense": opt(bool, "--fail-on-dense", panel="Strategy", help="Exit 3, writing nothing, instead of warning when the negatives asked for look likely to hurt (dense relevance).", default=False),
-    "force": (Force, False), "quiet": (Quiet, False), "json": (Json, False)}, _out, panel="Input and output")
-
-
-def _pool_options():
-    from ..retrieve.index import IndexParams
-    from ..retrieve.search import PoolParams
-
-    return group("pool_params", {**fields(PoolParams), **fields(IndexParams)}, PoolParams.flat, panel="Retrieval and index")
-
-
-pool_options = _pool_options()
+    return group("out", {
+        "output": (Annotated[Path, typer.Option("--output", "-o", help="The file to write (NAME.arrow: a Hugging Face dataset folder; -: standard output).", show_default=False)], ...),
+        **fields(Writing), "preview": opt(int, "--preview", help="Show this many output rows when done.", default=3, min=0),
+        "force": (Force, False), "quiet": (Quiet, False), "json": (Json, False)}, build, panel="Input and output")
 
 
 def _selection(grid: bool) -> dict[str, tuple[Any, Any]]:
     """``MineParams``' and ``StrategyParams``' fields, ``--keep-duplicates``, and one option per filter of the
-    registry (with its default in the recipe)."""
+    registry (with its default in the recipe); with ``grid``, lists to try where the grid takes them."""
     from ..select.filters import REGISTRY
     from ..select.params import MineParams
     from ..select.strategies import StrategyParams
@@ -162,33 +118,26 @@ def _selection(grid: bool) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def _params(keep_duplicates: bool, simans_a: float, simans_b: float, grid: bool = False, **values: Any):
-    """``MineParams`` (the default recipe under the options given) and, with ``grid``, the lists to try."""
-    from ..select.filters import REGISTRY
-    from ..select.params import MineParams
-    from ..select.strategies import StrategyParams
-    from ..select.sweep import grid_from_text
-
-    thresholds, lists = {k: values.pop(k) for k in list(values) if k in REGISTRY}, {}
-    if grid:
-        lists = grid_from_text({**{k: values.pop(k) for k in ("strategy", "range_min")}, **thresholds})
-        thresholds = {k: (lists.get(k) or [None])[0] for k in ("dup_threshold", "max_positive_similarity")}
-    params = MineParams.default(keep_duplicates=keep_duplicates, thresholds=thresholds,
-                                strategy_params=StrategyParams(simans_a, simans_b), **values)
-    return (params, lists) if grid else params
-
-
-selection_options = group("params", _selection(False), _params)
-grid_options = group("selection", _selection(True), functools.partial(_params, grid=True))
-
-
-def _encode_groups():
+def _groups() -> tuple:
+    from ..encode.embeddings import EncodeSettings
     from ..encode.models import SentenceTransformerEncoder
+    from ..inputs.dataset import Sources
     from ..inputs.tables import Columns
+    from ..retrieve.index import IndexParams
+    from ..retrieve.search import PoolParams
+    from ..select.calibrate import Calibration
+    from ..select.params import MineParams
+    from ..select.sweep import grid_of
 
-    return (group("columns", fields(Columns), Columns, panel="Input and output"),
-            group("model_settings", fields(SentenceTransformerEncoder), lambda **settings: settings,
-                  panel="Model and encoding"))
+    settings = lambda **values: values  # noqa: E731  (passed on to the library call as keywords)
+    return (group("params", _selection(False), MineParams.of), group("selection", _selection(True), grid_of),
+            group("pool_params", {**fields(PoolParams), **fields(IndexParams)}, PoolParams.flat, "Retrieval and index"),
+            of(Columns, "Input and output"), of(Sources, "Input and output", build=settings),
+            of(EncodeSettings, "Model and encoding", "encoding", settings),
+            of(SentenceTransformerEncoder, "Model and encoding", "model_settings", settings), _output(),
+            group("calibration", fields(Calibration), settings, "Calibration"),
+            group("calibration", {k: v for k, v in fields(Calibration).items() if k in ("max_leak", "max_short")}, settings, "Calibration"))
 
 
-columns_options, model_options = _encode_groups()
+(selection_options, grid_options, pool_options, columns_options, sources_options, encoding_options, model_options,
+ output_options, calibration_options, picking_options) = _groups()

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..artifacts import check_output, output_dir, write_manifest
 from ..errors import MinenegsError
-from ..records import Dataset, TextTable
+from ..records import Dataset, TextTable, setting
 from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
 from .folder import KIND
 from .models import Encoder, encode_chunk
@@ -36,6 +36,19 @@ if TYPE_CHECKING:
 SIDES = ("corpus", "queries")
 DTYPES = ("float32", "float16")
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How texts become stored vectors: :func:`encode_dataset`'s keyword settings, as the command line sets them."""
+
+    query_prompt: str | None = setting(help="Prefix for queries, e.g. 'query: '.")
+    corpus_prompt: str | None = setting(help="Prefix for documents, e.g. 'passage: '.")
+    normalize: bool = setting(True, "Store unit-length vectors (cosine scores).", flag="--normalize/--no-normalize")
+    chunk_size: int = setting(1024, "Texts per cached chunk (the unit of resume).", min=1)
+    dtype: str = setting("float32", "float32, or float16: half the disk and memory, scores within about 1e-3 (see the "
+                         "README's sizing table).", choices=DTYPES)
+    cache_dir: Path | None = setting(help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].")
 
 
 @dataclass

@@ -7,11 +7,12 @@ Everything is read and checked before any work starts. Documents are encoded as
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..records import Dataset, Qrel, TextTable
+from ..records import Dataset, Qrel, TextTable, setting
 from .pairs import load_pairs
 from .readers import RowReader, table_files
 from .tables import QREL_DOC, QREL_QUERY, QREL_SCORE, Columns, _as_str, _fields, _source, read_corpus, read_queries
@@ -137,6 +138,17 @@ def load_beir(folder: Path | str, split: str = "train", columns: Columns = Colum
         if not (folder / name).exists():
             raise InputError.at(folder, None, f"has no {name}", "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
     return load_files(folder / "corpus.jsonl", folder / "queries.jsonl", beir_split_path(folder, split), columns)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a dataset is read from beside (or instead of) a BEIR folder or pair file: :func:`load_dataset`'s
+    keyword arguments, as the command line sets them."""
+
+    split: str = setting("train", "Qrels split of a BEIR folder.")
+    corpus: Path | None = setting(help="Corpus file (JSONL, CSV, TSV, Parquet).")
+    queries: Path | None = setting(help="Queries file.")
+    qrels: Path | None = setting(help="Qrels file: BEIR TSV, TREC, or a table.")
 
 
 def load_dataset(data: Path | str | None = None, *, split: str = "train", corpus: Path | str | None = None,

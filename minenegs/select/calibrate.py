@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import AcceptanceError, InputError
+from ..records import setting
 from .contamination import Flags
 from .engine import RowsView, Selector, Step
 from .params import MineParams
@@ -28,6 +30,22 @@ from .sweep import grid_settings
 Z95 = 1.959964
 MAX_HOLDOUTS = 10_000  # a seeded sample beyond this: the interval says what it costs
 MIN_QUERIES = 20
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibrating is asked for: :func:`minenegs.api.calibrate`'s keyword settings (``mine`` takes the first
+    two), as the command line sets them."""
+
+    max_leak: float | None = setting(help="Calibrate (see `calibrate`) and pick the hardest setting whose leak upper "
+                                     "bound is at most this share: `mine` mines with it, `calibrate` writes it as a "
+                                     "recipe.")
+    max_short: float = setting(0.0, "With --max-leak: the largest share of queries a picked setting may leave short.")
+    recipe: Path = setting(Path("calibrated.toml"), "Where --max-leak writes the picked setting (TOML, for `run` and "
+                           "--config).")
+    plot: Path | None = setting(help="Write a PNG of leak rate against hardness.")
+    max_holdouts: int = setting(MAX_HOLDOUTS, "Held-out positives to use at most (a seeded sample beyond).", min=1)
+    min_queries: int = setting(MIN_QUERIES, "Queries with two or more positives needed for an estimate.", min=1)
+
 
 # Tried when no axis is given: the strategies, the positive-similarity guard, rank windows and a margin.
 DEFAULT_GRID: dict[str, list] = {
@@ -113,7 +131,7 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
     held = RowsView(pool, inst)
     rows = []
     adjust = (lambda got, view, params: got) if judged is None else judged
-    for setting, params in grid_settings(base, DEFAULT_GRID if grid is None else grid):
+    for chosen, params in grid_settings(base, DEFAULT_GRID if grid is None else grid):
         calls = getattr(judged, "calls", 0)
         leaked = handed_out(held, adjust(pool.pick(held, params), held, params))
         before_mining, seen = getattr(judged, "asked", 0), len(getattr(judged, "tally", ()))
@@ -122,7 +140,7 @@ def calibrate(pool: Selector, base: MineParams, grid: dict[str, list] | None = N
         read = getattr(judged, "contamination", None)
         flags = None if read is None else read(Flags.merge(judged.tally[seen:]))
         ranks = pool.view.rank[mined.chosen]
-        rows.append(Row(setting, params, leak_interval(leaked, inst.segment),
+        rows.append(Row(chosen, params, leak_interval(leaked, inst.segment),
                         float(ranks.mean()) if len(ranks) else math.nan,
                         float((mined.counts < params.num_negatives).mean()) if len(mined.counts) else 0.0,
                         float((mined.counts == 0).mean()) if len(mined.counts) else 0.0,

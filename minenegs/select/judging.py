@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import InputError
 from ..records import setting
 from .contamination import MAX_PROBES, Flags
-from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge, VerdictCache, key_of, verdict_of
+from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge, JudgeOptions, VerdictCache, key_of, verdict_of
 
 from .judges.cross_encoder import CrossEncoderJudge
 
@@ -108,6 +108,26 @@ class Judging:
             raise InputError(f"--judge-max-flagged {self.max_flagged}: must be 0 or more")
         self.budget_left = self.budget
         self.stats = {j.name: JudgeStats() for j in self.judges}
+
+    @classmethod
+    def of(cls, judges: list[str] | None = None, cross_encoder: str | None = None, **settings: Any) -> "Judging | None":
+        """The judging the options ask for (``--judge`` specs, ``--cross-encoder``, and ``settings``: this record's
+        and :class:`~.judges.base.JudgeOptions`' fields by name), or None for none. A judging option without a
+        judge to use it is an error, not ignored."""
+        from .judges import parse_judge
+
+        names = {f.name: f for f in fields(cls) if "flag" in f.metadata}
+        options = JudgeOptions(**{k: v for k, v in settings.items() if k not in names})
+        scorer = CrossEncoderJudge(cross_encoder, options.ce_batch_size) if cross_encoder else None
+        if not judges:
+            declared = {f.name: f for f in (*names.values(), *fields(JudgeOptions))}
+            given = [declared[k] for k, v in settings.items()  # (NaN differs from every default too)
+                     if declared[k].default != v and not (scorer and k == "ce_batch_size")]
+            if given:
+                raise InputError(f"{given[0].metadata['flag'].split('/')[0]} needs --judge SPEC")
+            return cls(scorer=scorer) if scorer else None
+        return cls([parse_judge(spec, options) for spec in judges], scorer=scorer,
+                   **{k: v for k, v in settings.items() if k in names})
 
     def cache(self, pool: Path, judge: Judge) -> VerdictCache:
         """The verdict cache of ``judge`` in ``pool``, read once per run."""

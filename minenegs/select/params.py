@@ -50,3 +50,12 @@ class MineParams:
         """The default recipe, with ``fields`` (strategy, num_negatives, ...) and ``thresholds`` (filter name ->
         value, None: not given) on top; ``keep_duplicates`` turns its duplicate filters off."""
         return cls(**fields, thresholds=recipe.thresholds(thresholds, keep_duplicates))
+
+    @classmethod
+    def of(cls, keep_duplicates: bool = False, **values) -> "MineParams":
+        """The default recipe under the options given by name (as the command line and TOML recipes give them):
+        this record's fields, :class:`StrategyParams`' and the filters' thresholds (None: not given)."""
+        thresholds = {k: values.pop(k) for k in list(values) if k in REGISTRY}
+        strategy = StrategyParams(**{k: values.pop(k) for k in ("simans_a", "simans_b") if k in values})
+        return cls.default(keep_duplicates=keep_duplicates, thresholds=thresholds, strategy_params=strategy, **values)
+

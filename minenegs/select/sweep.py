@@ -39,6 +39,17 @@ def grid_from_text(texts: dict[str, str | None]) -> dict[str, list]:
     return grid
 
 
+def grid_of(**texts: Any) -> tuple[MineParams, dict[str, list]]:
+    """The base setting and the lists to try, from options by name as :meth:`MineParams.of` takes them, where the
+    strategy, ``range_min`` and the filters' thresholds are comma-separated text (:func:`grid_from_text`); the
+    base keeps the first value of the duplicate and positive-similarity guards' lists."""
+    from .filters import REGISTRY
+
+    lists = grid_from_text({k: texts.pop(k) for k in list(texts) if k in REGISTRY or k in ("strategy", "range_min")})
+    guards = {k: (lists.get(k) or [None])[0] for k in ("dup_threshold", "max_positive_similarity")}
+    return MineParams.of(**texts, **guards), lists
+
+
 def grid_settings(base: MineParams, grid: dict[str, list]) -> Iterator[tuple[dict[str, Any], MineParams]]:
     """Each combination of the grid's values, as (what varies, the parameters it makes)."""
     empty = [name for name, values in grid.items() if not values]

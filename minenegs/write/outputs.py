@@ -26,8 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import recipe
 from ..artifacts import is_stdout, output_dir, output_file, read_parquet, write_text_atomic
-from .batching import in_batches
+from ..records import setting
+from .batching import ORDERS, in_batches
+from ..select.adaptive import RECIPES
 from ..select.selection import Selection
 
 ROW_BATCH = 4096
@@ -189,6 +192,29 @@ ST_FORMATS: dict[str, Callable[..., Rows]] = {
     "labeled-pair": _st_labeled_pair,
     "labeled-list": _st_labeled_list,
 }
+
+
+@dataclass(frozen=True)
+class Writing:
+    """How ``mine`` and ``filter`` write their rows and when they refuse to: the keyword settings of
+    :func:`minenegs.api.mine` and :func:`minenegs.api.filter`, as the command line sets them."""
+
+    fmt: str = setting(recipe.FORMAT, "triplet, n-tuple, labeled-list, ids or flag-jsonl.", flag="--format",
+                       choices=FORMATS)
+    scores: bool = setting(False, "Add the positives' and negatives' scores.", flag="--scores")
+    batch_order: str = setting("pool", "pool (the pool's query order) or clusters: blocks of --batch-size rows from one "
+                               "query cluster (pool mined with --query-clusters), blocks shuffled with --seed, no "
+                               "anchor or positive text twice in a block. Train without reshuffling (README).",
+                               choices=ORDERS)
+    batch_size: int = setting(32, "Rows per block with --batch-order clusters: the trainer's batch size.", min=1)
+    min_coverage: float | None = setting(help="Exit 3 unless this share of queries got all their negatives (e.g. "
+                                         "0.95).")
+    adapt: str = setting("adaptive", "adaptive: where the data looks densely relevant (most top candidates outrank the "
+                         "labelled positive), the default options mine the dense recipe instead: one negative a query "
+                         "from further down the pool, unlike every positive (README: dense relevance); fixed: the "
+                         "options as given, always.", flag="--recipe", choices=RECIPES, panel="Strategy")
+    fail_on_dense: bool = setting(False, "Exit 3, writing nothing, instead of warning when the negatives asked for "
+                                  "look likely to hurt (dense relevance).", flag="--fail-on-dense", panel="Strategy")
 
 
 def output_rows(selection: Selection, emb, fmt: str, num_negatives: int, scores: bool, shape: Shape = MINENEGS,
