@@ -52,9 +52,8 @@ def _probe(ray: RaySettings | None) -> None:
 def encode(data: Path | str | None, output: Path | str, *, split: str = "train", corpus: Path | str | None = None,
            queries: Path | str | None = None, qrels: Path | str | None = None, columns: Columns | None = None,
            model: str | None = None, precision: str = "auto", batch_size: int = 32, max_seq_length: int | None = None,
-           device: str | None = None, cache_dir: Path | str | None = None, ray: RaySettings | None = None,
-           progress: Any = None,
-           **options: Any) -> dict[str, Any]:
+           device: str | None = None, compile: str = "auto", cache_dir: Path | str | None = None,
+           ray: RaySettings | None = None, progress: Any = None, **options: Any) -> dict[str, Any]:
     """``minenegs encode``: the dataset (a BEIR folder or pair file ``data``, or separate files; see
     :func:`~minenegs.inputs.dataset.load_dataset`) encoded by the sentence-transformers ``model`` (default: the
     bundled one) into the embeddings folder ``output``; ``options`` (prompts, ``normalize``, ``chunk_size``,
@@ -71,7 +70,8 @@ def encode(data: Path | str | None, output: Path | str, *, split: str = "train",
     if device is None and ray is not None and ray.gpus:  # GPU actors: the model goes on their GPU (auto: bf16)
         device = "cuda"
     encoder = SentenceTransformerEncoder(model, device=device, precision=precision, max_seq_length=max_seq_length,
-                                         batch_size=batch_size, fingerprint_memo=cache / "fingerprints.json")
+                                         batch_size=batch_size, compile=compile,
+                                         fingerprint_memo=cache / "fingerprints.json")
     with _bar(progress, "encoding") as tick:
         return encode_dataset(dataset, output, encoder, cache_dir=cache, progress=tick, ray=ray, **options).to_dict()
 

@@ -91,3 +91,66 @@ def test_help_does_not_import_torch():
     result = run([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_compile_is_chosen_for_large_bf16_encodes_only(monkeypatch):
+    from minenegs.encode import models
+
+    monkeypatch.setattr(models, "compiler_found", lambda: True)
+    big, small = models.COMPILE_MIN_TEXTS, models.COMPILE_MIN_TEXTS - 1
+    chosen = {}
+    for compile_, precision, n in [("auto", "bf16", big), ("auto", "bf16", small), ("auto", "fp32", big),
+                                   ("off", "bf16", big), ("on", "fp32", 1)]:
+        enc = SentenceTransformerEncoder(precision=precision, compile=compile_)
+        enc.plan(n)
+        chosen[(compile_, precision, n)] = enc.compiled
+    assert chosen == {("auto", "bf16", big): True, ("auto", "bf16", small): False, ("auto", "fp32", big): False,
+                      ("off", "bf16", big): False, ("on", "fp32", 1): True}
+    monkeypatch.setattr(models, "compiler_found", lambda: False)
+    enc = SentenceTransformerEncoder(precision="bf16")
+    enc.plan(big)
+    assert not enc.compiled  # no C++ compiler for torch's inductor: nothing to compile with
+
+
+def test_a_compiled_model_gives_the_uncompiled_vectors(samples):
+    from minenegs.encode.models import compiler_found
+
+    if not compiler_found():  # the fallback below still runs everywhere
+        import pytest
+
+        pytest.skip("no C++ compiler on PATH")
+    texts = load_beir(samples).corpus.texts[:40]
+    plain = SentenceTransformerEncoder(precision="fp32", compile="off")
+    plain.plan(len(texts))
+    compiled = SentenceTransformerEncoder(precision="fp32", compile="on")
+    compiled.plan(len(texts))
+    a, b = plain.encode(texts, None), compiled.encode(texts, None)
+    assert compiled.compiled and compiled.compile_error is None and hasattr(compiled.load()[0].model, "_orig_mod")
+    assert cosines(a, b).min() >= 0.9999
+
+
+def test_a_compiler_that_fails_leaves_the_uncompiled_model(samples, monkeypatch):
+    import torch
+
+    class Broken(torch.nn.Module):  # as torch.compile's module: the original's attributes, but its forward fails
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self._orig_mod, name)
+
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("inductor: no working C++ compiler\nmore lines")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: Broken(module))
+    texts = load_beir(samples).corpus.texts[:8]
+    enc = SentenceTransformerEncoder(precision="fp32", compile="on")
+    enc.plan(len(texts))
+    got = enc.encode(texts, None)
+    want = SentenceTransformerEncoder(precision="fp32", compile="off").encode(texts, None)
+    assert not enc.compiled and enc.compile_error == "RuntimeError: inductor: no working C++ compiler"
+    assert np.array_equal(got, want) and not hasattr(enc.load()[0].model, "_orig_mod")

@@ -68,13 +68,16 @@ class EncodeSummary:
     load_seconds: float
     encode_seconds: float
     seconds: float
+    compiled: bool = False  # torch.compile ran the model (SentenceTransformerEncoder.compile)
+    compile_error: str | None = None  # why compiling was given up for the uncompiled model, if it was
 
     @property
     def texts_per_second(self) -> float:
         return self.texts_encoded / self.encode_seconds if self.encode_seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "texts_per_second": round(self.texts_per_second, 2)}
+        out = {**asdict(self), "texts_per_second": round(self.texts_per_second, 2)}
+        return out if self.compile_error else {k: v for k, v in out.items() if k != "compile_error"}
 
 
 @dataclass
@@ -203,6 +206,8 @@ def encode_dataset(
         if progress is not None:
             progress(done, total)
 
+    if hasattr(encoder, "plan"):
+        encoder.plan(total)
     load_seconds = 0.0
     if missing and ray is None and hasattr(encoder, "load"):  # load the model outside the encode timing
         t0 = time.perf_counter()
@@ -261,6 +266,7 @@ def encode_dataset(
             unique_texts=sum(len(g.texts) for g in groups), chunks=sum(len(c) for _, _, c in plans),
             chunks_cached=sum(len(c) for _, _, c in plans) - len(missing), texts_encoded=done,
             load_seconds=round(load_seconds, 3), encode_seconds=round(encode_seconds, 3), seconds=0.0,
+            compiled=bool(getattr(encoder, "compiled", False)), compile_error=getattr(encoder, "compile_error", None),
         )
         write_manifest(stage, {
             "kind": KIND,

@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from ..records import setting
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (bundled)"
 MODEL_ENV = "MINENEGS_MODEL"
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILES = ("auto", "on", "off")
+COMPILE_MIN_TEXTS = 8192  # below this, compiling (10-30 s, less once torch's own cache has the graphs) costs more than it saves
 _FINGERPRINT_SKIP = {"README.md", ".gitattributes"}
 
 
@@ -157,15 +160,22 @@ class SentenceTransformerEncoder:
     precision: str = setting("auto", "auto (bf16 where the hardware has it), fp32 or bf16.", choices=PRECISIONS)
     max_seq_length: int | None = setting(help="Truncate texts to this many tokens [default: the model's].", min=1)
     batch_size: int = setting(32, "Texts per forward pass.", min=1)
+    compile: str = setting("auto", f"torch.compile the model (frozen weights, fused kernels): auto (bf16, {COMPILE_MIN_TEXTS:,} "
+                           "texts or more to encode, and a C++ compiler found), on or off. Vectors agree with "
+                           "the uncompiled model's to cosine 0.9999 and share its cache.", choices=COMPILES)
     fingerprint_memo: Path | None = None
     name: str = field(init=False)
     _path: Path | None = field(init=False, default=None)
     _model: Any = field(init=False, default=None, repr=False)
     _fingerprint: str | None = field(init=False, default=None)
+    compiled: bool = field(init=False, default=False)  # whether the texts of this run go through torch.compile
+    compile_error: str | None = field(init=False, default=None)  # why compiling was given up, if it was
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise InputError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.compile not in COMPILES:
+            raise InputError(f"--compile {self.compile}: choose one of {', '.join(COMPILES)}")
         if self.max_seq_length is not None and self.max_seq_length < 1:
             raise InputError(f"--max-seq-length {self.max_seq_length}: must be at least 1")
         self.name, self._path = resolve_model(self.model)
@@ -210,8 +220,60 @@ class SentenceTransformerEncoder:
         self._model = model
         return model
 
+    def plan(self, texts: int) -> None:
+        """Called before ``texts`` texts are encoded: whether they go through ``torch.compile`` (see ``compile``)."""
+        self.compiled = self.compile == "on" or (self.compile == "auto" and self.precision == "bf16"
+                                                 and texts >= COMPILE_MIN_TEXTS and compiler_found())
+
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
-        return _encode_with(self.load(), texts, prompt, self.precision, self.batch_size)
+        model = self.load()
+        if self.compiled and not _is_compiled(model):
+            self.compiled = _compile(model)
+        try:
+            return _encode_with(model, texts, prompt, self.precision, self.batch_size)
+        except Exception as exc:
+            if not _is_compiled(model):
+                raise
+            # the compiler failed (no working C++ toolchain, an operator it cannot lower): go on without it
+            _uncompile(model)
+            self.compiled, self.compile_error = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            return _encode_with(model, texts, prompt, self.precision, self.batch_size)
+
+
+def compiler_found() -> bool:
+    """Whether a C++ compiler is on PATH for torch's inductor to build its kernels with."""
+    return any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++"))
+
+
+def _inner(model: Any) -> Any:
+    """The module of a SentenceTransformer that holds the network as ``.model`` (its transformer), or None."""
+    first = model._first_module() if hasattr(model, "_first_module") else None
+    return first if first is not None and hasattr(first, "model") else None
+
+
+def _is_compiled(model: Any) -> bool:
+    first = _inner(model)
+    return first is not None and hasattr(first.model, "_orig_mod")
+
+
+def _compile(model: Any) -> bool:
+    """Compile the network in place, for inference: weights frozen into the graph (prepacked for the CPU's matrix
+    kernels), elementwise work fused around them, one graph for every batch shape. False where the model has no
+    network to compile."""
+    import torch
+    import torch._inductor.config
+
+    first = _inner(model)
+    if first is None:
+        return False
+    torch._inductor.config.freezing = True  # read when the graph compiles, at the first batch (not an option here)
+    first.model = torch.compile(first.model, dynamic=True)
+    return True
+
+
+def _uncompile(model: Any) -> None:
+    first = _inner(model)
+    first.model = first.model._orig_mod
 
 
 def _encode_with(model: Any, texts: list[str], prompt: str | None, precision: str, batch_size: int) -> np.ndarray:
