@@ -113,3 +113,61 @@ def test_a_shard_that_does_not_fit_the_workers_memory_is_refused_before_any_work
     assert RaySettings("local", memory=2).remote_args()["memory"] == 2 * 2 ** 30
     with pytest.raises(InputError, match="--ray-memory -1"):
         RaySettings("local", memory=-1)
+
+
+def test_sharded_rows_read_and_write_as_one_matrix():
+    from minenegs.encode.folder import ShardedRows
+
+    whole = np.arange(40, dtype=np.float32).reshape(20, 2)
+    parts = [whole[0:7].copy(), whole[7:8].copy(), whole[8:20].copy()]
+    m = ShardedRows(parts)
+    assert len(m) == 20 and m.shape == (20, 2)
+    for rows in (slice(None), slice(3, 15), slice(7, 8), slice(15, 3), slice(0, 20, 3), [19, 0, 7, 7, -1],
+                 np.array([], dtype=np.int64), whole[:, 0] % 4 == 0):
+        assert np.array_equal(m[rows], whole[rows]), rows
+    assert np.array_equal(m[7], whole[7])
+    m[[1, 7, 19]] = np.full((3, 2), -1.0, dtype=np.float32)
+    assert parts[0][1].tolist() == parts[1][0].tolist() == parts[2][11].tolist() == [-1.0, -1.0]
+    with pytest.raises(IndexError):
+        m[[20]]
+
+
+def test_a_corpus_stored_as_shards_reads_and_mines_as_one(tmp_path):
+    """encode --shards 3: the same vectors, ids and texts as one corpus file, and the same pool, whether the
+    search is sharded or not."""
+    ds = load_beir(SAMPLES)
+    encode_dataset(ds, tmp_path / "one", FakeEncoder(), cache_dir=tmp_path / "cache")
+    encode_dataset(ds, tmp_path / "three", FakeEncoder(), cache_dir=tmp_path / "cache", shards=3)
+    one, three = Embeddings(tmp_path / "one"), Embeddings(tmp_path / "three")
+    assert not (tmp_path / "three" / "corpus.npy").exists()
+    assert [s["rows"] for s in three.shards] == [hi - lo for lo, hi in bounds(len(ds.corpus), 3)]
+    assert np.array_equal(one.reader("corpus")[:], three.reader("corpus")[:])
+    assert np.array_equal(one.vectors("corpus")[[5, 90, 0]], three.vectors("corpus")[[5, 90, 0]])
+    assert one.table("corpus") == three.table("corpus") and one.ids("queries") == three.ids("queries")
+    flat = IndexParams("flat")
+    want = (build_pool(one, PoolParams(depth=20, index=flat), out=tmp_path / "p1") / "candidates.parquet").read_bytes()
+    for shards in (1, 3, 2):
+        pool = build_pool(three, PoolParams(depth=20, index=flat, shards=shards), out=tmp_path / f"p3-{shards}")
+        assert (pool / "candidates.parquet").read_bytes() == want, shards
+
+
+def test_a_shard_missing_or_from_another_encode_is_refused_before_any_work(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from fakes import RandomEncoder
+    from minenegs.cli import app
+
+    ds = load_beir(SAMPLES)
+    encode_dataset(ds, tmp_path / "a", FakeEncoder(), cache_dir=tmp_path / "cache", shards=3)
+    encode_dataset(ds, tmp_path / "b", RandomEncoder(dim=16), cache_dir=tmp_path / "cache", shards=3)
+    name = Embeddings(tmp_path / "a").shards[1]["folder"]
+    shutil.rmtree(tmp_path / "a" / name)
+    shutil.copytree(tmp_path / "b" / name, tmp_path / "a" / name)  # the same rows, another encode
+    with pytest.raises(InputError, match=f"corpus shard {name} is from another encode"):
+        Embeddings(tmp_path / "a")
+    shutil.rmtree(tmp_path / "a" / name)
+    result = CliRunner().invoke(app, ["mine", str(tmp_path / "a"), "-o", str(tmp_path / "out.parquet")])
+    assert result.exit_code == 2 and f"corpus shard {name} is missing" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.parquet").exists()

@@ -15,6 +15,8 @@ encoded chunk goes through the :class:`~minenegs.encode.cache.ChunkCache` first.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,7 +29,7 @@ from ..artifacts import check_output, output_dir, write_manifest
 from ..errors import MinenegsError
 from ..records import Dataset, TextTable, setting
 from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
-from .folder import KIND
+from .folder import KIND, SHARD_KIND, ShardedRows, shard_bounds, shard_names
 from .models import Encoder, encode_chunk
 
 if TYPE_CHECKING:
@@ -49,6 +51,9 @@ class EncodeSettings:
     dtype: str = setting("float32", "float32, or float16: half the disk and memory, scores within about 1e-3 (see the "
                          "README's sizing table).", choices=DTYPES)
     cache_dir: Path | None = setting(help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].")
+    shards: int = setting(1, "Store the corpus as this many shard folders (vectors, ids, texts; the queries stay one "
+                          "table): `mine --shards` with as many gives each worker one shard's files.", min=1,
+                          panel="Input and output")
 
 
 @dataclass
@@ -166,6 +171,7 @@ def encode_dataset(
     force: bool = False,
     progress: Progress | None = None,
     dtype: str = "float32",
+    shards: int = 1,
     ray: "RaySettings | None" = None,
 ) -> EncodeSummary:
     """Encode ``dataset`` into the embeddings folder ``out``, reusing every cached chunk.
@@ -177,6 +183,9 @@ def encode_dataset(
 
     With ``ray``, the chunks not cached are encoded on a Ray cluster into the cache (which its workers must
     share), then the folder is written from the cache: the same folder as a local run.
+
+    ``shards`` > 1 stores the corpus as that many shard folders (:mod:`.folder`), each with its rows' vectors,
+    ids and texts and a manifest naming this encode; the vectors are the same as unsharded.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -185,6 +194,8 @@ def encode_dataset(
         raise MinenegsError(f"chunk size {chunk_size} must be at least 1")
     if dtype not in DTYPES:
         raise MinenegsError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    if shards < 1:
+        raise MinenegsError(f"--shards {shards}: must be at least 1")
     cache = ChunkCache(cache_dir if cache_dir is not None else default_cache_dir())
     fingerprint = encoder.fingerprint()
     settings = encoder.settings()
@@ -226,7 +237,12 @@ def encode_dataset(
         encode_chunks(ray, encoder, jobs, cache.root, tick)
         encode_seconds = time.perf_counter() - t0
     dim: int | None = None
+    parts = shard_bounds(len(dataset.corpus), shards) if shards > 1 else []
     with output_dir(out, force) as stage:
+        names = shard_names(len(parts))
+        files = {stage / "queries.npy": len(dataset.queries),
+                 **({stage / name / "corpus.npy": hi - lo for name, (lo, hi) in zip(names, parts)} if parts
+                    else {stage / "corpus.npy": len(dataset.corpus)})}
         for group, order, chunks in plans:
             scatter = _Scatter(order, group.targets)
             for chunk in reversed(chunks):  # longest texts first: later, smaller batches reuse freed memory
@@ -239,22 +255,25 @@ def encode_dataset(
                     cache.put(chunk.key, vectors)
                 if dim is None:
                     dim = int(vectors.shape[1])
-                    for side in SIDES:
-                        np.lib.format.open_memmap(stage / f"{side}.npy", mode="w+", dtype=dtype,
-                                                  shape=(len(tables[side]), dim)).flush()
+                    for path, rows in files.items():
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(rows, dim)).flush()
                 elif vectors.shape[1] != dim:
                     raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {dim}; "
                                         "clear the cache folder")
                 # mapped afresh for each chunk: written pages leave this process's memory once it is done
-                outputs = {side: np.load(stage / f"{side}.npy", mmap_mode="r+") for side in SIDES}
+                maps = [np.load(path, mmap_mode="r+") for path in files]
+                outputs = {"queries": maps[0], "corpus": maps[1] if len(maps) == 2 else ShardedRows(maps[1:])}
                 scatter(outputs, chunk.start, chunk.stop, _normalized(vectors) if normalize else vectors)
                 for array in outputs.values():
                     array.flush()
                 del outputs
         if dim is None:
             raise MinenegsError("nothing to encode: the dataset has no texts")
-        for side in SIDES:
-            _write_table(stage / f"{side}.parquet", {"id": tables[side].ids, "text": tables[side].texts})
+        _write_table(stage / "queries.parquet", {"id": tables["queries"].ids, "text": tables["queries"].texts})
+        corpus = tables["corpus"]
+        for name, (lo, hi) in zip(names, parts) if parts else [(".", (0, len(corpus)))]:
+            _write_table(stage / name / "corpus.parquet", {"id": corpus.ids[lo:hi], "text": corpus.texts[lo:hi]})
         _write_table(stage / "qrels.parquet", {
             "query_id": [q.query_id for q in dataset.qrels],
             "doc_id": [q.doc_id for q in dataset.qrels],
@@ -268,6 +287,17 @@ def encode_dataset(
             load_seconds=round(load_seconds, 3), encode_seconds=round(encode_seconds, 3), seconds=0.0,
             compiled=bool(getattr(encoder, "compiled", False)), compile_error=getattr(encoder, "compile_error", None),
         )
+        sharded = {}
+        if parts:  # each shard names this encode: a shard from another one is refused when the folder is opened
+            digest = hashlib.sha256(json.dumps([fingerprint, settings, corpus_prompt, normalize, dtype, dim],
+                                               sort_keys=True).encode())
+            for doc_id in corpus.ids:
+                digest.update(doc_id.encode("utf-8") + b"\x1f")
+            sharded = {"encode": digest.hexdigest(),
+                       "shards": [{"folder": name, "rows": hi - lo} for name, (lo, hi) in zip(names, parts)]}
+            for name, (lo, hi) in zip(names, parts):
+                write_manifest(stage / name, {"kind": SHARD_KIND, "encode": sharded["encode"], "rows": hi - lo,
+                                              "offset": lo, "dim": dim, "dtype": dtype})
         write_manifest(stage, {
             "kind": KIND,
             "format_version": 1,
@@ -281,6 +311,7 @@ def encode_dataset(
             "dim": dim,
             "count": {"corpus": len(dataset.corpus), "queries": len(dataset.queries), "qrels": len(dataset.qrels)},
             "sources": dataset.sources,
+            **sharded,
         })
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary

@@ -26,7 +26,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2 (bundled)"
 MODEL_ENV = "MINENEGS_MODEL"
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILES = ("auto", "on", "off")
-COMPILE_MIN_TEXTS = 8192  # below this, compiling (10-30 s, less once torch's own cache has the graphs) costs more than it saves
+COMPILE_MIN_TEXTS = 16384  # below this, compiling (about 20 s a process) costs more than it saves (benchmarks/encode_compile.py)
 _FINGERPRINT_SKIP = {"README.md", ".gitattributes"}
 
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..encode.folder import shard_bounds
+
 SLACK = 16  # extra results fetched per list, so a tie straddling the k-th place is resolved by id, not by the index
 
 
-def bounds(n: int, shards: int) -> list[tuple[int, int]]:
-    """``shards`` contiguous row ranges covering ``n`` rows, as even as can be (none empty)."""
-    shards = max(1, min(shards, n))
-    cuts = np.linspace(0, n, shards + 1).round().astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+bounds = shard_bounds  # the row ranges of a sharded search: those of a corpus stored as that many shards
 
 
 def canonical(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

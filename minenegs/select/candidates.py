@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import read_parquet
 from .filters import CorpusView
 from .params import MineParams
 
@@ -67,8 +66,7 @@ def pool_chunks(pool: Path, rows: int | None = None) -> Iterator[dict[str, np.nd
 def corpus_view(emb) -> CorpusView:
     """Vectors and texts of an embeddings folder's corpus, for the filters that need them."""
 
-    return CorpusView(emb.reader("corpus"),
-                      lambda: read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text"))
+    return CorpusView(emb.reader("corpus"), lambda: emb.column("corpus", "text"))
 
 
 def judge_pairs(a: dict[str, np.ndarray], params: MineParams) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import recipe
-from ..artifacts import is_stdout, output_dir, output_file, read_parquet, write_text_atomic
+from ..artifacts import is_stdout, output_dir, output_file, write_text_atomic
 from ..records import setting
 from .batching import ORDERS, in_batches
 from ..select.adaptive import RECIPES
@@ -222,7 +222,7 @@ def output_rows(selection: Selection, emb, fmt: str, num_negatives: int, scores:
          clusters: dict[int, int] | None = None) -> Rows:
     """The selection's rows in ``fmt`` (of ``formats``), texts joined from the embeddings folder ``emb``."""
     if corpus_texts is None:
-        corpus_texts = read_parquet(emb.folder / "corpus.parquet", columns=["text"]).column("text")
+        corpus_texts = emb.column("corpus", "text")
     kwargs = {"doc_ids": emb.ids("corpus")} if fmt == "ids" else {}
     return formats[fmt](selection, _Texts(emb, selection, corpus_texts), num_negatives, scores, clusters, shape,
                         **kwargs)
