@@ -96,7 +96,7 @@ def test_help_does_not_import_torch():
 def test_compile_is_chosen_for_large_bf16_encodes_only(monkeypatch):
     from minenegs.encode import models
 
-    monkeypatch.setattr(models, "compiler_found", lambda: True)
+    monkeypatch.setattr(models.compiling, "compiler_found", lambda: True)
     big, small = models.COMPILE_MIN_TEXTS, models.COMPILE_MIN_TEXTS - 1
     chosen = {}
     for compile_, precision, n in [("auto", "bf16", big), ("auto", "bf16", small), ("auto", "fp32", big),
@@ -106,14 +106,14 @@ def test_compile_is_chosen_for_large_bf16_encodes_only(monkeypatch):
         chosen[(compile_, precision, n)] = enc.compiled
     assert chosen == {("auto", "bf16", big): True, ("auto", "bf16", small): False, ("auto", "fp32", big): False,
                       ("off", "bf16", big): False, ("on", "fp32", 1): True}
-    monkeypatch.setattr(models, "compiler_found", lambda: False)
+    monkeypatch.setattr(models.compiling, "compiler_found", lambda: False)
     enc = SentenceTransformerEncoder(precision="bf16")
     enc.plan(big)
     assert not enc.compiled  # no C++ compiler for torch's inductor: nothing to compile with
 
 
 def test_a_compiled_model_gives_the_uncompiled_vectors(samples):
-    from minenegs.encode.models import compiler_found
+    from minenegs.encode.compiling import compiler_found
 
     if not compiler_found():  # the fallback below still runs everywhere
         import pytest

@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -21,12 +20,13 @@ import numpy as np
 from ..artifacts import file_digest
 from ..errors import InputError, MinenegsError, ModelError
 from ..records import setting
+from . import compiling
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (bundled)"
 MODEL_ENV = "MINENEGS_MODEL"
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILES = ("auto", "on", "off")
-COMPILE_MIN_TEXTS = 16384  # below this, compiling (about 20 s a process) costs more than it saves (benchmarks/encode_compile.py)
+COMPILE_MIN_TEXTS = compiling.MIN_TEXTS
 _FINGERPRINT_SKIP = {"README.md", ".gitattributes"}
 
 
@@ -223,57 +223,23 @@ class SentenceTransformerEncoder:
     def plan(self, texts: int) -> None:
         """Called before ``texts`` texts are encoded: whether they go through ``torch.compile`` (see ``compile``)."""
         self.compiled = self.compile == "on" or (self.compile == "auto" and self.precision == "bf16"
-                                                 and texts >= COMPILE_MIN_TEXTS and compiler_found())
+                                                 and texts >= COMPILE_MIN_TEXTS and compiling.compiler_found())
 
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        from .compiling import compile_model, is_compiled, uncompile
+
         model = self.load()
-        if self.compiled and not _is_compiled(model):
-            self.compiled = _compile(model)
+        if self.compiled and not is_compiled(model):
+            self.compiled = compile_model(model)
         try:
             return _encode_with(model, texts, prompt, self.precision, self.batch_size)
         except Exception as exc:
-            if not _is_compiled(model):
+            if not is_compiled(model):
                 raise
             # the compiler failed (no working C++ toolchain, an operator it cannot lower): go on without it
-            _uncompile(model)
+            uncompile(model)
             self.compiled, self.compile_error = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             return _encode_with(model, texts, prompt, self.precision, self.batch_size)
-
-
-def compiler_found() -> bool:
-    """Whether a C++ compiler is on PATH for torch's inductor to build its kernels with."""
-    return any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++"))
-
-
-def _inner(model: Any) -> Any:
-    """The module of a SentenceTransformer that holds the network as ``.model`` (its transformer), or None."""
-    first = model._first_module() if hasattr(model, "_first_module") else None
-    return first if first is not None and hasattr(first, "model") else None
-
-
-def _is_compiled(model: Any) -> bool:
-    first = _inner(model)
-    return first is not None and hasattr(first.model, "_orig_mod")
-
-
-def _compile(model: Any) -> bool:
-    """Compile the network in place, for inference: weights frozen into the graph (prepacked for the CPU's matrix
-    kernels), elementwise work fused around them, one graph for every batch shape. False where the model has no
-    network to compile."""
-    import torch
-    import torch._inductor.config
-
-    first = _inner(model)
-    if first is None:
-        return False
-    torch._inductor.config.freezing = True  # read when the graph compiles, at the first batch (not an option here)
-    first.model = torch.compile(first.model, dynamic=True)
-    return True
-
-
-def _uncompile(model: Any) -> None:
-    first = _inner(model)
-    first.model = first.model._orig_mod
 
 
 def _encode_with(model: Any, texts: list[str], prompt: str | None, precision: str, batch_size: int) -> np.ndarray:
