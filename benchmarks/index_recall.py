@@ -2,7 +2,7 @@
 
 Encodes the dataset's split with minenegs (cached under build/bench-cache), then for flat, IVF-Flat,
 IVF-PQ and HNSW: builds the index, searches every query for its top k, and reports the share of the
-flat top-k each one finds. Writes ``benchmarks/results/index_recall.json``.
+flat top-k each one finds; then the IVF indexes in 2 and 4 shards with the same nprobe. Writes ``benchmarks/results/index_recall.json``.
 
     python benchmarks/index_recall.py --data ../shared/data/scifact --split train
 """
@@ -18,7 +18,7 @@ import numpy as np
 from minenegs.inputs.dataset import load_beir
 from minenegs.encode.embeddings import encode_dataset
 from minenegs.encode.folder import Embeddings
-from minenegs.retrieve.index import IndexParams, open_index, recall_at
+from minenegs.retrieve.index import IndexParams, open_index, open_sharded, recall_at
 from minenegs.encode.models import SentenceTransformerEncoder
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -58,6 +58,19 @@ def main() -> None:
         results["indexes"][name] = {"params": {k: v for k, v in vars(loaded.params).items()}, "recall_at_k": round(recall, 4),
                                     "build_seconds": round(loaded.build_seconds, 3),
                                     "search_seconds": round(search, 4), "reused": loaded.reused}
+    # IVF shards with the unsharded index's nprobe (cells and codebooks trained once, shared by every shard)
+    results["sharded"] = {}
+    for name in ("ivf_flat", "ivf_pq"):
+        params = IndexParams(**results["indexes"][name]["params"])
+        for shards in (2, 4):
+            _, ids = open_sharded(emb, shards, params, args.k).search(queries, args.k)
+            recall = recall_at(ids, exact)
+            results["sharded"][f"{name}_x{shards}"] = {
+                "recall_at_k": round(recall, 4), "nprobe": params.nprobe,
+                "minus_unsharded": round(recall - results["indexes"][name]["recall_at_k"], 4)}
+            print(f"{name} in {shards} shards, nprobe {params.nprobe}: recall@{args.k} {recall:.4f} "
+                  f"({recall - results['indexes'][name]['recall_at_k']:+.4f} against one index)")
+    results["target_sharded_within_0.005"] = all(r["minus_unsharded"] >= -0.005 for r in results["sharded"].values())
     # the same vectors stored as float16 (from the float32 cache: nothing encoded), searched exactly
     encode_dataset(load_beir(args.data, args.split), work / "emb16", SentenceTransformerEncoder(),
                    cache_dir=ROOT / "build" / "bench-cache", force=True, dtype="float16")

@@ -178,6 +178,25 @@ def test_a_sharded_pool_on_ray_is_the_local_pool_byte_for_byte(cluster, emb, tmp
                    ray=RaySettings(address, workers=2))
 
 
+def test_ivf_pq_shards_on_ray_give_the_local_sharded_pool_from_shard_folders(cluster, tmp_path):
+    """IVF-PQ shards (cells and codebooks trained once by the driver) on the cluster's workers, over a corpus
+    stored as shard folders: the pool of the same sharded search run here."""
+    from minenegs.records import Dataset, Qrel, TextTable
+    from minenegs.retrieve.index import IndexParams
+
+    address, _ = cluster
+    ds = Dataset(TextTable([f"d{i}" for i in range(2000)], [f"doc {i}" for i in range(2000)]),
+                 TextTable([f"q{i}" for i in range(40)], [f"query {i}" for i in range(40)]),
+                 [Qrel(f"q{i}", f"d{i * 7}") for i in range(40)])
+    encode_dataset(ds, tmp_path / "emb", fakes.RandomEncoder(dim=32), cache_dir=tmp_path / "cache", shards=3)
+    emb = Embeddings(tmp_path / "emb")
+    params = PoolParams(depth=20, index=IndexParams("ivf", nlist=8, nprobe=2, pq_m=4), shards=3)
+    local = build_pool(emb, params, out=tmp_path / "local", query_batch=16)
+    remote = build_pool(emb, params, out=tmp_path / "ray", query_batch=16, ray=RaySettings(address, workers=2))
+    _same_files(local, remote, POOL_FILES)
+    assert _manifest(remote)["index_used"]["pq_m"] == 4
+
+
 def test_a_killed_shard_worker_is_redone_and_the_pool_is_unchanged(cluster, emb, tmp_path):
     from minenegs.retrieve.index import IndexParams
 

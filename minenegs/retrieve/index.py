@@ -28,7 +28,7 @@ from ..artifacts import output_dir, read_manifest, write_manifest, write_text_at
 from ..encode.folder import Embeddings, VectorFile
 from ..errors import InputError
 from ..records import setting
-from .shards import SLACK, ShardedIndex, bounds, canonical, set_nprobe, shard_index
+from .shards import SLACK, ShardedIndex, bounds, canonical, rescore_top, set_nprobe, shard_index
 
 KIND = "index"
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
@@ -37,7 +37,6 @@ FLAT_MAX = 100_000
 IVF_FLAT_MAX = 1_500_000
 RECALL_TARGET = 0.96  # tuned on a sample; a margin above the 0.95 the defaults promise
 TUNE_QUERIES = 256
-RESCORE_ROWS = 65536
 TRAIN_PER_CELL = 40  # FAISS warns below 39 training points a cell
 
 
@@ -136,13 +135,14 @@ def trained_ivf(params: IndexParams, vectors: VectorFile) -> Any:
 
 def open_sharded(emb: Embeddings, shards: int, params: IndexParams, k: int) -> ShardedIndex:
     """The corpus of ``emb`` as ``shards`` row ranges searched one by one and merged exactly
-    (:mod:`.shards`): flat indexes, or IVF-Flat ones sharing one set of trained cells, so that a query searches
-    the same ``nprobe`` cells in every shard and the merged lists are those of one IVF index (``nprobe`` tuned
-    on the sharded search as for one index when not given)."""
+    (:mod:`.shards`): flat indexes, or IVF ones sharing one set of trained cells (and PQ codebooks), so that a
+    query searches the same ``nprobe`` cells in every shard: the merged lists are those of one IVF-Flat index; with
+    PQ, each shard rescores its own ``refine`` x k best by code, a superset of what one index would rescore
+    (``nprobe`` tuned on the sharded search as for one index when not given)."""
     corpus = emb.reader("corpus")
     params = params.resolved(*corpus.shape)
-    if params.kind not in ("flat", "ivf") or params.pq_m:
-        raise InputError(f"--shards {shards}: sharded search takes a flat or an IVF-Flat index (--pq-m 0)")
+    if params.kind not in ("flat", "ivf"):
+        raise InputError(f"--shards {shards}: sharded search takes a flat or an IVF index")
     started = time.perf_counter()
     trained = trained_ivf(params, corpus) if params.kind == "ivf" else None
     parts = [shard_index(corpus, lo, hi, trained) for lo, hi in bounds(len(corpus), shards)]
@@ -212,24 +212,6 @@ class LoadedIndex:
 
     def _set_breadth(self, nprobe: int) -> None:
         set_nprobe(self.index, nprobe)
-
-
-def rescore_top(queries: np.ndarray, ids: np.ndarray, corpus: VectorFile, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact scores of each query's candidate ``ids`` (-1 = none) and the ``k`` best, best first (-1 and -inf
-    past the end). Reads about ``RESCORE_ROWS`` vectors at a time."""
-    queries = np.asarray(queries, np.float32)
-    step = max(1, RESCORE_ROWS // max(1, ids.shape[1]))
-    out_s, out_i = [], []
-    for lo in range(0, len(ids), step):
-        part, q = ids[lo:lo + step], queries[lo:lo + step]
-        valid = part >= 0
-        vec = corpus[np.where(valid, part, 0).ravel()].reshape(*part.shape, -1)
-        scores = np.where(valid, np.einsum("bkd,bd->bk", vec, q), -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        top, best = np.take_along_axis(scores, order, 1), np.take_along_axis(part, order, 1)
-        out_s.append(top.astype(np.float32))
-        out_i.append(np.where(np.isfinite(top), best, -1))
-    return np.concatenate(out_s), np.concatenate(out_i)
 
 
 def exact_top(queries: np.ndarray, corpus: VectorFile, k: int, block: int = 16384) -> np.ndarray:

@@ -52,10 +52,10 @@ class _ShardWorker:
     batch searched, its lists written as part files (``shards.search_shard``)."""
 
     def __init__(self, embeddings: str, k: int, batches: list[tuple[int, int]], parts: str,
-                 nprobe: int | None = None) -> None:
+                 nprobe: int | None = None, refine: int = 0) -> None:
         emb = Embeddings(embeddings)
         self.corpus, self.queries = emb.reader("corpus"), emb.reader("queries")
-        self.k, self.batches, self.parts, self.nprobe = k, batches, Path(parts), nprobe
+        self.k, self.batches, self.parts, self.nprobe, self.refine = k, batches, Path(parts), nprobe, refine
         self.trained = None
         if (self.parts / TRAINED).exists():  # IVF shards: the cells trained once by the driver
             import faiss
@@ -67,7 +67,7 @@ class _ShardWorker:
         for shard, lo, hi in zip(batch["shard"], batch["lo"], batch["hi"]):
             kill_point()
             written.append(search_shard(self.corpus, self.queries, int(lo), int(hi), self.k, self.batches,
-                                        self.parts, int(shard), self.trained, self.nprobe))
+                                        self.parts, int(shard), self.trained, self.nprobe, refine=self.refine))
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB (Linux: kB)
@@ -76,11 +76,12 @@ class _ShardWorker:
 
 def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, batches: list[tuple[int, int]],
                   parts: Path, progress: Callable[[int], None], trained: Any = None,
-                  nprobe: int | None = None) -> list[dict[str, Any]]:
+                  nprobe: int | None = None, refine: int = 0, code: int | None = None) -> list[dict[str, Any]]:
     """The corpus of ``embeddings`` as ``shards`` row ranges, one task each on the cluster's actors: each
     shard's top-(k + slack) lists of every query batch written under ``parts`` (a folder every node shares), for
     the driver to merge (:class:`.shards.ShardLists`). Flat shards, or with ``trained`` (an empty trained IVF
-    index, written beside the parts for the workers) IVF ones searching ``nprobe`` cells. A worker holds one
+    index, written beside the parts for the workers) IVF ones searching ``nprobe`` cells; IVF-PQ ones (``code``
+    bytes a vector) rescore their ``refine`` x k best by code. A worker holds one
     shard's vectors and index at a time;
     a killed one's shard is redone whole. Returns a row a shard: its number and its worker's peak memory so far
     (``peak_mb``)."""
@@ -90,10 +91,10 @@ def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, 
     if settings.memory:  # before any work: a shard whose index would not fit in a worker's memory
         queries, cap = len(emb.reader("queries")), settings.memory * 2 ** 30
         for item in items:
-            need = shard_bytes(item["hi"] - item["lo"], dim, queries)
+            need = shard_bytes(item["hi"] - item["lo"], dim, queries, code=code)
             if need > cap:
                 room = cap - shard_bytes(0, dim, queries)
-                advice = (f"give at least --shards {-(-n * shard_bytes(1, dim, 0, 0) // int(room))}" if room > 0 else
+                advice = (f"give at least --shards {-(-n * shard_bytes(1, dim, 0, 0, code) // int(room))}" if room > 0 else
                           "a worker needs about 0.4 GB before its shard: raise --ray-memory")
                 raise InputError(f"shard {item['shard']} (corpus rows {item['lo']}-{item['hi']}) needs about "
                                  f"{need / 2 ** 30:.2f} GB, more than --ray-memory {settings.memory:g}: {advice}")
@@ -109,5 +110,5 @@ def search_shards(settings: RaySettings, embeddings: Path, shards: int, k: int, 
         progress(1)
 
     run(settings, items, _ShardWorker, {"embeddings": str(Path(embeddings).resolve()), "k": k, "batches": batches,
-                                        "parts": str(Path(parts).resolve()), "nprobe": nprobe}, done)
+                                        "parts": str(Path(parts).resolve()), "nprobe": nprobe, "refine": refine}, done)
     return rows

@@ -35,7 +35,7 @@ from ..encode.folder import Embeddings
 from ..errors import InputError
 from .index import describe, trained_ivf
 from .search import KIND, PoolParams, Retrieval, _schema, part_path
-from .shards import ShardLists
+from .shards import ShardLists, refine_of
 
 if TYPE_CHECKING:
     from ..distributed.runner import RaySettings
@@ -104,7 +104,8 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
 
             trained = trained_ivf(shard_params, emb.reader("corpus")) if shard_params.kind == "ivf" else None
             n = len(search_shards(ray, emb.folder, params.shards, retrieval.depth, batches, stage / "shards",
-                                  lambda _: None, trained, shard_params.nprobe))
+                                  lambda _: None, trained, shard_params.nprobe, refine_of(shard_params),
+                                  shard_params.pq_m or None))
             retrieval.dense = ShardLists(stage / "shards", n, len(retrieval.doc_ids), shard_params)
         if ray is not None and not sharded:
             retrieval = None  # the workers open their own; this process keeps no index

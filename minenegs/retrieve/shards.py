@@ -11,6 +11,7 @@ import numpy as np
 from ..encode.folder import shard_bounds
 
 SLACK = 16  # extra results fetched per list, so a tie straddling the k-th place is resolved by id, not by the index
+RESCORE_ROWS = 65536
 
 
 bounds = shard_bounds  # the row ranges of a sharded search: those of a corpus stored as that many shards
@@ -67,10 +68,34 @@ def set_nprobe(index, nprobe: int) -> None:
     ivf.nprobe = min(ivf.nlist, nprobe)
 
 
-def shard_lists(offset: int, index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """One shard's top-(k + ``SLACK``) for ``queries``: scores and global ids (-1 past the end)."""
-    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(index.ntotal, k + SLACK))
+def shard_lists(offset: int, index, queries: np.ndarray, k: int, corpus=None,
+                refine: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One shard's top-(k + ``SLACK``) for ``queries``: scores and global ids (-1 past the end). With ``refine``
+    (an IVF-PQ shard), its ``refine`` x k best by code rescored exactly from ``corpus`` (whole-corpus rows)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if refine:
+        _, ids = index.search(q, min(index.ntotal, k * refine))
+        return rescore_top(q, np.where(ids >= 0, ids + offset, -1), corpus, k + SLACK)
+    scores, ids = index.search(q, min(index.ntotal, k + SLACK))
     return scores, np.where(ids >= 0, ids + offset, -1)
+
+
+def rescore_top(queries: np.ndarray, ids: np.ndarray, corpus, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact scores of each query's candidate ``ids`` (-1 = none) and the ``k`` best, best first (-1 and -inf
+    past the end). Reads about ``RESCORE_ROWS`` vectors at a time."""
+    queries = np.asarray(queries, np.float32)
+    step = max(1, RESCORE_ROWS // max(1, ids.shape[1]))
+    out_s, out_i = [], []
+    for lo in range(0, len(ids), step):
+        part, q = ids[lo:lo + step], queries[lo:lo + step]
+        valid = part >= 0
+        vec = corpus[np.where(valid, part, 0).ravel()].reshape(*part.shape, -1)
+        scores = np.where(valid, np.einsum("bkd,bd->bk", vec, q), -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top, best = np.take_along_axis(scores, order, 1), np.take_along_axis(part, order, 1)
+        out_s.append(top.astype(np.float32))
+        out_i.append(np.where(np.isfinite(top), best, -1))
+    return np.concatenate(out_s), np.concatenate(out_i)
 
 
 class ShardedIndex:
@@ -93,17 +118,24 @@ class ShardedIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Each query's ``k`` best documents (corpus rows) and their scores, as one index gives them."""
-        k = min(k, self.n)
-        return merge([shard_lists(offset, index, queries, k) for offset, index in self.parts], k)
+        k, refine = min(k, self.n), refine_of(self.params)
+        return merge([shard_lists(offset, index, queries, k, self.corpus, refine) for offset, index in self.parts], k)
+
+
+def refine_of(params) -> int:
+    """How many times k an IVF-PQ shard fetches by code to rescore (0: its scores are exact already)."""
+    return params.refine if getattr(params, "pq_m", 0) else 0
 
 
 WORKER_BASE = 400 << 20  # what a Ray worker holds before its shard: Python, numpy, faiss, Ray (about 350 MB measured)
 
 
-def shard_bytes(rows: int, dim: int, queries: int, block: int = 16384) -> int:
-    """About what a worker searching a shard of ``rows`` vectors holds at its peak: the index's vectors (and
-    ids), a block being read, the query vectors, and the worker's own base."""
-    return rows * (dim * 4 + 8) + block * dim * 4 + queries * dim * 4 + (WORKER_BASE if block else 0)
+def shard_bytes(rows: int, dim: int, queries: int, block: int = 16384, code: int | None = None) -> int:
+    """About what a worker searching a shard of ``rows`` vectors holds at its peak: the index's vectors (``code``
+    bytes each: an IVF-PQ index's codes; default float32 vectors) and ids, a block being read, the query vectors,
+    and the worker's own base."""
+    return rows * ((dim * 4 if code is None else code) + 8) + block * dim * 4 + queries * dim * 4 + \
+        (WORKER_BASE if block else 0)
 
 
 def shard_part(parts, shard: int, start: int):
@@ -112,7 +144,7 @@ def shard_part(parts, shard: int, start: int):
 
 
 def search_shard(corpus, queries, lo: int, hi: int, k: int, batches: list[tuple[int, int]], parts, shard: int,
-                 trained=None, nprobe: int | None = None, block: int = 16384) -> int:
+                 trained=None, nprobe: int | None = None, block: int = 16384, refine: int = 0) -> int:
     """One shard's part of a sharded search, as one worker runs it: an index over corpus rows ``lo:hi`` only
     (:func:`shard_index`, read a block at a time), each query batch's top-(k + ``SLACK``) with global ids
     written to its part file (whole or not at all; a redone shard writes the same files). Returns the batches
@@ -124,7 +156,7 @@ def search_shard(corpus, queries, lo: int, hi: int, k: int, batches: list[tuple[
     offset, index = shard_index(corpus, lo, hi, trained, nprobe, block)
     parts.mkdir(parents=True, exist_ok=True)
     for start, stop in batches:
-        scores, ids = shard_lists(offset, index, queries[start:stop], k)
+        scores, ids = shard_lists(offset, index, queries[start:stop], k, corpus, refine)
         buffer = io.BytesIO()
         np.savez(buffer, scores=scores, ids=ids)
         write_atomic(shard_part(parts, shard, start), lambda fh: fh.write(buffer.getvalue()))
