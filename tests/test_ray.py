@@ -178,7 +178,7 @@ def test_a_sharded_pool_on_ray_is_the_local_pool_byte_for_byte(cluster, emb, tmp
                    ray=RaySettings(address, workers=2))
 
 
-def test_ivf_pq_shards_on_ray_give_the_local_sharded_pool_from_shard_folders(cluster, tmp_path):
+def test_ivf_pq_shards_on_ray_give_the_local_sharded_pool_from_shard_folders(cluster, tmp_path, monkeypatch):
     """IVF-PQ shards (cells and codebooks trained once by the driver) on the cluster's workers, over a corpus
     stored as shard folders: the pool of the same sharded search run here."""
     from minenegs.records import Dataset, Qrel, TextTable
@@ -195,6 +195,17 @@ def test_ivf_pq_shards_on_ray_give_the_local_sharded_pool_from_shard_folders(clu
     remote = build_pool(emb, params, out=tmp_path / "ray", query_batch=16, ray=RaySettings(address, workers=2))
     _same_files(local, remote, POOL_FILES)
     assert _manifest(remote)["index_used"]["pq_m"] == 4
+    from minenegs.retrieve import on_ray  # without --shards, a stored corpus's shards are the search's
+
+    searched = []
+    original = on_ray.search_shards
+    monkeypatch.setattr(on_ray, "search_shards", lambda *a, **kw: searched.append(a[2]) or original(*a, **kw))
+    flat = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat")), out=tmp_path / "auto", query_batch=16,
+                      ray=RaySettings(address, workers=2))
+    assert searched == [3]
+    here = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat")), out=tmp_path / "here",
+                      query_batch=16)
+    _same_files(here, flat, POOL_FILES)
 
 
 def test_a_killed_shard_worker_is_redone_and_the_pool_is_unchanged(cluster, emb, tmp_path):

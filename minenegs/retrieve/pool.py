@@ -24,6 +24,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,6 +84,9 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         raise InputError(f"query batch {query_batch}: must be at least 1")
 
     started = time.perf_counter()
+    if ray is not None and params.shards == 1 and len(emb.shards) > 1 and params.retriever == "dense" \
+            and params.index.kind in ("flat", "ivf", "auto"):  # a corpus stored as shards: a worker a shard
+        params = replace(params, shards=len(emb.shards))
     sharded = ray is not None and params.shards > 1  # shards searched on the cluster, merged here
     shard_params = params.index.resolved(*emb.reader("corpus").shape) if sharded else None
     if sharded and shard_params.kind == "ivf" and not shard_params.nprobe:
