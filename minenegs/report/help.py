@@ -59,7 +59,7 @@ def _default(param: click.Parameter) -> str:
 def _names(param: click.Parameter) -> str:
     if _is_argument(param):
         return param.name.upper()
-    names = sorted(param.opts, key=lambda o: (o.startswith("--"), o))  # -o, --output
+    names = sorted(param.opts, key=lambda o: o.startswith("--"))  # -o, --output; long names as declared
     return ", ".join(names) + "".join(f" / {o}" for o in param.secondary_opts)
 
 
