@@ -159,6 +159,8 @@ def test_a_killed_retrieval_worker_is_retried_without_a_duplicate_or_missing_row
 def test_a_sharded_pool_on_ray_is_the_local_pool_byte_for_byte(cluster, emb, tmp_path):
     """Three shards searched by the cluster's workers, each holding one shard, merged by the driver: the pool of
     one flat index searched here."""
+    from dataclasses import replace
+
     from minenegs.retrieve.index import IndexParams
 
     address, _ = cluster
@@ -172,6 +174,10 @@ def test_a_sharded_pool_on_ray_is_the_local_pool_byte_for_byte(cluster, emb, tmp
     local = build_pool(emb, PoolParams(depth=20, index=ivf), out=tmp_path / "ivf-local", query_batch=3)
     remote = build_pool(emb, PoolParams(depth=20, index=ivf, shards=3), out=tmp_path / "ivf-ray", query_batch=3,
                         ray=RaySettings(address, workers=2))
+    _same_files(local, remote, POOL_FILES)
+    hybrid = PoolParams(retriever="hybrid", depth=20, index=IndexParams("flat"), shards=3)  # BM25 in the driver
+    local = build_pool(emb, replace(hybrid, shards=1), out=tmp_path / "hybrid-local", query_batch=3)
+    remote = build_pool(emb, hybrid, out=tmp_path / "hybrid-ray", query_batch=3, ray=RaySettings(address, workers=2))
     _same_files(local, remote, POOL_FILES)
     with pytest.raises(InputError, match="--shards 3 with --ray and an IVF index: give --nprobe"):
         build_pool(emb, PoolParams(depth=20, index=IndexParams("ivf", nlist=4), shards=3), out=tmp_path / "ivf",

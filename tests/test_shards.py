@@ -60,8 +60,14 @@ def test_a_sharded_pool_is_byte_identical_to_the_unsharded_one(tmp_path):
     one = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat")), out=tmp_path / "one")
     three = build_pool(emb, PoolParams(depth=20, index=IndexParams("flat"), shards=3), out=tmp_path / "three")
     assert (one / "candidates.parquet").read_bytes() == (three / "candidates.parquet").read_bytes()
-    with pytest.raises(InputError, match="--shards 2: sharded search takes a flat or an IVF index"):
+    with pytest.raises(InputError, match="--shards 2: sharded search is the dense one .* flat or an IVF index"):
         PoolParams(index=IndexParams("hnsw"), shards=2)
+    with pytest.raises(InputError, match="--retriever dense or hybrid"):
+        PoolParams(retriever="bm25", shards=2)
+    # hybrid: the dense lists sharded, BM25 one index over every text (global statistics): the same pool
+    hybrid = [build_pool(emb, PoolParams(retriever="hybrid", depth=20, index=IndexParams("flat"), shards=s),
+                         out=tmp_path / f"hybrid{s}") for s in (1, 3)]
+    assert (hybrid[0] / "candidates.parquet").read_bytes() == (hybrid[1] / "candidates.parquet").read_bytes()
 
 
 @pytest.fixture(scope="module")

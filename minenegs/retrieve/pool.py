@@ -84,7 +84,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
         raise InputError(f"query batch {query_batch}: must be at least 1")
 
     started = time.perf_counter()
-    if ray is not None and params.shards == 1 and len(emb.shards) > 1 and params.retriever == "dense" \
+    if ray is not None and params.shards == 1 and len(emb.shards) > 1 and params.retriever != "bm25" \
             and params.index.kind in ("flat", "ivf", "auto"):  # a corpus stored as shards: a worker a shard
         params = replace(params, shards=len(emb.shards))
     sharded = ray is not None and params.shards > 1  # shards searched on the cluster, merged here
@@ -92,7 +92,7 @@ def build_pool(emb: Embeddings, params: PoolParams = PoolParams(), *, progress: 
     if sharded and shard_params.kind == "ivf" and not shard_params.nprobe:
         raise InputError(f"--shards {params.shards} with --ray and an IVF index: give --nprobe (it is not tuned "
                          "across a cluster's shards yet)")
-    retrieval = Retrieval(emb, params, searchers=ray is None,
+    retrieval = Retrieval(emb, params, searchers=ray is None or sharded,  # sharded: the rows are built here
                           dense=ShardLists(None, params.shards, 0, shard_params) if sharded else None)
     query_ids, ptr = retrieval.query_ids, retrieval.ptr
     index_used = describe(retrieval.dense) if retrieval.dense is not None else None

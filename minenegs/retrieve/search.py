@@ -30,7 +30,8 @@ class PoolParams:
     rrf_k: int = 60
     query_clusters: int = setting(0, "k-means clusters of queries, written as cluster_id (0: off).", min=0)
     shards: int = setting(1, "Search the corpus as this many shards, each for its own top-k, merged exactly per query "
-                          "(flat or IVF-Flat index: the same pool as one shard).", min=1, panel="Retrieval and index")
+                          "(flat or IVF-Flat index: the same pool as one shard; hybrid: BM25 stays one index over "
+                          "every text, its statistics global).", min=1, panel="Retrieval and index")
     previous: tuple[str, ...] = setting((), "A pool of an earlier round (e.g. mined before fine-tuning; repeatable): its candidates join this round's, all scored and ranked by these embeddings.", flag="--previous-pool", type="paths")
 
     def __post_init__(self) -> None:
@@ -40,9 +41,9 @@ class PoolParams:
             raise InputError(f"--retriever {self.retriever}: choose one of {', '.join(RETRIEVERS)}")
         if self.shards < 1:
             raise InputError(f"--shards {self.shards}: must be at least 1")
-        if self.shards > 1 and (self.index.kind not in ("flat", "ivf", "auto") or self.retriever != "dense"):
-            raise InputError(f"--shards {self.shards}: sharded search takes a flat or an IVF index and --retriever "
-                             "dense for now")
+        if self.shards > 1 and (self.index.kind not in ("flat", "ivf", "auto") or self.retriever == "bm25"):
+            raise InputError(f"--shards {self.shards}: sharded search is the dense one (--retriever dense or hybrid), "
+                             "with a flat or an IVF index")
         if self.query_clusters < 0:
             raise InputError("--query-clusters must be 0 (off) or more")
         if self.previous and self.retriever == "bm25":
