@@ -6,7 +6,7 @@ STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive mn-adaptive-guided in-batch-gist
 
-.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-index bench-mine bench-scale bench-ray bench-ray-shards bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
+.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-encode-compile bench-index bench-mine bench-scale bench-ray bench-ray-shards bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
 
 install: $(STAMP)
 
@@ -70,6 +70,9 @@ $(BENCH_STAMP): $(STAMP)
 bench-encode: $(STAMP)
 	$(BIN)/python benchmarks/encode.py --data $(SHARED)/scifact
 	$(BIN)/python benchmarks/encode_profile.py --data $(SHARED)/scifact
+
+bench-encode-compile: $(STAMP)
+	$(BIN)/python benchmarks/encode_compile.py --data $(SHARED)
 
 bench-index: $(STAMP)
 	$(BIN)/python benchmarks/index_recall.py --data $(SHARED)/scifact

@@ -6,7 +6,7 @@ Reports each run's texts/s (compile time included: it is part of what a user wai
 per pair, and the compiled vectors against the uncompiled ones: cosine (mean, minimum) and the overlap of the
 top-100 neighbours of 300 documents. Writes ``benchmarks/results/encode_compile.json``.
 
-    python benchmarks/encode_compile.py --data ../shared/data
+    python benchmarks/encode_compile.py --data ../shared/data   (make bench-encode-compile)
 """
 
 from __future__ import annotations
