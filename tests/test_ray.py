@@ -91,6 +91,11 @@ def test_encode_on_ray_writes_the_local_folder_and_cache(cluster, tmp_path):
     again = _encode(tmp_path / "again", tmp_path / "cache-ray")  # a local run after the cluster's: all cached
     assert (again.texts_encoded, again.chunks_cached) == (0, again.chunks)
     _same_files(tmp_path / "local", tmp_path / "again", EMB_FILES[:2])
+    _encode(tmp_path / "local3", tmp_path / "cache-3", shards=3)  # shard folders: the same from a cluster
+    _encode(tmp_path / "ray3", tmp_path / "cache-ray3", RaySettings(address), shards=3)
+    shards = sorted(p.relative_to(tmp_path / "local3") for p in (tmp_path / "local3").rglob("*") if p.is_file())
+    assert len(shards) == 3 * 3 + 4
+    _same_files(tmp_path / "local3", tmp_path / "ray3", [str(p) for p in shards])
 
 
 def test_a_ray_encode_resumes_from_the_chunks_a_killed_job_left(cluster, tmp_path):
