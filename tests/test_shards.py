@@ -131,7 +131,7 @@ def test_sharded_rows_read_and_write_as_one_matrix():
     for rows in (slice(None), slice(3, 15), slice(7, 8), slice(15, 3), slice(0, 20, 3), [19, 0, 7, 7, -1],
                  np.array([], dtype=np.int64), whole[:, 0] % 4 == 0):
         assert np.array_equal(m[rows], whole[rows]), rows
-    assert np.array_equal(m[7], whole[7])
+    assert np.array_equal(m[7], whole[7]) and np.array_equal(np.asarray(m, dtype=np.float64), whole)
     m[[1, 7, 19]] = np.full((3, 2), -1.0, dtype=np.float32)
     assert parts[0][1].tolist() == parts[1][0].tolist() == parts[2][11].tolist() == [-1.0, -1.0]
     with pytest.raises(IndexError):

@@ -174,6 +174,10 @@ class ShardedRows:
     def __len__(self) -> int:
         return int(self.shape[0])
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The whole matrix in memory (``np.asarray(m)``), as for one memory-mapped file."""
+        return np.asarray(self[:], dtype=dtype)
+
     def _rows(self, rows: Any) -> np.ndarray:
         if isinstance(rows, slice):
             return np.arange(*rows.indices(len(self)), dtype=np.int64)
