@@ -93,7 +93,7 @@ def test_help_does_not_import_torch():
     assert result.stdout.strip() == "[]"
 
 
-def test_compile_is_chosen_for_large_bf16_encodes_only(monkeypatch):
+def test_compile_is_chosen_for_large_bf16_encodes_or_a_kept_network(monkeypatch, tmp_path):
     from minenegs.encode import models
 
     monkeypatch.setattr(models.compiling, "compiler_found", lambda: True)
@@ -102,17 +102,21 @@ def test_compile_is_chosen_for_large_bf16_encodes_only(monkeypatch):
     for compile_, precision, n in [("auto", "bf16", big), ("auto", "bf16", small), ("auto", "fp32", big),
                                    ("off", "bf16", big), ("on", "fp32", 1)]:
         enc = SentenceTransformerEncoder(precision=precision, compile=compile_)
-        enc.plan(n)
+        enc.plan(n, tmp_path)
         chosen[(compile_, precision, n)] = enc.compiled
     assert chosen == {("auto", "bf16", big): True, ("auto", "bf16", small): False, ("auto", "fp32", big): False,
                       ("off", "bf16", big): False, ("on", "fp32", 1): True}
     monkeypatch.setattr(models.compiling, "compiler_found", lambda: False)
     enc = SentenceTransformerEncoder(precision="bf16")
-    enc.plan(big)
-    assert not enc.compiled  # no C++ compiler for torch's inductor: nothing to compile with
+    enc.plan(big, tmp_path)
+    assert not enc.compiled  # no C++ compiler to build the network with ...
+    enc._package.parent.mkdir(parents=True)
+    enc._package.touch()
+    enc.plan(1, tmp_path)
+    assert enc.compiled  # ... but one built before is kept: loading it needs none, whatever the size
 
 
-def test_a_compiled_model_gives_the_uncompiled_vectors(samples):
+def test_a_compiled_network_is_built_once_kept_and_gives_the_uncompiled_vectors(samples, tmp_path):
     from minenegs.encode.compiling import compiler_found
 
     if not compiler_found():  # the fallback below still runs everywhere
@@ -121,36 +125,33 @@ def test_a_compiled_model_gives_the_uncompiled_vectors(samples):
         pytest.skip("no C++ compiler on PATH")
     texts = load_beir(samples).corpus.texts[:40]
     plain = SentenceTransformerEncoder(precision="fp32", compile="off")
-    plain.plan(len(texts))
+    plain.plan(len(texts), tmp_path)
     compiled = SentenceTransformerEncoder(precision="fp32", compile="on")
-    compiled.plan(len(texts))
-    a, b = plain.encode(texts, None), compiled.encode(texts, None)
+    compiled.plan(len(texts), tmp_path)
+    a, b = plain.encode(texts, None), compiled.encode(texts[:1], None)  # one text: a batch of one runs too
+    b = np.concatenate([b, compiled.encode(texts[1:], None)])
     assert compiled.compiled and compiled.compile_error is None and hasattr(compiled.load()[0].model, "_orig_mod")
     assert cosines(a, b).min() >= 0.9999
+    kept = compiled._package
+    assert kept.exists() and kept.with_suffix(".json").exists() and not list(kept.parent.glob(".*tmp*"))
+    built = kept.stat().st_mtime_ns
+    again = SentenceTransformerEncoder(precision="fp32", compile="on")
+    again.plan(len(texts), tmp_path)
+    assert np.allclose(again.encode(texts, None), b, atol=1e-5) and kept.stat().st_mtime_ns == built  # loaded
 
 
-def test_a_compiler_that_fails_leaves_the_uncompiled_model(samples, monkeypatch):
+def test_a_compiler_that_fails_leaves_the_uncompiled_model(samples, monkeypatch, tmp_path):
     import torch
 
-    class Broken(torch.nn.Module):  # as torch.compile's module: the original's attributes, but its forward fails
-        def __init__(self, inner):
-            super().__init__()
-            self._orig_mod = inner
+    def broken(*args, **kwargs):
+        raise RuntimeError("inductor: no working C++ compiler\nmore lines")
 
-        def __getattr__(self, name):
-            try:
-                return super().__getattr__(name)
-            except AttributeError:
-                return getattr(self._orig_mod, name)
-
-        def forward(self, *args, **kwargs):
-            raise RuntimeError("inductor: no working C++ compiler\nmore lines")
-
-    monkeypatch.setattr(torch, "compile", lambda module, **kw: Broken(module))
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", broken)
     texts = load_beir(samples).corpus.texts[:8]
     enc = SentenceTransformerEncoder(precision="fp32", compile="on")
-    enc.plan(len(texts))
+    enc.plan(len(texts), tmp_path)
     got = enc.encode(texts, None)
     want = SentenceTransformerEncoder(precision="fp32", compile="off").encode(texts, None)
     assert not enc.compiled and enc.compile_error == "RuntimeError: inductor: no working C++ compiler"
     assert np.array_equal(got, want) and not hasattr(enc.load()[0].model, "_orig_mod")
+    assert not enc._package.exists() and not list(enc._package.parent.glob("*"))  # nothing half-built is kept

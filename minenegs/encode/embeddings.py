@@ -217,8 +217,8 @@ def encode_dataset(
         if progress is not None:
             progress(done, total)
 
-    if hasattr(encoder, "plan"):
-        encoder.plan(total)
+    if hasattr(encoder, "plan") and missing:
+        encoder.plan(total, cache.root)
     load_seconds = 0.0
     if missing and ray is None and hasattr(encoder, "load"):  # load the model outside the encode timing
         t0 = time.perf_counter()

@@ -160,9 +160,10 @@ class SentenceTransformerEncoder:
     precision: str = setting("auto", "auto (bf16 where the hardware has it), fp32 or bf16.", choices=PRECISIONS)
     max_seq_length: int | None = setting(help="Truncate texts to this many tokens [default: the model's].", min=1)
     batch_size: int = setting(32, "Texts per forward pass.", min=1)
-    compile: str = setting("auto", f"torch.compile the model (frozen weights, fused kernels): auto (bf16, {COMPILE_MIN_TEXTS:,} "
-                           "texts or more to encode, and a C++ compiler found), on or off. Vectors agree with "
-                           "the uncompiled model's to cosine 0.9999 and share its cache.", choices=COMPILES)
+    compile: str = setting("auto", "Run the network compiled ahead of time (frozen weights, fused kernels; built once "
+                           "per model and machine, kept in the cache folder): auto (bf16, when a compiled network "
+                           f"is kept, or {COMPILE_MIN_TEXTS:,} texts or more and a C++ compiler), on or off.",
+                           choices=COMPILES)
     fingerprint_memo: Path | None = None
     name: str = field(init=False)
     _path: Path | None = field(init=False, default=None)
@@ -170,6 +171,7 @@ class SentenceTransformerEncoder:
     _fingerprint: str | None = field(init=False, default=None)
     compiled: bool = field(init=False, default=False)  # whether the texts of this run go through torch.compile
     compile_error: str | None = field(init=False, default=None)  # why compiling was given up, if it was
+    _package: Path | None = field(init=False, default=None, repr=False)  # where the compiled network is kept
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -220,26 +222,31 @@ class SentenceTransformerEncoder:
         self._model = model
         return model
 
-    def plan(self, texts: int) -> None:
-        """Called before ``texts`` texts are encoded: whether they go through ``torch.compile`` (see ``compile``)."""
-        self.compiled = self.compile == "on" or (self.compile == "auto" and self.precision == "bf16"
-                                                 and texts >= COMPILE_MIN_TEXTS and compiling.compiler_found())
+    def plan(self, texts: int, cache_root: Path | None = None) -> None:
+        """Called before ``texts`` texts are encoded into the cache at ``cache_root``: whether they go through the
+        compiled network (see ``compile`` and :mod:`.compiling`)."""
+        from ..encode.cache import default_cache_dir
+
+        self._package = compiling.package_path(cache_root or default_cache_dir(), self.fingerprint(), self.precision,
+                                               self.max_seq_length)
+        kept = self._package.exists()
+        self.compiled = self.compile == "on" or (self.compile == "auto" and self.precision == "bf16" and (
+            kept or (texts >= COMPILE_MIN_TEXTS and compiling.compiler_found())))
 
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
         from .compiling import compile_model, is_compiled, uncompile
 
         model = self.load()
-        if self.compiled and not is_compiled(model):
-            self.compiled = compile_model(model)
         try:
-            return _encode_with(model, texts, prompt, self.precision, self.batch_size)
-        except Exception as exc:
-            if not is_compiled(model):
-                raise
-            # the compiler failed (no working C++ toolchain, an operator it cannot lower): go on without it
-            uncompile(model)
+            if self.compiled and not is_compiled(model):
+                self.compiled = compile_model(model, self.precision, self._package)
+            if self.compiled:
+                return _encode_with(model, texts, prompt, self.precision, self.batch_size)
+        except Exception as exc:  # no working C++ toolchain, an operator the compiler cannot lower: go on without it
+            if is_compiled(model):
+                uncompile(model)
             self.compiled, self.compile_error = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            return _encode_with(model, texts, prompt, self.precision, self.batch_size)
+        return _encode_with(model, texts, prompt, self.precision, self.batch_size)
 
 
 def _encode_with(model: Any, texts: list[str], prompt: str | None, precision: str, batch_size: int) -> np.ndarray:
