@@ -33,11 +33,14 @@ def _cpu() -> str:
     return hashlib.sha256(flags.encode()).hexdigest()[:12]
 
 
-def package_path(root: Path, fingerprint: str, precision: str, max_seq_length: int | None) -> Path:
-    """Where the compiled package of this model and these settings is kept."""
+def package_path(root: Path, fingerprint: str, precision: str, max_seq_length: int | None,
+                 device: str | None = None) -> Path:
+    """Where the compiled package of this model and these settings is kept (a GPU's apart from the CPU's)."""
     import torch
 
-    return Path(root) / "compiled" / f"{fingerprint[:16]}-{precision}-{max_seq_length}-{torch.__version__}-{_cpu()}.pt2"
+    kind = (device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0]
+    where = _cpu() if kind == "cpu" else kind
+    return Path(root) / "compiled" / f"{fingerprint[:16]}-{precision}-{max_seq_length}-{torch.__version__}-{where}.pt2"
 
 
 def _inner(model: Any) -> Any:

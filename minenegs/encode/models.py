@@ -228,7 +228,7 @@ class SentenceTransformerEncoder:
         from ..encode.cache import default_cache_dir
 
         self._package = compiling.package_path(cache_root or default_cache_dir(), self.fingerprint(), self.precision,
-                                               self.max_seq_length)
+                                               self.max_seq_length, self.device)
         kept = self._package.exists()
         self.compiled = self.compile == "on" or (self.compile == "auto" and self.precision == "bf16" and (
             kept or (texts >= COMPILE_MIN_TEXTS and compiling.compiler_found())))
