@@ -1,6 +1,7 @@
 """Where a cold encode's time goes, against the CPU's GEMM rate: the model arithmetic's FLOP/s of minenegs' own
 encode path (the bundled model, ``--precision auto``) as a share of torch's matmul rate at the model's shapes,
-measured in the same process, and a torch-profiler breakdown of the encode by kind of work.
+measured in the same process; the same for the compiled network (``--compile on``, built first, not timed); and
+a torch-profiler breakdown of the uncompiled encode by kind of work.
 
 Model arithmetic per text: 2·L·t·(4h² + 2hf) for the linear layers plus 4·L·t²·h for attention (L layers,
 hidden h, feed-forward f, t = the text's tokens after truncation). GEMM rate: (8192 x h) @ (h x f) in the encode's
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,6 +85,17 @@ def main() -> None:
     gemm = (before + after) / 2
     model_rate = flops / seconds / 1e9
 
+    # the same texts through the compiled network (--compile on: built here in a fresh cache, then timed)
+    with tempfile.TemporaryDirectory(prefix="minenegs-compiled-") as root:
+        compiled = SentenceTransformerEncoder(precision="auto", compile="on")
+        compiled.plan(len(texts), Path(root))
+        compiled.encode(texts[:32], None)  # builds (not timed)
+        started = time.perf_counter()
+        compiled.encode(texts, None)
+        compiled_seconds = time.perf_counter() - started
+    compiled_rate = flops / compiled_seconds / 1e9
+    after_compiled = gemm_rate(dtype, h, f)
+
     part = texts[:args.profile_texts]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         started = time.perf_counter()
@@ -105,6 +118,13 @@ def main() -> None:
                "model_gflops_per_second": round(model_rate, 1),
                "gemm_gflops_per_second": {"before": round(before, 1), "after": round(after, 1)},
                "model_share_of_gemm_rate": round(model_rate / gemm, 3),
+               "compiled": {"used": compiled.compiled, "error": compiled.compile_error,
+                            "encode_seconds": round(compiled_seconds, 3),
+                            "texts_per_second": round(len(texts) / compiled_seconds, 1),
+                            "model_gflops_per_second": round(compiled_rate, 1),
+                            "gemm_gflops_per_second_after": round(after_compiled, 1),
+                            "model_share_of_gemm_rate": round(compiled_rate / ((gemm + after_compiled) / 2), 3),
+                            "vs_uncompiled": round(seconds / compiled_seconds, 3)},
                "tokenize_seconds_all_texts": round(tokenize_seconds, 3),
                "profile": {"texts": len(part), "seconds": round(profiled, 3), "by_kind": breakdown},
                "cpu_flags": sorted(set(open("/proc/cpuinfo").read().split()) & {"avx2", "avx512f", "avx512_bf16",
@@ -112,6 +132,9 @@ def main() -> None:
     print(f"{len(texts)} texts, {results['mean_tokens']} tokens on average, {encoder.precision}: "
           f"{results['texts_per_second']} texts/s, {results['model_gflops_per_second']} GFLOP/s of model arithmetic, "
           f"{results['model_share_of_gemm_rate']:.0%} of the GEMM rate ({before:.0f} / {after:.0f} GFLOP/s)")
+    c = results["compiled"]
+    print(f"compiled (--compile on, used: {c['used']}): {c['texts_per_second']} texts/s, "
+          f"{c['model_share_of_gemm_rate']:.0%} of the GEMM rate, {c['vs_uncompiled']}x the uncompiled encode")
     for kind, row in breakdown.items():
         print(f"  {kind:<48}{row['seconds']:>8.2f} s {row['share']:>7.1%}")
     write_results(args.output, results)
