@@ -29,13 +29,12 @@ from ..artifacts import check_output, output_dir, write_manifest
 from ..errors import MinenegsError
 from ..records import Dataset, TextTable, setting
 from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
-from .folder import KIND, SHARD_KIND, ShardedRows, shard_bounds, shard_names
+from .folder import KIND, SHARD_KIND, as_one, shard_bounds, shard_names
 from .models import Encoder, encode_chunk
 
 if TYPE_CHECKING:
     from ..distributed.runner import RaySettings
 
-SIDES = ("corpus", "queries")
 DTYPES = ("float32", "float16")
 Progress = Callable[[int, int], None]
 
@@ -263,7 +262,7 @@ def encode_dataset(
                                         "clear the cache folder")
                 # mapped afresh for each chunk: written pages leave this process's memory once it is done
                 maps = [np.load(path, mmap_mode="r+") for path in files]
-                outputs = {"queries": maps[0], "corpus": maps[1] if len(maps) == 2 else ShardedRows(maps[1:])}
+                outputs = {"queries": maps[0], "corpus": as_one(maps[1:])}
                 scatter(outputs, chunk.start, chunk.stop, _normalized(vectors) if normalize else vectors)
                 for array in outputs.values():
                     array.flush()

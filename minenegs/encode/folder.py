@@ -63,17 +63,14 @@ class Embeddings:
             return [self.folder / s["folder"] / f"corpus{suffix}" for s in self.shards]
         return [self.folder / f"{side}{suffix}"]
 
-    def _whole(self, parts: list) -> Any:
-        return parts[0] if len(parts) == 1 else ShardedRows(parts)
-
     def vectors(self, side: str) -> np.ndarray | "ShardedRows":
         """The ``corpus`` or ``queries`` matrix, memory-mapped read-only, in the stored dtype (a sharded corpus:
         its shards' maps, read as one)."""
-        return self._whole([np.load(p, mmap_mode="r") for p in self._files(side, ".npy")])
+        return as_one([np.load(p, mmap_mode="r") for p in self._files(side, ".npy")])
 
     def reader(self, side: str) -> "VectorFile | ShardedRows":
         """The ``corpus`` or ``queries`` matrix read a block at a time as float32 (see :class:`VectorFile`)."""
-        return self._whole([VectorFile(p) for p in self._files(side, ".npy")])
+        return as_one([VectorFile(p) for p in self._files(side, ".npy")])
 
     def column(self, side: str, name: str):
         """One column (``id`` or ``text``) of a side's table as a pyarrow array (row ``i`` is vector ``i``)."""
@@ -225,3 +222,7 @@ class ShardedRows:
         for start in range(0, len(self), size):
             yield start, self[start:start + size]
 
+
+def as_one(parts: list) -> Any:
+    """One matrix's parts as one: the part itself when there is one, else :class:`ShardedRows` over them."""
+    return parts[0] if len(parts) == 1 else ShardedRows(parts)

@@ -225,7 +225,7 @@ class SentenceTransformerEncoder:
     def plan(self, texts: int, cache_root: Path | None = None) -> None:
         """Called before ``texts`` texts are encoded into the cache at ``cache_root``: whether they go through the
         compiled network (see ``compile`` and :mod:`.compiling`)."""
-        from ..encode.cache import default_cache_dir
+        from .cache import default_cache_dir
 
         self._package = compiling.package_path(cache_root or default_cache_dir(), self.fingerprint(), self.precision,
                                                self.max_seq_length, self.device)

@@ -48,8 +48,8 @@ def retrieve_batches(settings: RaySettings, embeddings: Path, params: Any, batch
 
 
 class _ShardWorker:
-    """A shard search actor: for each shard it is given, a flat index over that shard's rows only, every query
-    batch searched, its lists written as part files (``shards.search_shard``)."""
+    """A shard search actor: for each shard it is given, an index over that shard's rows only (flat, or IVF from the
+    driver's trained cells), every query batch searched, its lists written as part files (``shards.search_shard``)."""
 
     def __init__(self, embeddings: str, k: int, batches: list[tuple[int, int]], parts: str,
                  nprobe: int | None = None, refine: int = 0) -> None:

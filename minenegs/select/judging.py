@@ -37,7 +37,6 @@ from ..errors import InputError
 from ..records import setting
 from .contamination import MAX_PROBES, Flags
 from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge, JudgeOptions, VerdictCache, key_of, verdict_of
-
 from .judges.cross_encoder import CrossEncoderJudge
 
 if TYPE_CHECKING:

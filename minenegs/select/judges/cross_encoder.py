@@ -99,7 +99,7 @@ class CrossEncoderJudge:
         """Logits for ``pairs`` (an ``[n, 2]`` array of query and corpus rows), from ``cache`` where it has them,
         the rest scored in batches that span queries, each chunk cached as it completes."""
         wanted = sorted({(int(q), int(d)) for q, d in pairs})
-        keys = {pair: Ask(query_text(pair[0]), (), doc_text(pair[1])).key() for pair in wanted}
+        keys = {pair: self.key(Ask(query_text(pair[0]), (), doc_text(pair[1]))) for pair in wanted}
         todo = [pair for pair in wanted if keys[pair] not in cache.known]
         try:
             for start in range(0, len(todo), chunk):
