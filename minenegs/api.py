@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import recipe
-from .artifacts import check_output, read_parquet, write_text_atomic
+from .artifacts import check_output, read_parquet, scratch_dir, write_text_atomic
 from .errors import AcceptanceError, InputError
 from .select.filters import needs_judge
 from .select.calibrate import check_bounds
@@ -65,15 +65,20 @@ def encode(data: Path | str | None, output: Path | str, *, split: str = "train",
     from .inputs.tables import Columns
 
     _probe(ray)
-    dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels, columns=columns or Columns())
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if device is None and ray is not None and ray.gpus:  # GPU actors: the model goes on their GPU (auto: bf16)
-        device = "cuda"
-    encoder = SentenceTransformerEncoder(model, device=device, precision=precision, max_seq_length=max_seq_length,
-                                         batch_size=batch_size, compile=compile,
-                                         fingerprint_memo=cache / "fingerprints.json")
-    with _bar(progress, "encoding") as tick:
-        return encode_dataset(dataset, output, encoder, cache_dir=cache, progress=tick, ray=ray, **options).to_dict()
+    # sharded: a corpus file is read a block at a time into a folder beside the output, each shard's rows back
+    with scratch_dir(output, options.get("force", False)) if options.get("shards", 1) > 1 else \
+            contextlib.nullcontext() as stage:
+        dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels,
+                               columns=columns or Columns(), stage=stage)
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        if device is None and ray is not None and ray.gpus:  # GPU actors: the model goes on their GPU (auto: bf16)
+            device = "cuda"
+        encoder = SentenceTransformerEncoder(model, device=device, precision=precision, max_seq_length=max_seq_length,
+                                             batch_size=batch_size, compile=compile,
+                                             fingerprint_memo=cache / "fingerprints.json")
+        with _bar(progress, "encoding") as tick:
+            return encode_dataset(dataset, output, encoder, cache_dir=cache, progress=tick, ray=ray,
+                                  **options).to_dict()
 
 
 def _check_selection(output: Path | str, fmt: str, force: bool, min_coverage: float | None,

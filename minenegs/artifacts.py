@@ -127,12 +127,23 @@ def _prepare(path: Path | str, force: bool) -> Path:
 
 
 @contextlib.contextmanager
-def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
-    """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
+def scratch_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
+    """Yield an empty folder beside ``path``, removed when the block ends (a killed run's is swept by the next)."""
     path = _prepare(path, force)
     with _writing(path):
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp"))
+        folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=_staging_prefix(path), suffix=".tmp"))
     try:
+        yield folder
+    finally:
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder that becomes ``path`` when the block finishes without error."""
+    with scratch_dir(path, force) as staging:
+        path = Path(path)
         with _writing(path):
             yield staging
         if path.exists():
@@ -142,9 +153,6 @@ def output_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -63,6 +63,10 @@ class TextTable:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def rows(self, lo: int, hi: int) -> "TextTable":
+        """Rows ``lo:hi``, as a staged corpus (:class:`~minenegs.inputs.staged.StagedCorpus`) gives them too."""
+        return TextTable(self.ids[lo:hi], self.texts[lo:hi])
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -72,7 +76,7 @@ class Dataset:
     ``{"path": ..., "sha256": ...}`` for provenance.
     """
 
-    corpus: TextTable
+    corpus: TextTable  # or a StagedCorpus: read back a row range at a time
     queries: TextTable
     qrels: list[Qrel]
     sources: dict[str, dict[str, str]] = field(default_factory=dict)

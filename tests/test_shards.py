@@ -201,3 +201,70 @@ def test_sharded_ivf_pq_rescores_a_superset_of_one_index_and_loses_no_recall(ran
         assert recall(got[1]) >= base - 0.005, shards
     pool = build_pool(random_emb, PoolParams(depth=50, index=params, shards=3), out=tmp_path / "pq3")
     assert (pool / "candidates.parquet").exists()
+
+
+def _beir(folder, docs: list[tuple[str, str]], queries: list[tuple[str, str]], qrels: list[tuple[str, str]]):
+    import json
+
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in docs))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in queries))
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
+    return folder
+
+
+def test_a_sharded_encode_reads_the_corpus_file_in_blocks_and_holds_one_shard_at_a_time(tmp_path, monkeypatch):
+    """encode --shards: the corpus file goes a block at a time to a staged file beside the output, each shard
+    reads its rows back; the folder holds what an in-memory encode writes, a text in two shards is encoded once,
+    and nothing staged is left."""
+    from minenegs import api
+    from minenegs.encode import embeddings
+    from minenegs.encode import models
+    from minenegs.inputs import staged
+
+    monkeypatch.setattr(staged, "ROWS", 4)  # 23 documents: six row groups
+    docs = [(f"d{i}", f"document {i} about topic {i % 5}") for i in range(22)] + [("d22", "document 3 about topic 3")]
+    data = _beir(tmp_path / "data", docs, [("q1", "topic 3"), ("q2", "document 3 about topic 3")],
+                 [("q1", "d3"), ("q2", "d22")])
+    fake, held = FakeEncoder(), []
+    monkeypatch.setattr(models, "SentenceTransformerEncoder", lambda *a, **k: fake)
+    side = embeddings._Job.side
+    monkeypatch.setattr(embeddings._Job, "side", lambda self, texts, *a: held.append(len(texts)) or side(self, texts, *a))
+    api.encode(data, tmp_path / "out" / "three", cache_dir=tmp_path / "cache", shards=3)
+    assert held == [8, 7, 8, 2]  # three shards, then the queries: never the whole corpus
+    assert fake.encoded == 22 + 1  # d22 repeats d3 (another shard) and q2 is d3's text: each encoded once
+    assert sorted((tmp_path / "out").iterdir()) == [tmp_path / "out" / "three"]  # nothing staged is left
+    monkeypatch.setattr(embeddings._Job, "side", side)
+    encode_dataset(load_beir(data), tmp_path / "one", FakeEncoder(), cache_dir=tmp_path / "cache-one")
+    one, three = Embeddings(tmp_path / "one"), Embeddings(tmp_path / "out" / "three")
+    assert one.table("corpus") == three.table("corpus") and one.table("queries") == three.table("queries")
+    assert np.array_equal(one.reader("corpus")[:], three.reader("corpus")[:])
+    assert np.array_equal(one.reader("queries")[:], three.reader("queries")[:]) and one.qrels() == three.qrels()
+    assert [s["rows"] for s in three.shards] == [8, 7, 8]
+
+
+def test_a_staged_corpus_checks_its_rows_as_an_in_memory_read_does(tmp_path, monkeypatch):
+    """A repeated id with the same text is kept once; with another text it is refused naming both lines, as an
+    in-memory read does; qrels naming a document the corpus lacks are refused naming the qrels line."""
+    from minenegs.inputs import staged
+    from minenegs.inputs.dataset import load_files
+
+    monkeypatch.setattr(staged, "ROWS", 2)
+    docs = [("a", "alpha"), ("b", "beta"), ("c", "gamma"), ("b", "beta"), ("d", "delta")]
+    data = _beir(tmp_path / "ok", docs, [("q", "what")], [("q", "d")])
+    (tmp_path / "s1").mkdir()
+    ds = load_beir(data, stage=tmp_path / "s1")
+    assert isinstance(ds.corpus, staged.StagedCorpus) and len(ds.corpus) == 4
+    assert ds.corpus.rows(0, 4) == load_beir(data).corpus and ds.corpus.rows(2, 4).ids == ["c", "d"]
+    bad = _beir(tmp_path / "bad", docs + [("c", "not gamma")], [("q", "what")], [("q", "d")])
+    (tmp_path / "s2").mkdir()
+    with pytest.raises(InputError) as staged_error:
+        load_beir(bad, stage=tmp_path / "s2")
+    with pytest.raises(InputError) as memory_error:
+        load_beir(bad)
+    assert str(staged_error.value) == str(memory_error.value) and "line 6" in str(staged_error.value)
+    assert "first at line 3" in str(staged_error.value)
+    (tmp_path / "s3").mkdir()
+    with pytest.raises(InputError, match=r"train.tsv line 2: names document 'zz', which is not in the corpus"):
+        load_files(data / "corpus.jsonl", data / "queries.jsonl", _beir(tmp_path / "q", [], [], [("q", "zz")]) /
+                   "qrels" / "train.tsv", stage=tmp_path / "s3")

@@ -53,13 +53,14 @@ class Chunk:
     stop: int
 
 
-def plan_chunks(texts: list[str], settings: str, size: int) -> tuple[list[int], list[Chunk]]:
-    """Order unique ``texts`` for encoding and cut them into chunks.
+def plan_chunks(texts: list[str], settings: str, size: int,
+                hashes: list[bytes] | None = None) -> tuple[list[int], list[Chunk]]:
+    """Order unique ``texts`` (whose :func:`text_hash` es may be given) for encoding and cut them into chunks.
 
     Returns ``(order, chunks)``: ``order[j]`` is the index into ``texts`` of the j-th text to encode;
     a chunk covers positions ``start:stop`` of that order.
     """
-    hashes = [text_hash(t) for t in texts]
+    hashes = hashes if hashes is not None else [text_hash(t) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), hashes[i]))
     low, high = max(1, size // 2), max(1, 2 * size)
     chunks: list[Chunk] = []

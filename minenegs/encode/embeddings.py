@@ -27,8 +27,8 @@ import numpy as np
 
 from ..artifacts import check_output, output_dir, write_manifest
 from ..errors import MinenegsError
-from ..records import Dataset, TextTable, setting
-from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key
+from ..records import Dataset, setting
+from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key, text_hash
 from .folder import KIND, SHARD_KIND, as_one, shard_bounds, shard_names
 from .models import Encoder, encode_chunk
 
@@ -84,65 +84,134 @@ class EncodeSummary:
         return out if self.compile_error else {k: v for k, v in out.items() if k != "compile_error"}
 
 
-@dataclass
-class _Unit:
-    """Unique texts encoded together under one prompt, and the rows of each side that take their vectors.
+class _Seen:
+    """The corpus texts stored so far, by text hash: a later shard or the queries (under the same prompt) take
+    their vectors from there instead of encoding them again. 24 bytes a document."""
 
-    ``targets[side] = (rows, text_index)``: row ``rows[k]`` of that side gets text ``text_index[k]``'s vector.
-    """
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, their global rows)
 
-    prompt: str | None
-    texts: list[str]
-    targets: dict[str, tuple[np.ndarray, np.ndarray]]
+    def add(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        order = np.argsort(hashes, kind="stable")
+        self.parts.append((hashes[order], rows[order]))
+
+    def rows(self, hashes: np.ndarray) -> np.ndarray:
+        """Each hash's global row, -1 where none has it."""
+        out = np.full(len(hashes), -1, dtype=np.int64)
+        for known, rows in self.parts:
+            at = np.minimum(np.searchsorted(known, hashes), max(len(known) - 1, 0))
+            hit = (out < 0) & (known[at] == hashes) if len(known) else np.zeros(len(hashes), dtype=bool)
+            out[hit] = rows[at[hit]]
+        return out
 
 
-def _plan_units(tables: dict[str, TextTable], prompts: dict[str, str | None]) -> list[_Unit]:
-    """One unit per side, in order. A text already in an earlier unit with the same prompt is taken from it,
-    so it is encoded once; a side's own chunks never depend on a later side, so changing the query prompt
-    leaves the corpus cache intact."""
-    units: list[tuple[_Unit, dict[str, int]]] = []
-    for side, table in tables.items():
-        prompt = prompts[side]
-        earlier = [(u, index) for u, index in units if u.prompt == prompt]
-        own: dict[str, int] = {}
-        own_rows: list[int] = []
-        own_idx: list[int] = []
-        borrowed: dict[int, tuple[list[int], list[int]]] = {}
-        for row, text in enumerate(table.texts):
-            for k, (_, index) in enumerate(earlier):
-                if text in index:
-                    rows, idx = borrowed.setdefault(k, ([], []))
-                    rows.append(row)
-                    idx.append(index[text])
-                    break
-            else:
-                own_rows.append(row)
-                own_idx.append(own.setdefault(text, len(own)))
-        for k, (rows, idx) in borrowed.items():
-            earlier[k][0].targets[side] = (np.asarray(rows, dtype=np.int64), np.asarray(idx, dtype=np.int64))
-        unit = _Unit(prompt, list(own), {side: (np.asarray(own_rows, dtype=np.int64),
-                                                np.asarray(own_idx, dtype=np.int64))})
-        units.append((unit, own))
-    return [u for u, _ in units]
+class _Job:
+    """Encodes one side of the dataset at a time (a corpus shard, or the queries) into its vector file: its own
+    unique texts through the chunk cache (and the model, or the Ray cluster, for chunks not cached), the rest
+    copied from rows stored earlier. ``pending`` bounds the texts left to encode, made exact as sides are
+    planned."""
+
+    def __init__(self, encoder: Encoder, cache: ChunkCache, chunk_size: int, pending: int, normalize: bool,
+                 dtype: str, ray: "RaySettings | None", progress: Progress | None) -> None:
+        self.encoder, self.cache, self.chunk_size, self.pending = encoder, cache, chunk_size, pending
+        self.normalize, self.dtype, self.ray, self.progress = normalize, dtype, ray, progress
+        self.fingerprint, self.settings = encoder.fingerprint(), encoder.settings()
+        self.dim: int | None = None
+        self.done = self.unique = self.chunks = self.cached = 0
+        self.load_seconds = self.encode_seconds = 0.0
+        self.started = False
+
+    def tick(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.done + self.pending)
+
+    def side(self, texts: list[str], prompt: str | None, path: Path, seen: _Seen | None, stored: list[Path]) -> np.ndarray:
+        """Encode ``texts`` into the new vector file ``path``; texts ``seen`` (by hash) are copied from the
+        ``stored`` vector files. Returns the texts' hashes."""
+        raw = [text_hash(t) for t in texts]
+        hashes = np.array(raw, dtype="S16")
+        earlier = seen.rows(hashes) if seen is not None and len(texts) else np.full(len(texts), -1, dtype=np.int64)
+        index: dict[bytes, int] = {}
+        own = np.flatnonzero(earlier < 0)
+        own_index = np.fromiter((index.setdefault(raw[i], len(index)) for i in own), dtype=np.int64, count=len(own))
+        first = own[np.unique(own_index, return_index=True)[1]]
+        unique = [texts[i] for i in first]
+        order, chunks = plan_chunks(unique, settings_key(self.fingerprint, self.settings, prompt), self.chunk_size,
+                                    [raw[i] for i in first])
+        missing = [c for c in chunks if not self.cache.has(c.key)]
+        self.pending -= len(texts) - sum(c.stop - c.start for c in missing)
+        self.unique, self.chunks, self.cached = self.unique + len(unique), self.chunks + len(chunks), self.cached + len(chunks) - len(missing)
+        if missing:
+            self._start()
+        self.tick(0)
+        if self.ray is not None and missing:
+            from .on_ray import encode_chunks
+
+            t0 = time.perf_counter()
+            jobs = [(c.key, prompt, [unique[i] for i in order[c.start:c.stop]]) for c in reversed(missing)]
+            encode_chunks(self.ray, self.encoder, jobs, self.cache.root, self.tick)
+            self.encode_seconds += time.perf_counter() - t0
+        scatter = _Scatter(order, own, own_index)
+        for chunk in reversed(chunks):  # longest texts first: later, smaller batches reuse freed memory
+            vectors = self.cache.get(chunk.key)
+            if vectors is None:
+                t0 = time.perf_counter()
+                vectors = encode_chunk(self.encoder, [unique[i] for i in order[chunk.start:chunk.stop]], prompt,
+                                       self.tick)
+                self.encode_seconds += time.perf_counter() - t0
+                self.cache.put(chunk.key, vectors)
+            if self.dim is None:
+                self.dim = int(vectors.shape[1])
+            elif vectors.shape[1] != self.dim:
+                raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {self.dim}; "
+                                    "clear the cache folder")
+            output = self._open(path, len(texts))  # mapped afresh: written pages leave this process once done
+            scatter(output, chunk.start, chunk.stop, _normalized(vectors) if self.normalize else vectors)
+            output.flush()
+            del output
+        if self.dim is not None:
+            output = self._open(path, len(texts))
+            taken = np.flatnonzero(earlier >= 0)
+            if len(taken):
+                output[taken] = as_one([np.load(f, mmap_mode="r") for f in stored])[earlier[taken]]
+            output.flush()
+        return hashes
+
+    def _start(self) -> None:
+        """Before the first text is encoded: whether the model is compiled, and its load (outside the timing)."""
+        if self.started:
+            return
+        self.started = True
+        if hasattr(self.encoder, "plan"):
+            self.encoder.plan(self.pending, self.cache.root)
+        if self.ray is None and hasattr(self.encoder, "load"):
+            t0 = time.perf_counter()
+            self.encoder.load()
+            self.load_seconds = time.perf_counter() - t0
+
+    def _open(self, path: Path, rows: int) -> np.ndarray:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=(rows, self.dim)).flush()
+        return np.load(path, mmap_mode="r+")
 
 
 class _Scatter:
-    """Writes each chunk's vectors to every row, on each side, whose text is in the chunk."""
+    """Writes each chunk's vectors to every row whose text is in the chunk: row ``rows[k]`` takes unique text
+    ``text_index[k]``'s vector."""
 
-    def __init__(self, order: list[int], targets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(self, order: list[int], rows: np.ndarray, text_index: np.ndarray) -> None:
         pos_of_text = np.empty(len(order), dtype=np.int64)
         pos_of_text[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
-        self.sides = {}
-        for side, (rows, text_index) in targets.items():
-            pos = pos_of_text[text_index] if len(text_index) else text_index
-            perm = np.argsort(pos, kind="stable")
-            self.sides[side] = (rows[perm], pos[perm])
+        pos = pos_of_text[text_index] if len(text_index) else text_index
+        perm = np.argsort(pos, kind="stable")
+        self.rows, self.sorted_pos = rows[perm], pos[perm]
 
-    def __call__(self, outputs: dict[str, np.ndarray], start: int, stop: int, vectors: np.ndarray) -> None:
-        for side, (rows, sorted_pos) in self.sides.items():
-            lo, hi = np.searchsorted(sorted_pos, [start, stop])
-            if hi > lo:
-                outputs[side][rows[lo:hi]] = vectors[sorted_pos[lo:hi] - start]
+    def __call__(self, output: np.ndarray, start: int, stop: int, vectors: np.ndarray) -> None:
+        lo, hi = np.searchsorted(self.sorted_pos, [start, stop])
+        if hi > lo:
+            output[self.rows[lo:hi]] = vectors[self.sorted_pos[lo:hi] - start]
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:
@@ -196,107 +265,51 @@ def encode_dataset(
     if shards < 1:
         raise MinenegsError(f"--shards {shards}: must be at least 1")
     cache = ChunkCache(cache_dir if cache_dir is not None else default_cache_dir())
-    fingerprint = encoder.fingerprint()
-    settings = encoder.settings()
-    tables = {"corpus": dataset.corpus, "queries": dataset.queries}
-    groups = _plan_units(tables, {"corpus": corpus_prompt, "queries": query_prompt})
-
-    plans = []
-    for group in groups:
-        skey = settings_key(fingerprint, settings, group.prompt)
-        order, chunks = plan_chunks(group.texts, skey, chunk_size)
-        plans.append((group, order, chunks))
-    missing = [c for _, _, chunks in plans for c in chunks if not cache.has(c.key)]
-    total = sum(c.stop - c.start for c in missing)
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
-
-    if hasattr(encoder, "plan") and missing:
-        encoder.plan(total, cache.root)
-    load_seconds = 0.0
-    if missing and ray is None and hasattr(encoder, "load"):  # load the model outside the encode timing
-        t0 = time.perf_counter()
-        encoder.load()
-        load_seconds = time.perf_counter() - t0
-    if progress is not None:
-        progress(0, total)
-    encode_seconds = 0.0
-    if ray is not None and missing:
-        from .on_ray import encode_chunks
-
-        t0 = time.perf_counter()
-        wanted = {c.key for c in missing}
-        jobs = [(c.key, group.prompt, [group.texts[i] for i in order[c.start:c.stop]])
-                for group, order, chunks in plans for c in reversed(chunks) if c.key in wanted]
-        encode_chunks(ray, encoder, jobs, cache.root, tick)
-        encode_seconds = time.perf_counter() - t0
-    dim: int | None = None
-    parts = shard_bounds(len(dataset.corpus), shards) if shards > 1 else []
+    corpus, queries = dataset.corpus, dataset.queries
+    parts = shard_bounds(len(corpus), shards) if shards > 1 else [(0, len(corpus))]
+    names = shard_names(len(parts)) if shards > 1 else ["."]
+    job = _Job(encoder, cache, chunk_size, len(corpus) + len(queries), normalize, dtype, ray, progress)
+    ids = hashlib.sha256()
     with output_dir(out, force) as stage:
-        names = shard_names(len(parts))
-        files = {stage / "queries.npy": len(dataset.queries),
-                 **({stage / name / "corpus.npy": hi - lo for name, (lo, hi) in zip(names, parts)} if parts
-                    else {stage / "corpus.npy": len(dataset.corpus)})}
-        for group, order, chunks in plans:
-            scatter = _Scatter(order, group.targets)
-            for chunk in reversed(chunks):  # longest texts first: later, smaller batches reuse freed memory
-                vectors = cache.get(chunk.key)
-                if vectors is None:
-                    t0 = time.perf_counter()
-                    texts = [group.texts[i] for i in order[chunk.start:chunk.stop]]
-                    vectors = encode_chunk(encoder, texts, group.prompt, tick)
-                    encode_seconds += time.perf_counter() - t0
-                    cache.put(chunk.key, vectors)
-                if dim is None:
-                    dim = int(vectors.shape[1])
-                    for path, rows in files.items():
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(rows, dim)).flush()
-                elif vectors.shape[1] != dim:
-                    raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {dim}; "
-                                        "clear the cache folder")
-                # mapped afresh for each chunk: written pages leave this process's memory once it is done
-                maps = [np.load(path, mmap_mode="r+") for path in files]
-                outputs = {"queries": maps[0], "corpus": as_one(maps[1:])}
-                scatter(outputs, chunk.start, chunk.stop, _normalized(vectors) if normalize else vectors)
-                for array in outputs.values():
-                    array.flush()
-                del outputs
-        if dim is None:
+        seen, stored = _Seen(), []
+        for name, (lo, hi) in zip(names, parts):  # a shard's texts are held while it is encoded, then let go
+            table = corpus.rows(lo, hi)
+            (stage / name).mkdir(parents=True, exist_ok=True)
+            _write_table(stage / name / "corpus.parquet", {"id": table.ids, "text": table.texts})
+            hashes = job.side(table.texts, corpus_prompt, stage / name / "corpus.npy", seen, stored)
+            seen.add(hashes, np.arange(lo, hi, dtype=np.int64))
+            stored.append(stage / name / "corpus.npy")
+            for doc_id in table.ids:
+                ids.update(doc_id.encode("utf-8") + b"\x1f")
+            del table
+        job.side(queries.texts, query_prompt, stage / "queries.npy", seen if query_prompt == corpus_prompt else None,
+                 stored)
+        if job.dim is None:
             raise MinenegsError("nothing to encode: the dataset has no texts")
-        _write_table(stage / "queries.parquet", {"id": tables["queries"].ids, "text": tables["queries"].texts})
-        corpus = tables["corpus"]
-        for name, (lo, hi) in zip(names, parts) if parts else [(".", (0, len(corpus)))]:
-            _write_table(stage / name / "corpus.parquet", {"id": corpus.ids[lo:hi], "text": corpus.texts[lo:hi]})
+        dim = job.dim
+        _write_table(stage / "queries.parquet", {"id": queries.ids, "text": queries.texts})
         _write_table(stage / "qrels.parquet", {
             "query_id": [q.query_id for q in dataset.qrels],
             "doc_id": [q.doc_id for q in dataset.qrels],
             "score": np.asarray([q.score for q in dataset.qrels], dtype=np.int32),
         })
+        fingerprint, settings = job.fingerprint, job.settings
         summary = EncodeSummary(
             out=str(out), model=encoder.name, fingerprint=fingerprint, precision=str(settings.get("precision")),
-            dim=dim, docs=len(dataset.corpus), queries=len(dataset.queries), qrels=len(dataset.qrels),
-            unique_texts=sum(len(g.texts) for g in groups), chunks=sum(len(c) for _, _, c in plans),
-            chunks_cached=sum(len(c) for _, _, c in plans) - len(missing), texts_encoded=done,
-            load_seconds=round(load_seconds, 3), encode_seconds=round(encode_seconds, 3), seconds=0.0,
+            dim=dim, docs=len(corpus), queries=len(queries), qrels=len(dataset.qrels), unique_texts=job.unique,
+            chunks=job.chunks, chunks_cached=job.cached, texts_encoded=job.done,
+            load_seconds=round(job.load_seconds, 3), encode_seconds=round(job.encode_seconds, 3), seconds=0.0,
             compiled=bool(getattr(encoder, "compiled", False)), compile_error=getattr(encoder, "compile_error", None),
         )
         sharded = {}
-        if parts:  # each shard names this encode: a shard from another one is refused when the folder is opened
-            digest = hashlib.sha256(json.dumps([fingerprint, settings, corpus_prompt, normalize, dtype, dim],
-                                               sort_keys=True).encode())
-            for doc_id in corpus.ids:
-                digest.update(doc_id.encode("utf-8") + b"\x1f")
-            sharded = {"encode": digest.hexdigest(),
+        if shards > 1:  # each shard names this encode: a shard from another one is refused when the folder is opened
+            encode = hashlib.sha256(json.dumps([fingerprint, settings, corpus_prompt, normalize, dtype, dim,
+                                                ids.hexdigest()], sort_keys=True).encode()).hexdigest()
+            sharded = {"encode": encode,
                        "shards": [{"folder": name, "rows": hi - lo} for name, (lo, hi) in zip(names, parts)]}
             for name, (lo, hi) in zip(names, parts):
-                write_manifest(stage / name, {"kind": SHARD_KIND, "encode": sharded["encode"], "rows": hi - lo,
-                                              "offset": lo, "dim": dim, "dtype": dtype})
+                write_manifest(stage / name, {"kind": SHARD_KIND, "encode": encode, "rows": hi - lo, "offset": lo,
+                                              "dim": dim, "dtype": dtype})
         write_manifest(stage, {
             "kind": KIND,
             "format_version": 1,
@@ -308,7 +321,7 @@ def encode_dataset(
             "normalize": normalize,
             "dtype": dtype,
             "dim": dim,
-            "count": {"corpus": len(dataset.corpus), "queries": len(dataset.queries), "qrels": len(dataset.qrels)},
+            "count": {"corpus": len(corpus), "queries": len(queries), "qrels": len(dataset.qrels)},
             "sources": dataset.sources,
             **sharded,
         })

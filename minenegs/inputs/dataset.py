@@ -71,14 +71,15 @@ def iter_qrels(reader: RowReader) -> Iterator[tuple[str, Qrel]]:
         yield where, Qrel(qid, did, _parse_score(path, where, v["score"]))
 
 
-def read_qrels(path: Path | str, corpus: TextTable, queries: TextTable) -> tuple[list[Qrel], dict[str, str]]:
-    """Qrels checked against the corpus and queries, and their source record.
+def read_qrels(path: Path | str, doc_ids: set[str], queries: TextTable) -> tuple[list[Qrel], dict[str, str]]:
+    """Qrels checked against the corpus' ``doc_ids`` (those the qrels may name) and the queries, and their source
+    record.
 
     A repeated (query, document) pair keeps its highest score.
     """
     reader = RowReader.open(path)
     path = reader.path
-    doc_ids, query_ids = set(corpus.ids), set(queries.ids)
+    query_ids = set(queries.ids)
     best: dict[tuple[str, str], Qrel] = {}
     for where, qrel in iter_qrels(reader):
         if qrel.query_id not in query_ids:
@@ -103,9 +104,17 @@ def _only_judged(queries: TextTable, qrels: list[Qrel]) -> TextTable:
 
 
 def load_files(corpus: Path | str, queries: Path | str | None = None, qrels: Path | str | None = None,
-               columns: Columns = Columns()) -> Dataset:
-    """A dataset from separate corpus, queries and qrels files (JSONL, CSV, TSV or Parquet)."""
-    corpus_table, corpus_source = read_corpus(corpus, columns)
+               columns: Columns = Columns(), stage: Path | None = None) -> Dataset:
+    """A dataset from separate corpus, queries and qrels files (JSONL, CSV, TSV or Parquet). With ``stage`` (a
+    folder), the corpus is read in blocks into it (:mod:`.staged`) rather than into memory."""
+    if stage is None:
+        corpus_table, corpus_source = read_corpus(corpus, columns)
+        doc_ids = set(corpus_table.ids)
+    else:
+        from .staged import stage_corpus
+
+        wanted = {q.doc_id for _, q in iter_qrels(RowReader.open(qrels))} if qrels is not None and queries else set()
+        corpus_table, corpus_source, doc_ids = stage_corpus(corpus, columns, stage, wanted)
     sources = {"corpus": corpus_source}
     if queries is None:
         if qrels is not None:
@@ -114,7 +123,7 @@ def load_files(corpus: Path | str, queries: Path | str | None = None, qrels: Pat
     query_table, sources["queries"] = read_queries(queries, columns)
     if qrels is None:
         return Dataset(corpus_table, query_table, [], sources)
-    qrel_list, sources["qrels"] = read_qrels(qrels, corpus_table, query_table)
+    qrel_list, sources["qrels"] = read_qrels(qrels, doc_ids, query_table)
     return Dataset(corpus_table, _only_judged(query_table, qrel_list), qrel_list, sources)
 
 
@@ -128,7 +137,7 @@ def beir_split_path(folder: Path, split: str) -> Path:
     return path
 
 
-def load_beir(folder: Path | str, split: str = "train", columns: Columns = Columns()) -> Dataset:
+def load_beir(folder: Path | str, split: str = "train", columns: Columns = Columns(), stage: Path | None = None) -> Dataset:
     """A BEIR folder: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
 
     Only the queries judged in that split with at least one positive are kept.
@@ -137,7 +146,7 @@ def load_beir(folder: Path | str, split: str = "train", columns: Columns = Colum
     for name in ("corpus.jsonl", "queries.jsonl"):
         if not (folder / name).exists():
             raise InputError.at(folder, None, f"has no {name}", "a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
-    return load_files(folder / "corpus.jsonl", folder / "queries.jsonl", beir_split_path(folder, split), columns)
+    return load_files(folder / "corpus.jsonl", folder / "queries.jsonl", beir_split_path(folder, split), columns, stage)
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,9 @@ class Sources:
 
 def load_dataset(data: Path | str | None = None, *, split: str = "train", corpus: Path | str | None = None,
                  queries: Path | str | None = None, qrels: Path | str | None = None,
-                 columns: Columns = Columns()) -> Dataset:
-    """Any supported input: a BEIR folder or pair file as ``data``, or separate files."""
+                 columns: Columns = Columns(), stage: Path | None = None) -> Dataset:
+    """Any supported input: a BEIR folder or pair file as ``data``, or separate files. ``stage``: a folder to
+    read a corpus file into a block at a time (see :func:`load_files`); pair files are read into memory."""
     if data is not None:
         data = Path(data)
         if (data / "dataset_dict.json").exists():  # DatasetDict.save_to_disk: one folder per split
@@ -165,10 +175,10 @@ def load_dataset(data: Path | str | None = None, *, split: str = "train", corpus
         if data.is_dir() and not table_files(data):  # a BEIR folder; a dataset folder holds pairs
             if corpus or queries or qrels:
                 raise InputError("give either a BEIR folder or --corpus/--queries/--qrels, not both")
-            return load_beir(data, split, columns)
+            return load_beir(data, split, columns, stage)
         if queries or qrels:
             raise InputError("a pair file carries its own queries and positives; drop --queries/--qrels")
         return load_pairs(data, columns, corpus)
     if corpus is None:
         raise InputError("no input: give a BEIR folder or pair file, or --corpus (with --queries and --qrels)")
-    return load_files(corpus, queries, qrels, columns)
+    return load_files(corpus, queries, qrels, columns, stage)

@@ -59,6 +59,20 @@ def _as_str(value: Any) -> str:
     return str(value)
 
 
+def check_row(path: Path, kind: str, where: str, id_: str, text: str) -> None:
+    """A row needs an id and a text."""
+    if not id_:
+        raise InputError.at(path, where, f"{kind} has an empty id", "give every row an id")
+    if not text:
+        raise InputError.at(path, where, f"{kind} {id_!r} has an empty text", "remove the row or fill in its text")
+
+
+def conflict(path: Path, kind: str, id_: str, where: str, first: str) -> InputError:
+    """An id given twice with different texts."""
+    return InputError.at(path, where, f"{kind} id {id_!r} appears again with a different text (first at {first})",
+                         "give each text its own id or remove the duplicate")
+
+
 class _TableBuilder:
     """Collects (id, text) rows, merging exact repeats and refusing conflicting ones."""
 
@@ -69,17 +83,11 @@ class _TableBuilder:
         self._first: dict[str, tuple[int, str]] = {}
 
     def add(self, where: str, id_: str, text: str) -> None:
-        if not id_:
-            raise InputError.at(self.path, where, f"{self.kind} has an empty id", "give every row an id")
-        if not text:
-            raise InputError.at(self.path, where, f"{self.kind} {id_!r} has an empty text", "remove the row or fill in its text")
+        check_row(self.path, self.kind, where, id_, text)
         first = self._first.get(id_)
         if first is not None:
             if self.texts[first[0]] != text:
-                raise InputError.at(
-                    self.path, where, f"{self.kind} id {id_!r} appears again with a different text (first at {first[1]})",
-                    "give each text its own id or remove the duplicate",
-                )
+                raise conflict(self.path, self.kind, id_, where, first[1])
             return
         self._first[id_] = (len(self.ids), where)
         self.ids.append(id_)
