@@ -6,7 +6,7 @@ STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive mn-adaptive-guided in-batch-gist
 
-.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-encode-compile bench-index bench-mine bench-scale bench-ray bench-ray-shards bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
+.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-encode-compile bench-index bench-mine bench-scale bench-ray bench-ray-shards bench-encode-shards bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
 
 install: $(STAMP)
 
@@ -91,6 +91,10 @@ bench-ray: $(STAMP)
 # sharded search on a local Ray cluster: 4M synthetic documents, N = 1, 2, 4 (about 15 minutes, 13 GB of disk)
 bench-ray-shards: $(STAMP)
 	$(BIN)/python benchmarks/ray_shards.py --docs 4000000 --queries 2000
+
+# encode's peak memory in memory and sharded, 1M and 4M synthetic documents (about 4 minutes, 3 GB of disk)
+bench-encode-shards: $(STAMP)
+	$(BIN)/python benchmarks/encode_shards.py --docs 1000000 4000000 --shard-docs 250000
 
 # minenegs.mine_hard_negatives against sentence-transformers' own in one process (about 8 minutes)
 bench-dropin: $(BENCH_STAMP)
