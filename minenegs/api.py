@@ -65,12 +65,14 @@ def encode(data: Path | str | None, output: Path | str, *, split: str = "train",
     from .inputs.tables import Columns
 
     _probe(ray)
-    # sharded: a corpus file is read a block at a time into a folder beside the output, each shard's rows back
-    with scratch_dir(output, options.get("force", False)) if options.get("shards", 1) > 1 else \
-            contextlib.nullcontext() as stage:
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    # sharded: a corpus file is read a block at a time into a folder beside the output (in the cache folder, which
+    # Ray workers share, with --ray), each shard's rows read back from there
+    staging = Path(output) if ray is None else cache / "staged" / Path(output).name
+    with scratch_dir(staging, ray is not None or options.get("force", False)) if options.get("shards", 1) > 1 \
+            else contextlib.nullcontext() as stage:
         dataset = load_dataset(data, split=split, corpus=corpus, queries=queries, qrels=qrels,
                                columns=columns or Columns(), stage=stage)
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if device is None and ray is not None and ray.gpus:  # GPU actors: the model goes on their GPU (auto: bf16)
             device = "cuda"
         encoder = SentenceTransformerEncoder(model, device=device, precision=precision, max_seq_length=max_seq_length,

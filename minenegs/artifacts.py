@@ -191,6 +191,11 @@ def read_manifest(folder: Path | str, kind: str) -> dict[str, Any]:
     return manifest
 
 
+def text_hash(text: str) -> bytes:
+    """What names a text in the chunk cache and in a staged corpus: its 16-byte BLAKE2b."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
 def file_digest(path: Path | str, digest: Any = None) -> Any:
     """``digest`` (a new SHA-256 when None) updated with the bytes of the file at ``path``, read a block at a
     time; ``.hexdigest()`` gives the file's SHA-256."""

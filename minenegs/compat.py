@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import recipe as recipes
-from .encode.cache import default_cache_dir, text_hash
+from .artifacts import text_hash
+from .encode.cache import default_cache_dir
 from .errors import InputError
 from .records import Dataset, Qrel, TextTable
 from .select.filters import REGISTRY, needs_judge

@@ -91,11 +91,30 @@ def test_encode_on_ray_writes_the_local_folder_and_cache(cluster, tmp_path):
     again = _encode(tmp_path / "again", tmp_path / "cache-ray")  # a local run after the cluster's: all cached
     assert (again.texts_encoded, again.chunks_cached) == (0, again.chunks)
     _same_files(tmp_path / "local", tmp_path / "again", EMB_FILES[:2])
-    _encode(tmp_path / "local3", tmp_path / "cache-3", shards=3)  # shard folders: the same from a cluster
-    _encode(tmp_path / "ray3", tmp_path / "cache-ray3", RaySettings(address), shards=3)
+
+
+
+def test_a_sharded_ray_encode_reads_its_rows_on_the_workers_and_writes_the_local_shards(cluster, tmp_path, monkeypatch):
+    """A staged corpus (encode --shards): the workers read their chunks' texts from the staged file, the driver
+    sends row numbers only; the shard folders are the local run's, byte for byte."""
+    from minenegs.encode import on_ray
+    from minenegs.inputs import staged
+
+    address, _ = cluster
+    monkeypatch.setattr(staged, "ROWS", 16)
+    sent, encode_chunks = [], on_ray.encode_chunks
+    monkeypatch.setattr(on_ray, "encode_chunks", lambda ray, enc, jobs, *a: sent.extend(jobs) or encode_chunks(ray, enc, jobs, *a))
+    for name, ray in (("local3", None), ("ray3", RaySettings(address))):
+        (tmp_path / f"stage-{name}").mkdir()
+        ds = load_beir(SAMPLES, stage=tmp_path / f"stage-{name}")
+        encode_dataset(ds, tmp_path / name, fakes.FakeEncoder(dim=32), cache_dir=tmp_path / f"cache-{name}",
+                       chunk_size=8, ray=ray, shards=3)
     shards = sorted(p.relative_to(tmp_path / "local3") for p in (tmp_path / "local3").rglob("*") if p.is_file())
     assert len(shards) == 3 * 3 + 4
     _same_files(tmp_path / "local3", tmp_path / "ray3", [str(p) for p in shards])
+    corpus = [job for job in sent if job["source"]]
+    assert corpus and all(job["texts"] == [] and job["rows"] for job in corpus)  # rows, not texts
+    assert sum(len(job["rows"]) for job in corpus) == 104  # the sample corpus' documents, each once
 
 
 def test_a_ray_encode_resumes_from_the_chunks_a_killed_job_left(cluster, tmp_path):

@@ -218,7 +218,6 @@ def test_a_sharded_encode_reads_the_corpus_file_in_blocks_and_holds_one_shard_at
     reads its rows back; the folder holds what an in-memory encode writes, a text in two shards is encoded once,
     and nothing staged is left."""
     from minenegs import api
-    from minenegs.encode import embeddings
     from minenegs.encode import models
     from minenegs.inputs import staged
 
@@ -228,13 +227,12 @@ def test_a_sharded_encode_reads_the_corpus_file_in_blocks_and_holds_one_shard_at
                  [("q1", "d3"), ("q2", "d22")])
     fake, held = FakeEncoder(), []
     monkeypatch.setattr(models, "SentenceTransformerEncoder", lambda *a, **k: fake)
-    side = embeddings._Job.side
-    monkeypatch.setattr(embeddings._Job, "side", lambda self, texts, *a: held.append(len(texts)) or side(self, texts, *a))
+    rows = staged.StagedCorpus.rows
+    monkeypatch.setattr(staged.StagedCorpus, "rows", lambda self, lo, hi: held.append(hi - lo) or rows(self, lo, hi))
     api.encode(data, tmp_path / "out" / "three", cache_dir=tmp_path / "cache", shards=3)
-    assert held == [8, 7, 8, 2]  # three shards, then the queries: never the whole corpus
+    assert held == [8, 7, 8]  # the texts are read a shard at a time: never the whole corpus
     assert fake.encoded == 22 + 1  # d22 repeats d3 (another shard) and q2 is d3's text: each encoded once
     assert sorted((tmp_path / "out").iterdir()) == [tmp_path / "out" / "three"]  # nothing staged is left
-    monkeypatch.setattr(embeddings._Job, "side", side)
     encode_dataset(load_beir(data), tmp_path / "one", FakeEncoder(), cache_dir=tmp_path / "cache-one")
     one, three = Embeddings(tmp_path / "one"), Embeddings(tmp_path / "out" / "three")
     assert one.table("corpus") == three.table("corpus") and one.table("queries") == three.table("queries")

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "minenegs"
 
 
-def text_hash(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-
 def settings_key(fingerprint: str, settings: dict[str, Any], prompt: str | None) -> str:
     """What, besides the texts, decides the vectors."""
     blob = json.dumps({"v": FORMAT_VERSION, "model": fingerprint, "settings": settings, "prompt": prompt or ""},
@@ -53,15 +50,13 @@ class Chunk:
     stop: int
 
 
-def plan_chunks(texts: list[str], settings: str, size: int,
-                hashes: list[bytes] | None = None) -> tuple[list[int], list[Chunk]]:
-    """Order unique ``texts`` (whose :func:`text_hash` es may be given) for encoding and cut them into chunks.
+def plan_chunks(lengths: Sequence[int], hashes: list[bytes], settings: str, size: int) -> tuple[list[int], list[Chunk]]:
+    """Order unique texts, given by their lengths and :func:`text_hash` es, for encoding and cut them into chunks.
 
-    Returns ``(order, chunks)``: ``order[j]`` is the index into ``texts`` of the j-th text to encode;
-    a chunk covers positions ``start:stop`` of that order.
+    Returns ``(order, chunks)``: ``order[j]`` is the index of the j-th text to encode; a chunk covers positions
+    ``start:stop`` of that order.
     """
-    hashes = hashes if hashes is not None else [text_hash(t) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), hashes[i]))
+    order = sorted(range(len(hashes)), key=lambda i: (lengths[i], hashes[i]))
     low, high = max(1, size // 2), max(1, 2 * size)
     chunks: list[Chunk] = []
     start = 0

@@ -28,9 +28,10 @@ import numpy as np
 from ..artifacts import check_output, output_dir, write_manifest
 from ..errors import MinenegsError
 from ..records import Dataset, setting
-from .cache import ChunkCache, default_cache_dir, plan_chunks, settings_key, text_hash
-from .folder import KIND, SHARD_KIND, as_one, shard_bounds, shard_names
+from .cache import ChunkCache, default_cache_dir
+from .folder import KIND, SHARD_KIND, as_one
 from .models import Encoder, encode_chunk
+from .plan import Scatter, Side, plan_sides, ray_job
 
 if TYPE_CHECKING:
     from ..distributed.runner import RaySettings
@@ -51,7 +52,8 @@ class EncodeSettings:
                          "README's sizing table).", choices=DTYPES)
     cache_dir: Path | None = setting(help="Embedding cache [default: $MINENEGS_CACHE, else ~/.cache/minenegs].")
     shards: int = setting(1, "Store the corpus as this many shard folders (vectors, ids, texts; the queries stay one "
-                          "table): `mine --shards` with as many gives each worker one shard's files.", min=1,
+                          "table), encoded one at a time from a corpus file read in blocks, so one shard's texts are "
+                          "held: `mine --shards` with as many gives each worker one shard's files.", min=1,
                           panel="Input and output")
 
 
@@ -84,136 +86,6 @@ class EncodeSummary:
         return out if self.compile_error else {k: v for k, v in out.items() if k != "compile_error"}
 
 
-class _Seen:
-    """The corpus texts stored so far, by text hash: a later shard or the queries (under the same prompt) take
-    their vectors from there instead of encoding them again. 24 bytes a document."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, their global rows)
-
-    def add(self, hashes: np.ndarray, rows: np.ndarray) -> None:
-        order = np.argsort(hashes, kind="stable")
-        self.parts.append((hashes[order], rows[order]))
-
-    def rows(self, hashes: np.ndarray) -> np.ndarray:
-        """Each hash's global row, -1 where none has it."""
-        out = np.full(len(hashes), -1, dtype=np.int64)
-        for known, rows in self.parts:
-            at = np.minimum(np.searchsorted(known, hashes), max(len(known) - 1, 0))
-            hit = (out < 0) & (known[at] == hashes) if len(known) else np.zeros(len(hashes), dtype=bool)
-            out[hit] = rows[at[hit]]
-        return out
-
-
-class _Job:
-    """Encodes one side of the dataset at a time (a corpus shard, or the queries) into its vector file: its own
-    unique texts through the chunk cache (and the model, or the Ray cluster, for chunks not cached), the rest
-    copied from rows stored earlier. ``pending`` bounds the texts left to encode, made exact as sides are
-    planned."""
-
-    def __init__(self, encoder: Encoder, cache: ChunkCache, chunk_size: int, pending: int, normalize: bool,
-                 dtype: str, ray: "RaySettings | None", progress: Progress | None) -> None:
-        self.encoder, self.cache, self.chunk_size, self.pending = encoder, cache, chunk_size, pending
-        self.normalize, self.dtype, self.ray, self.progress = normalize, dtype, ray, progress
-        self.fingerprint, self.settings = encoder.fingerprint(), encoder.settings()
-        self.dim: int | None = None
-        self.done = self.unique = self.chunks = self.cached = 0
-        self.load_seconds = self.encode_seconds = 0.0
-        self.started = False
-
-    def tick(self, n: int) -> None:
-        self.done += n
-        if self.progress is not None:
-            self.progress(self.done, self.done + self.pending)
-
-    def side(self, texts: list[str], prompt: str | None, path: Path, seen: _Seen | None, stored: list[Path]) -> np.ndarray:
-        """Encode ``texts`` into the new vector file ``path``; texts ``seen`` (by hash) are copied from the
-        ``stored`` vector files. Returns the texts' hashes."""
-        raw = [text_hash(t) for t in texts]
-        hashes = np.array(raw, dtype="S16")
-        earlier = seen.rows(hashes) if seen is not None and len(texts) else np.full(len(texts), -1, dtype=np.int64)
-        index: dict[bytes, int] = {}
-        own = np.flatnonzero(earlier < 0)
-        own_index = np.fromiter((index.setdefault(raw[i], len(index)) for i in own), dtype=np.int64, count=len(own))
-        first = own[np.unique(own_index, return_index=True)[1]]
-        unique = [texts[i] for i in first]
-        order, chunks = plan_chunks(unique, settings_key(self.fingerprint, self.settings, prompt), self.chunk_size,
-                                    [raw[i] for i in first])
-        missing = [c for c in chunks if not self.cache.has(c.key)]
-        self.pending -= len(texts) - sum(c.stop - c.start for c in missing)
-        self.unique, self.chunks, self.cached = self.unique + len(unique), self.chunks + len(chunks), self.cached + len(chunks) - len(missing)
-        if missing:
-            self._start()
-        self.tick(0)
-        if self.ray is not None and missing:
-            from .on_ray import encode_chunks
-
-            t0 = time.perf_counter()
-            jobs = [(c.key, prompt, [unique[i] for i in order[c.start:c.stop]]) for c in reversed(missing)]
-            encode_chunks(self.ray, self.encoder, jobs, self.cache.root, self.tick)
-            self.encode_seconds += time.perf_counter() - t0
-        scatter = _Scatter(order, own, own_index)
-        for chunk in reversed(chunks):  # longest texts first: later, smaller batches reuse freed memory
-            vectors = self.cache.get(chunk.key)
-            if vectors is None:
-                t0 = time.perf_counter()
-                vectors = encode_chunk(self.encoder, [unique[i] for i in order[chunk.start:chunk.stop]], prompt,
-                                       self.tick)
-                self.encode_seconds += time.perf_counter() - t0
-                self.cache.put(chunk.key, vectors)
-            if self.dim is None:
-                self.dim = int(vectors.shape[1])
-            elif vectors.shape[1] != self.dim:
-                raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {self.dim}; "
-                                    "clear the cache folder")
-            output = self._open(path, len(texts))  # mapped afresh: written pages leave this process once done
-            scatter(output, chunk.start, chunk.stop, _normalized(vectors) if self.normalize else vectors)
-            output.flush()
-            del output
-        if self.dim is not None:
-            output = self._open(path, len(texts))
-            taken = np.flatnonzero(earlier >= 0)
-            if len(taken):
-                output[taken] = as_one([np.load(f, mmap_mode="r") for f in stored])[earlier[taken]]
-            output.flush()
-        return hashes
-
-    def _start(self) -> None:
-        """Before the first text is encoded: whether the model is compiled, and its load (outside the timing)."""
-        if self.started:
-            return
-        self.started = True
-        if hasattr(self.encoder, "plan"):
-            self.encoder.plan(self.pending, self.cache.root)
-        if self.ray is None and hasattr(self.encoder, "load"):
-            t0 = time.perf_counter()
-            self.encoder.load()
-            self.load_seconds = time.perf_counter() - t0
-
-    def _open(self, path: Path, rows: int) -> np.ndarray:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=(rows, self.dim)).flush()
-        return np.load(path, mmap_mode="r+")
-
-
-class _Scatter:
-    """Writes each chunk's vectors to every row whose text is in the chunk: row ``rows[k]`` takes unique text
-    ``text_index[k]``'s vector."""
-
-    def __init__(self, order: list[int], rows: np.ndarray, text_index: np.ndarray) -> None:
-        pos_of_text = np.empty(len(order), dtype=np.int64)
-        pos_of_text[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
-        pos = pos_of_text[text_index] if len(text_index) else text_index
-        perm = np.argsort(pos, kind="stable")
-        self.rows, self.sorted_pos = rows[perm], pos[perm]
-
-    def __call__(self, output: np.ndarray, start: int, stop: int, vectors: np.ndarray) -> None:
-        lo, hi = np.searchsorted(self.sorted_pos, [start, stop])
-        if hi > lo:
-            output[self.rows[lo:hi]] = vectors[self.sorted_pos[lo:hi] - start]
-
-
 def _normalized(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
@@ -224,6 +96,50 @@ def _write_table(path: Path, columns: dict[str, Any]) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table(columns), path)
+
+
+class _Store:
+    """Writes one side's vector file: each chunk from the cache, or encoded (and cached) when missing, scattered to
+    its rows; then the rows copied from earlier stored files."""
+
+    def __init__(self, encoder: Encoder, cache: ChunkCache, normalize: bool, dtype: str, tick: Callable[[int], None]):
+        self.encoder, self.cache, self.normalize, self.dtype, self.tick = encoder, cache, normalize, dtype, tick
+        self.dim: int | None = None
+        self.encode_seconds = 0.0
+
+    def __call__(self, side: Side, texts: list[str], path: Path, stored: list[Path]) -> None:
+        """``texts``: the side's unique texts (``side.unique``'s)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scatter = Scatter(side)
+        for chunk in reversed(side.chunks):  # longest texts first: later, smaller batches reuse freed memory
+            vectors = self.cache.get(chunk.key)
+            if vectors is None:
+                t0 = time.perf_counter()
+                vectors = encode_chunk(self.encoder, [texts[i] for i in side.order[chunk.start:chunk.stop]],
+                                       side.prompt, self.tick)
+                self.encode_seconds += time.perf_counter() - t0
+                self.cache.put(chunk.key, vectors)
+            if self.dim is None:
+                self.dim = int(vectors.shape[1])
+            elif vectors.shape[1] != self.dim:
+                raise MinenegsError(f"cached chunk {chunk.key} has dimension {vectors.shape[1]}, not {self.dim}; "
+                                    "clear the cache folder")
+            output = self._open(path, side.count)  # mapped afresh: written pages leave this process once done
+            scatter(output, chunk.start, chunk.stop, _normalized(vectors) if self.normalize else vectors)
+            output.flush()
+            del output
+        if self.dim is None:
+            raise MinenegsError("nothing to encode: the dataset has no texts")
+        output = self._open(path, side.count)
+        if len(side.copied):
+            output[side.copied] = as_one([np.load(f, mmap_mode="r") for f in stored])[side.sources]
+        output.flush()
+
+    def _open(self, path: Path, rows: int) -> np.ndarray:
+        """The vector file at ``path``, created (zeros) the first time."""
+        if not path.exists():
+            np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=(rows, self.dim)).flush()
+        return np.load(path, mmap_mode="r+")
 
 
 def encode_dataset(
@@ -253,7 +169,9 @@ def encode_dataset(
     share), then the folder is written from the cache: the same folder as a local run.
 
     ``shards`` > 1 stores the corpus as that many shard folders (:mod:`.folder`), each with its rows' vectors,
-    ids and texts and a manifest naming this encode; the vectors are the same as unsharded.
+    ids and texts and a manifest naming this encode. Each shard is planned (:mod:`.plan`), encoded and written
+    in turn, holding only its own texts: with a staged corpus (:mod:`minenegs.inputs.staged`), no more are
+    read.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -265,51 +183,79 @@ def encode_dataset(
     if shards < 1:
         raise MinenegsError(f"--shards {shards}: must be at least 1")
     cache = ChunkCache(cache_dir if cache_dir is not None else default_cache_dir())
+    fingerprint, settings = encoder.fingerprint(), encoder.settings()
     corpus, queries = dataset.corpus, dataset.queries
-    parts = shard_bounds(len(corpus), shards) if shards > 1 else [(0, len(corpus))]
-    names = shard_names(len(parts)) if shards > 1 else ["."]
-    job = _Job(encoder, cache, chunk_size, len(corpus) + len(queries), normalize, dtype, ray, progress)
+    pending = len(corpus) + len(queries)  # at most this many texts left to encode; exact as sides are planned
+    done = chunks = cached = unique = 0
+    load_seconds = encode_seconds = 0.0
+    loading = True  # the model is loaded before the first text encoded
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, done + pending)
+
+    store = _Store(encoder, cache, normalize, dtype, tick)
     ids = hashlib.sha256()
+    parts: list[Side] = []
     with output_dir(out, force) as stage:
-        seen, stored = _Seen(), []
-        for name, (lo, hi) in zip(names, parts):  # a shard's texts are held while it is encoded, then let go
-            table = corpus.rows(lo, hi)
-            (stage / name).mkdir(parents=True, exist_ok=True)
-            _write_table(stage / name / "corpus.parquet", {"id": table.ids, "text": table.texts})
-            hashes = job.side(table.texts, corpus_prompt, stage / name / "corpus.npy", seen, stored)
-            seen.add(hashes, np.arange(lo, hi, dtype=np.int64))
-            stored.append(stage / name / "corpus.npy")
-            for doc_id in table.ids:
-                ids.update(doc_id.encode("utf-8") + b"\x1f")
+        stored: list[Path] = []
+        for side in plan_sides(corpus, queries, shards, corpus_prompt, query_prompt, fingerprint, settings, chunk_size):
+            missing = [c for c in side.chunks if not cache.has(c.key)]
+            pending -= side.count - sum(c.stop - c.start for c in missing)
+            chunks, cached = chunks + len(side.chunks), cached + len(side.chunks) - len(missing)
+            unique += len(side.unique)
+            if missing and loading:  # before the first text: whether to compile, and the model's load (untimed)
+                loading = False
+                if hasattr(encoder, "plan"):
+                    encoder.plan(pending, cache.root)
+                if ray is None and hasattr(encoder, "load"):
+                    t0 = time.perf_counter()
+                    encoder.load()
+                    load_seconds = time.perf_counter() - t0
+            tick(0)
+            if ray is not None and missing:
+                from .on_ray import encode_chunks
+
+                t0 = time.perf_counter()
+                encode_chunks(ray, encoder, [ray_job(side, c, corpus, queries) for c in reversed(missing)], cache.root,
+                              tick)
+                encode_seconds += time.perf_counter() - t0
+            # this side's texts are held while it is written (a shard's, when the corpus is staged)
+            table = corpus.rows(side.lo, side.lo + side.count) if side.name != "queries" else queries
+            path = stage / "queries.npy" if side.name == "queries" else stage / side.name / "corpus.npy"
+            store(side, [table.texts[i] for i in side.unique], path, stored)
+            if side.name != "queries":
+                _write_table(path.parent / "corpus.parquet", {"id": table.ids, "text": table.texts})
+                stored.append(path)
+                parts.append(side)
+                for doc_id in table.ids:
+                    ids.update(doc_id.encode("utf-8") + b"\x1f")
             del table
-        job.side(queries.texts, query_prompt, stage / "queries.npy", seen if query_prompt == corpus_prompt else None,
-                 stored)
-        if job.dim is None:
-            raise MinenegsError("nothing to encode: the dataset has no texts")
-        dim = job.dim
+            side.unique = side.rows = side.text_index = np.zeros(0, dtype=np.int64)  # the plan is done with
         _write_table(stage / "queries.parquet", {"id": queries.ids, "text": queries.texts})
         _write_table(stage / "qrels.parquet", {
             "query_id": [q.query_id for q in dataset.qrels],
             "doc_id": [q.doc_id for q in dataset.qrels],
             "score": np.asarray([q.score for q in dataset.qrels], dtype=np.int32),
         })
-        fingerprint, settings = job.fingerprint, job.settings
+        dim, encode_seconds = store.dim, encode_seconds + store.encode_seconds
         summary = EncodeSummary(
             out=str(out), model=encoder.name, fingerprint=fingerprint, precision=str(settings.get("precision")),
-            dim=dim, docs=len(corpus), queries=len(queries), qrels=len(dataset.qrels), unique_texts=job.unique,
-            chunks=job.chunks, chunks_cached=job.cached, texts_encoded=job.done,
-            load_seconds=round(job.load_seconds, 3), encode_seconds=round(job.encode_seconds, 3), seconds=0.0,
+            dim=dim, docs=len(corpus), queries=len(queries), qrels=len(dataset.qrels),
+            unique_texts=unique, chunks=chunks, chunks_cached=cached, texts_encoded=done,
+            load_seconds=round(load_seconds, 3), encode_seconds=round(encode_seconds, 3), seconds=0.0,
             compiled=bool(getattr(encoder, "compiled", False)), compile_error=getattr(encoder, "compile_error", None),
         )
         sharded = {}
         if shards > 1:  # each shard names this encode: a shard from another one is refused when the folder is opened
             encode = hashlib.sha256(json.dumps([fingerprint, settings, corpus_prompt, normalize, dtype, dim,
                                                 ids.hexdigest()], sort_keys=True).encode()).hexdigest()
-            sharded = {"encode": encode,
-                       "shards": [{"folder": name, "rows": hi - lo} for name, (lo, hi) in zip(names, parts)]}
-            for name, (lo, hi) in zip(names, parts):
-                write_manifest(stage / name, {"kind": SHARD_KIND, "encode": encode, "rows": hi - lo, "offset": lo,
-                                              "dim": dim, "dtype": dtype})
+            sharded = {"encode": encode, "shards": [{"folder": side.name, "rows": side.count} for side in parts]}
+            for side in parts:
+                write_manifest(stage / side.name, {"kind": SHARD_KIND, "encode": encode, "rows": side.count,
+                                                   "offset": side.lo, "dim": dim, "dtype": dtype})
         write_manifest(stage, {
             "kind": KIND,
             "format_version": 1,

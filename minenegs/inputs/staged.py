@@ -2,8 +2,8 @@
 encode (``encode --shards N``) reads its own row range back, so no process holds every text of the corpus.
 
 The rows are checked as :func:`~minenegs.inputs.tables.read_corpus` checks them (an id and a text on every row,
-an id repeated with the same text kept once, with another text refused), with 8 bytes per document held while
-reading: a hash of its id, to find repeats.
+an id repeated with the same text kept once, with another text refused). Held while reading: 8 bytes a document
+(a hash of its id, to find repeats); kept: 20 (a hash of its text and its length, to plan the encode).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import text_hash
 from ..records import TextTable
 from .readers import RowReader
 from .tables import Columns, _source, check_row, conflict, iter_docs
@@ -22,20 +23,40 @@ FILE = "corpus.input.parquet"
 
 
 class StagedCorpus:
-    """The corpus as staged rows; ``keep`` (file rows, ascending) leaves out repeated documents."""
+    """The corpus as staged rows; ``keep`` (file rows, ascending) leaves out repeated documents. ``hashes`` and
+    ``lengths`` (each kept row's :func:`~minenegs.artifacts.text_hash` and length) let an encode plan its
+    chunks without the texts."""
 
-    def __init__(self, path: Path, rows: int, keep: np.ndarray | None = None) -> None:
+    def __init__(self, path: Path, hashes: np.ndarray, lengths: np.ndarray, keep: np.ndarray | None = None) -> None:
         self.path, self.keep = path, keep
-        self.count = rows if keep is None else len(keep)
+        self.hashes, self.lengths = (hashes, lengths) if keep is None else (hashes[keep], lengths[keep])
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.hashes)
+
+    def file_rows(self, lo: int, hi: int) -> np.ndarray:
+        """The file rows of rows ``lo:hi``."""
+        return self.keep[lo:hi] if self.keep is not None else np.arange(lo, min(hi, len(self)), dtype=np.int64)
 
     def rows(self, lo: int, hi: int) -> TextTable:
         """Rows ``lo:hi`` (after repeats are left out), read from the row groups that hold them."""
-        wanted = self.keep[lo:hi] if self.keep is not None else np.arange(lo, min(hi, self.count), dtype=np.int64)
-        ids, texts = _take(self.path, wanted)
+        ids, texts = _take(self.path, self.file_rows(lo, hi))
         return TextTable(ids, texts)
+
+
+class ShardTexts:
+    """Texts of a staged file by file row, for a Ray worker: the row groups of the last span asked for (a shard's)
+    are kept, since a worker encodes chunk after chunk of one shard, each a scatter of its rows."""
+
+    def __init__(self) -> None:
+        self.span: tuple[str, int, int] | None = None
+        self.texts: list[str] = []
+
+    def __call__(self, path: str, span: tuple[int, int], rows: list[int]) -> list[str]:
+        if self.span != (path, *span):
+            self.texts = _take(Path(path), np.arange(span[0], span[1], dtype=np.int64))[1]
+            self.span = (path, *span)
+        return [self.texts[r - span[0]] for r in rows]
 
 
 def _take(path: Path, rows: np.ndarray) -> tuple[list[str], list[str]]:
@@ -44,9 +65,10 @@ def _take(path: Path, rows: np.ndarray) -> tuple[list[str], list[str]]:
 
     if not len(rows):
         return [], []
-    first, last = int(rows[0]) // ROWS, int(rows[-1]) // ROWS
-    table = pq.ParquetFile(path).read_row_groups(list(range(first, last + 1)))
-    table = table.take(np.asarray(rows, dtype=np.int64) - first * ROWS)
+    file = pq.ParquetFile(path)
+    starts = np.cumsum([0] + [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
+    first, last = (int(np.searchsorted(starts, r, side="right")) - 1 for r in (rows[0], rows[-1]))
+    table = file.read_row_groups(list(range(first, last + 1))).take(np.asarray(rows, dtype=np.int64) - starts[first])
     return table.column("id").to_pylist(), table.column("text").to_pylist()
 
 
@@ -62,13 +84,17 @@ def stage_corpus(path: Path | str, columns: Columns, folder: Path,
     schema = pa.schema([("id", pa.string()), ("text", pa.string())])
     ids: list[str] = []
     texts: list[str] = []
+    id_hashes: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
     found: set[str] = set()
     with pq.ParquetWriter(out, schema) as writer:
         def flush() -> None:
             writer.write_table(pa.table({"id": ids, "text": texts}, schema=schema), row_group_size=ROWS)
-            hashes.append(np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little")
-                                       for i in ids), dtype=np.uint64, count=len(ids)))
+            id_hashes.append(np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little")
+                                          for i in ids), dtype=np.uint64, count=len(ids)))
+            hashes.append(np.array([text_hash(t) for t in texts], dtype="S16"))
+            lengths.append(np.fromiter(map(len, texts), dtype=np.int32, count=len(texts)))
             ids.clear()
             texts.clear()
 
@@ -83,8 +109,8 @@ def stage_corpus(path: Path | str, columns: Columns, folder: Path,
                 flush()
         if ids:
             flush()
-    every = np.concatenate(hashes)
-    return StagedCorpus(out, len(every), _repeats_left_out(reader, columns, out, every)), _source(reader), found
+    keep = _repeats_left_out(reader, columns, out, np.concatenate(id_hashes))
+    return StagedCorpus(out, np.concatenate(hashes), np.concatenate(lengths), keep), _source(reader), found
 
 
 def _repeats_left_out(reader: RowReader, columns: Columns, staged: Path, hashes: np.ndarray) -> np.ndarray | None:

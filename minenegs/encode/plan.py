@@ -1,0 +1,130 @@
+"""The encode's plan, from the texts' hashes and lengths alone: the corpus shards (one side unsharded) then the
+queries, each side's unique texts cut into content-addressed chunks, and every repeat of a text (within a side,
+in an earlier shard, or a query with a document's text and prompt) taken from where it is encoded, so no text is
+encoded twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import text_hash
+from ..records import TextTable
+from .cache import Chunk, plan_chunks, settings_key
+from .folder import shard_bounds, shard_names
+
+
+def owners(hashes: np.ndarray, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """For each row, the first row with the same text hash (itself when none comes before it); and for each of
+    ``others``' hashes, the first row with it (-1: none)."""
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
+    first = order[starts]  # stable: a group's first row is its smallest
+    owner = np.empty(len(hashes), dtype=np.int64)
+    owner[order] = np.repeat(first, np.diff(np.r_[starts, len(ordered)]))
+    if others is None:
+        return owner, None
+    distinct = ordered[starts]
+    at = np.minimum(np.searchsorted(distinct, others), max(len(distinct) - 1, 0))
+    hit = distinct[at] == others if len(distinct) else np.zeros(len(others), dtype=bool)
+    return owner, np.where(hit, first[at] if len(first) else -1, -1)
+
+
+@dataclass
+class Side:
+    """What one side (a corpus shard, or the queries) stores, planned from its texts' hashes and lengths alone.
+
+    Its unique texts (local rows ``unique``, in row order) go through the chunk cache, cut by ``order``/``chunks``;
+    local row ``rows[k]`` takes unique text ``text_index[k]``'s vector; local rows ``copied`` take the vectors of
+    the earlier stored global rows ``sources``."""
+
+    name: str
+    lo: int
+    count: int
+    prompt: str | None
+    unique: np.ndarray
+    rows: np.ndarray
+    text_index: np.ndarray
+    copied: np.ndarray
+    sources: np.ndarray
+    order: list[int]
+    chunks: list[Chunk]
+
+    @classmethod
+    def plan(cls, name: str, lo: int, hashes: np.ndarray, lengths: np.ndarray, owner: np.ndarray,
+             source: np.ndarray, prompt: str | None, settings: str, size: int) -> "Side":
+        """``owner``: each row's first local row with its text; ``source``: an earlier stored row with it, or -1."""
+        own = np.flatnonzero(source < 0)
+        unique = own[owner[own] == own]
+        index_of = np.full(len(hashes), -1, dtype=np.int64)
+        index_of[unique] = np.arange(len(unique))
+        raw = np.ascontiguousarray(hashes[unique]).tobytes()
+        order, chunks = plan_chunks(lengths[unique].tolist(), [raw[i:i + 16] for i in range(0, len(raw), 16)],
+                                    settings, size)
+        copied = np.flatnonzero(source >= 0)
+        return cls(name, lo, len(hashes), prompt, unique, own, index_of[owner[own]], copied, source[copied], order,
+                   chunks)
+
+    def chunk_rows(self, chunk: Chunk) -> np.ndarray:
+        """The local rows of a chunk's texts, in encoding order."""
+        return self.unique[np.asarray(self.order[chunk.start:chunk.stop], dtype=np.int64)]
+
+
+class Scatter:
+    """Writes each chunk's vectors to every row whose text is in the chunk."""
+
+    def __init__(self, side: Side) -> None:
+        pos_of_text = np.empty(len(side.order), dtype=np.int64)
+        pos_of_text[np.asarray(side.order, dtype=np.int64)] = np.arange(len(side.order))
+        pos = pos_of_text[side.text_index] if len(side.text_index) else side.text_index
+        perm = np.argsort(pos, kind="stable")
+        self.rows, self.sorted_pos = side.rows[perm], pos[perm]
+
+    def __call__(self, output: np.ndarray, start: int, stop: int, vectors: np.ndarray) -> None:
+        lo, hi = np.searchsorted(self.sorted_pos, [start, stop])
+        if hi > lo:
+            output[self.rows[lo:hi]] = vectors[self.sorted_pos[lo:hi] - start]
+
+
+def digests(table: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's text hash and length: kept by a staged corpus, computed for a table in memory."""
+    if hasattr(table, "hashes"):
+        return table.hashes, table.lengths
+    return (np.array([text_hash(t) for t in table.texts], dtype="S16").reshape(-1),
+            np.fromiter(map(len, table.texts), dtype=np.int64, count=len(table.texts)))
+
+
+def plan_sides(corpus: Any, queries: TextTable, shards: int, corpus_prompt: str | None, query_prompt: str | None,
+          fingerprint: str, settings: dict[str, Any], size: int) -> Iterator[Side]:
+    """The corpus shards (one side unsharded), then the queries, each planned when it is reached (so the plans
+    held are one side's). A text is encoded once: a repeat within a side is in one chunk, a text of an earlier
+    shard (or a query with a document's text and prompt) is copied."""
+    hashes, lengths = digests(corpus)
+    q_hashes, q_lengths = digests(queries)
+    owner, q_source = owners(hashes, q_hashes if query_prompt == corpus_prompt else None)
+    corpus_key, query_key = (settings_key(fingerprint, settings, p) for p in (corpus_prompt, query_prompt))
+    bounds = shard_bounds(len(corpus), shards) if shards > 1 else [(0, len(corpus))]
+    for name, (lo, hi) in zip(shard_names(len(bounds)) if shards > 1 else ["."], bounds):
+        mine = owner[lo:hi]
+        yield Side.plan(name, lo, hashes[lo:hi], lengths[lo:hi], np.where(mine >= lo, mine - lo, -1),
+                         np.where(mine < lo, mine, -1), corpus_prompt, corpus_key, size)
+    yield Side.plan("queries", 0, q_hashes, q_lengths, owners(q_hashes)[0],
+                     q_source if q_source is not None else np.full(len(queries), -1, dtype=np.int64),
+                     query_prompt, query_key, size)
+
+
+def ray_job(side: Side, chunk: Chunk, corpus: Any, queries: TextTable) -> dict[str, Any]:
+    """A chunk for a Ray worker: its texts, or where a worker reads them (a staged corpus' file rows, and the
+    span of its shard's rows there)."""
+    rows, job = side.chunk_rows(chunk), {"key": chunk.key, "prompt": side.prompt, "source": "", "span": [0, 0], "rows": []}
+    if side.name == "queries":
+        return {**job, "texts": [queries.texts[i] for i in rows]}
+    if not hasattr(corpus, "file_rows"):
+        return {**job, "texts": [corpus.texts[side.lo + i] for i in rows]}
+    files = corpus.file_rows(side.lo, side.lo + side.count)
+    return {**job, "texts": [], "source": str(corpus.path), "span": [int(files[0]), int(files[-1]) + 1],
+            "rows": files[rows].tolist()}
