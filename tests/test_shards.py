@@ -266,3 +266,16 @@ def test_a_staged_corpus_checks_its_rows_as_an_in_memory_read_does(tmp_path, mon
     with pytest.raises(InputError, match=r"train.tsv line 2: names document 'zz', which is not in the corpus"):
         load_files(data / "corpus.jsonl", data / "queries.jsonl", _beir(tmp_path / "q", [], [], [("q", "zz")]) /
                    "qrels" / "train.tsv", stage=tmp_path / "s3")
+
+
+def test_repeats_by_hand():
+    """Rows repeating an earlier row's key, with that first row, bucket by bucket; 16-byte keys that differ only
+    in trailing zero bytes are different keys."""
+    from minenegs.inputs.staged import repeats
+
+    later, first, found = repeats(np.array([5, 3, 5, 7, 3, 5, 256 + 5], dtype=np.uint64), np.array([3, 9, 261], np.uint64))
+    assert later.tolist() == [2, 4, 5] and first.tolist() == [0, 1, 0] and found.tolist() == [1, -1, 6]
+    keys = np.array([b"a" * 15 + b"\0", b"a" * 14 + b"\0\0", b"a" * 15 + b"\0", b"b" * 16], dtype="S16")
+    later, first, found = repeats(keys, np.array([b"a" * 14 + b"\0\0"], dtype="S16"))
+    assert later.tolist() == [2] and first.tolist() == [0] and found.tolist() == [1]
+    assert [len(x) for x in repeats(np.zeros(0, np.uint64))[:2]] == [0, 0]

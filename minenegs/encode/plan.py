@@ -14,24 +14,8 @@ import numpy as np
 from ..artifacts import text_hash
 from ..records import TextTable
 from .cache import Chunk, plan_chunks, settings_key
+from ..inputs.staged import repeats
 from .folder import shard_bounds, shard_names
-
-
-def owners(hashes: np.ndarray, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """For each row, the first row with the same text hash (itself when none comes before it); and for each of
-    ``others``' hashes, the first row with it (-1: none)."""
-    order = np.argsort(hashes, kind="stable")
-    ordered = hashes[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
-    first = order[starts]  # stable: a group's first row is its smallest
-    owner = np.empty(len(hashes), dtype=np.int64)
-    owner[order] = np.repeat(first, np.diff(np.r_[starts, len(ordered)]))
-    if others is None:
-        return owner, None
-    distinct = ordered[starts]
-    at = np.minimum(np.searchsorted(distinct, others), max(len(distinct) - 1, 0))
-    hit = distinct[at] == others if len(distinct) else np.zeros(len(others), dtype=bool)
-    return owner, np.where(hit, first[at] if len(first) else -1, -1)
 
 
 @dataclass
@@ -55,19 +39,22 @@ class Side:
     chunks: list[Chunk]
 
     @classmethod
-    def plan(cls, name: str, lo: int, hashes: np.ndarray, lengths: np.ndarray, owner: np.ndarray,
-             source: np.ndarray, prompt: str | None, settings: str, size: int) -> "Side":
-        """``owner``: each row's first local row with its text; ``source``: an earlier stored row with it, or -1."""
-        own = np.flatnonzero(source < 0)
+    def plan(cls, name: str, lo: int, hashes: np.ndarray, lengths: np.ndarray, later: np.ndarray, first: np.ndarray,
+             prompt: str | None, settings: str, size: int) -> "Side":
+        """``later``: the local rows whose text an earlier row has; ``first``: that row, numbered globally (this
+        side's rows from ``lo``): one of this side's is encoded once, a stored one (before ``lo``) copied."""
+        inside = first >= lo
+        owner = np.arange(len(hashes), dtype=np.int64)
+        owner[later[inside]] = first[inside] - lo
+        copied, sources = later[~inside], first[~inside]
+        own = np.setdiff1d(np.arange(len(hashes), dtype=np.int64), copied, assume_unique=True)
         unique = own[owner[own] == own]
         index_of = np.full(len(hashes), -1, dtype=np.int64)
         index_of[unique] = np.arange(len(unique))
         raw = np.ascontiguousarray(hashes[unique]).tobytes()
         order, chunks = plan_chunks(lengths[unique].tolist(), [raw[i:i + 16] for i in range(0, len(raw), 16)],
                                     settings, size)
-        copied = np.flatnonzero(source >= 0)
-        return cls(name, lo, len(hashes), prompt, unique, own, index_of[owner[own]], copied, source[copied], order,
-                   chunks)
+        return cls(name, lo, len(hashes), prompt, unique, own, index_of[owner[own]], copied, sources, order, chunks)
 
     def chunk_rows(self, chunk: Chunk) -> np.ndarray:
         """The local rows of a chunk's texts, in encoding order."""
@@ -105,16 +92,19 @@ def plan_sides(corpus: Any, queries: TextTable, shards: int, corpus_prompt: str 
     shard (or a query with a document's text and prompt) is copied."""
     hashes, lengths = digests(corpus)
     q_hashes, q_lengths = digests(queries)
-    owner, q_source = owners(hashes, q_hashes if query_prompt == corpus_prompt else None)
+    later, first, q_source = repeats(hashes, q_hashes if query_prompt == corpus_prompt else None)
     corpus_key, query_key = (settings_key(fingerprint, settings, p) for p in (corpus_prompt, query_prompt))
     bounds = shard_bounds(len(corpus), shards) if shards > 1 else [(0, len(corpus))]
     for name, (lo, hi) in zip(shard_names(len(bounds)) if shards > 1 else ["."], bounds):
-        mine = owner[lo:hi]
-        yield Side.plan(name, lo, hashes[lo:hi], lengths[lo:hi], np.where(mine >= lo, mine - lo, -1),
-                         np.where(mine < lo, mine, -1), corpus_prompt, corpus_key, size)
-    yield Side.plan("queries", 0, q_hashes, q_lengths, owners(q_hashes)[0],
-                     q_source if q_source is not None else np.full(len(queries), -1, dtype=np.int64),
-                     query_prompt, query_key, size)
+        at = slice(*np.searchsorted(later, [lo, hi]))
+        yield Side.plan(name, lo, hashes[lo:hi], lengths[lo:hi], later[at] - lo, first[at], corpus_prompt,
+                        corpus_key, size)
+    # the queries are numbered after the documents: a query with a document's text is copied from its row
+    q_later, q_first, _ = repeats(q_hashes)
+    copied = np.flatnonzero(q_source >= 0) if q_source is not None else np.zeros(0, dtype=np.int64)
+    q_first = np.r_[q_first + len(corpus), q_source[copied] if q_source is not None else copied]
+    q_later = np.r_[q_later, copied]
+    yield Side.plan("queries", len(corpus), q_hashes, q_lengths, q_later, q_first, query_prompt, query_key, size)
 
 
 def ray_job(side: Side, chunk: Chunk, corpus: Any, queries: TextTable) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +73,44 @@ def _take(path: Path, rows: np.ndarray) -> tuple[list[str], list[str]]:
     return table.column("id").to_pylist(), table.column("text").to_pylist()
 
 
+def repeats(keys: np.ndarray, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The rows whose key (a hash: uint64, or 16 bytes) an earlier row has, ascending, with the first row that has
+    it; and for each of ``others``' keys, the first row with it (-1: none). Sorted a bucket at a time (by the
+    key's first byte), so what it takes beside the keys is 1 byte a row and one bucket's arrays."""
+    def first_byte(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)[:, 0] if len(a) else np.zeros(0, np.uint8)
+
+    byte, other_byte = first_byte(keys), first_byte(others) if others is not None else None
+    rows, firsts, found = [], [], np.full(len(others) if others is not None else 0, -1, dtype=np.int64)
+    for b in range(256):
+        mine = np.flatnonzero(byte == b)
+        order = np.argsort(keys[mine], kind="stable")  # stable: a group's first row is its smallest
+        ordered, mine = keys[mine][order], mine[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(mine) else np.zeros(0, np.int64)
+        first = np.repeat(mine[starts], np.diff(np.r_[starts, len(mine)]))
+        rows.append(mine[mine != first])
+        firsts.append(first[mine != first])
+        if other_byte is not None and len(starts):
+            asked = np.flatnonzero(other_byte == b)
+            at = np.minimum(np.searchsorted(ordered[starts], others[asked]), len(starts) - 1)
+            hit = ordered[starts][at] == others[asked]
+            found[asked[hit]] = mine[starts][at[hit]]
+    rows, firsts = np.concatenate(rows), np.concatenate(firsts)
+    order = np.argsort(rows)
+    return rows[order], firsts[order], found if others is not None else None
+
+
+def _joined(blocks: list[np.ndarray], dtype: Any) -> np.ndarray:
+    """The blocks as one array, each let go once copied (so they are never held twice)."""
+    out = np.empty(sum(len(b) for b in blocks), dtype=dtype)
+    at = 0
+    while blocks:
+        block = blocks.pop(0)
+        out[at:at + len(block)] = block
+        at += len(block)
+    return out
+
+
 def stage_corpus(path: Path | str, columns: Columns, folder: Path,
                  wanted: set[str]) -> tuple[StagedCorpus, dict[str, str], set[str]]:
     """The corpus file ``path`` checked and written to ``folder``/corpus.input.parquet in blocks; returns it, its
@@ -109,18 +148,18 @@ def stage_corpus(path: Path | str, columns: Columns, folder: Path,
                 flush()
         if ids:
             flush()
-    keep = _repeats_left_out(reader, columns, out, np.concatenate(id_hashes))
-    return StagedCorpus(out, np.concatenate(hashes), np.concatenate(lengths), keep), _source(reader), found
+    hashes, lengths = _joined(hashes, "S16"), _joined(lengths, np.int32)
+    keep = _repeats_left_out(reader, columns, out, _joined(id_hashes, np.uint64))
+    return StagedCorpus(out, hashes, lengths, keep), _source(reader), found
 
 
 def _repeats_left_out(reader: RowReader, columns: Columns, staged: Path, hashes: np.ndarray) -> np.ndarray | None:
     """The file rows to keep when an id comes again (None: every row); a repeat with another text is refused,
     naming both rows as the file does."""
-    order = np.argsort(hashes, kind="stable")
-    same = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
-    if not len(same):
+    later, earlier, _ = repeats(hashes)
+    if not len(later):
         return None
-    rows = np.unique(np.concatenate([order[same], order[same + 1]]))  # every row whose id hash is shared
+    rows = np.unique(np.concatenate([later, earlier]))  # every row whose id hash is shared
     first: dict[str, tuple[int, str]] = {}
     dropped = []
     for row, id_, text in zip(rows.tolist(), *_take(staged, rows)):
