@@ -221,8 +221,9 @@ def test_a_sharded_encode_reads_the_corpus_file_in_blocks_and_holds_one_shard_at
     from minenegs.encode import models
     from minenegs.inputs import staged
 
-    monkeypatch.setattr(staged, "ROWS", 4)  # 23 documents: six row groups
-    docs = [(f"d{i}", f"document {i} about topic {i % 5}") for i in range(22)] + [("d22", "document 3 about topic 3")]
+    monkeypatch.setattr(staged, "ROWS", 4)  # 24 rows, d5's twice: six row groups
+    docs = [(f"d{i}", f"document {i} about topic {i % 5}") for i in range(22)] + [("d5", "document 5 about topic 0"),
+                                                                                   ("d22", "document 3 about topic 3")]
     data = _beir(tmp_path / "data", docs, [("q1", "topic 3"), ("q2", "document 3 about topic 3")],
                  [("q1", "d3"), ("q2", "d22")])
     fake, held = FakeEncoder(), []
@@ -271,11 +272,12 @@ def test_a_staged_corpus_checks_its_rows_as_an_in_memory_read_does(tmp_path, mon
 def test_repeats_by_hand():
     """Rows repeating an earlier row's key, with that first row, bucket by bucket; 16-byte keys that differ only
     in trailing zero bytes are different keys."""
-    from minenegs.inputs.staged import repeats
+    from minenegs.inputs.staged import in_buckets, repeats
 
-    later, first, found = repeats(np.array([5, 3, 5, 7, 3, 5, 256 + 5], dtype=np.uint64), np.array([3, 9, 261], np.uint64))
+    keys = np.array([5, 3, 5, 7, 3, 5, 256 + 5], dtype=np.uint64)
+    later, first, found = repeats(in_buckets(keys), np.array([3, 9, 261], np.uint64))
     assert later.tolist() == [2, 4, 5] and first.tolist() == [0, 1, 0] and found.tolist() == [1, -1, 6]
     keys = np.array([b"a" * 15 + b"\0", b"a" * 14 + b"\0\0", b"a" * 15 + b"\0", b"b" * 16], dtype="S16")
-    later, first, found = repeats(keys, np.array([b"a" * 14 + b"\0\0"], dtype="S16"))
+    later, first, found = repeats(in_buckets(keys), np.array([b"a" * 14 + b"\0\0"], dtype="S16"))
     assert later.tolist() == [2] and first.tolist() == [0] and found.tolist() == [1]
-    assert [len(x) for x in repeats(np.zeros(0, np.uint64))[:2]] == [0, 0]
+    assert [len(x) for x in repeats(in_buckets(np.zeros(0, np.uint64)))[:2]] == [0, 0]

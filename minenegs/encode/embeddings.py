@@ -198,7 +198,7 @@ def encode_dataset(
 
     store = _Store(encoder, cache, normalize, dtype, tick)
     ids = hashlib.sha256()
-    parts: list[Side] = []
+    parts: list[tuple[str, int, int]] = []  # the shards' folders, first rows and row counts
     with output_dir(out, force) as stage:
         stored: list[Path] = []
         for side in plan_sides(corpus, queries, shards, corpus_prompt, query_prompt, fingerprint, settings, chunk_size):
@@ -229,11 +229,10 @@ def encode_dataset(
             if side.name != "queries":
                 _write_table(path.parent / "corpus.parquet", {"id": table.ids, "text": table.texts})
                 stored.append(path)
-                parts.append(side)
+                parts.append((side.name, side.lo, side.count))
                 for doc_id in table.ids:
                     ids.update(doc_id.encode("utf-8") + b"\x1f")
-            del table
-            side.unique = side.rows = side.text_index = np.zeros(0, dtype=np.int64)  # the plan is done with
+            del table, side  # the next side's plan and texts replace them
         _write_table(stage / "queries.parquet", {"id": queries.ids, "text": queries.texts})
         _write_table(stage / "qrels.parquet", {
             "query_id": [q.query_id for q in dataset.qrels],
@@ -252,10 +251,10 @@ def encode_dataset(
         if shards > 1:  # each shard names this encode: a shard from another one is refused when the folder is opened
             encode = hashlib.sha256(json.dumps([fingerprint, settings, corpus_prompt, normalize, dtype, dim,
                                                 ids.hexdigest()], sort_keys=True).encode()).hexdigest()
-            sharded = {"encode": encode, "shards": [{"folder": side.name, "rows": side.count} for side in parts]}
-            for side in parts:
-                write_manifest(stage / side.name, {"kind": SHARD_KIND, "encode": encode, "rows": side.count,
-                                                   "offset": side.lo, "dim": dim, "dtype": dtype})
+            sharded = {"encode": encode, "shards": [{"folder": name, "rows": rows} for name, _, rows in parts]}
+            for name, lo, rows in parts:
+                write_manifest(stage / name, {"kind": SHARD_KIND, "encode": encode, "rows": rows, "offset": lo,
+                                              "dim": dim, "dtype": dtype})
         write_manifest(stage, {
             "kind": KIND,
             "format_version": 1,

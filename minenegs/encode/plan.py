@@ -14,7 +14,7 @@ import numpy as np
 from ..artifacts import text_hash
 from ..records import TextTable
 from .cache import Chunk, plan_chunks, settings_key
-from ..inputs.staged import repeats
+from ..inputs.staged import in_buckets, repeats
 from .folder import shard_bounds, shard_names
 
 
@@ -77,34 +77,40 @@ class Scatter:
             output[self.rows[lo:hi]] = vectors[self.sorted_pos[lo:hi] - start]
 
 
-def digests(table: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's text hash and length: kept by a staged corpus, computed for a table in memory."""
-    if hasattr(table, "hashes"):
-        return table.hashes, table.lengths
-    return (np.array([text_hash(t) for t in table.texts], dtype="S16").reshape(-1),
-            np.fromiter(map(len, table.texts), dtype=np.int64, count=len(table.texts)))
+class InMemory:
+    """A corpus table held in memory, planned as a staged corpus is (:class:`~minenegs.inputs.staged.StagedCorpus`):
+    its texts' hashes and lengths by row range, and its repeated texts."""
+
+    def __init__(self, table: TextTable) -> None:
+        self.hashes = np.array([text_hash(t) for t in table.texts], dtype="S16").reshape(-1)
+        self.lengths = np.fromiter(map(len, table.texts), dtype=np.int64, count=len(table.texts))
+
+    def digests(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.hashes[lo:hi], self.lengths[lo:hi]
+
+    def repeats(self, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return repeats(in_buckets(self.hashes), others)
 
 
 def plan_sides(corpus: Any, queries: TextTable, shards: int, corpus_prompt: str | None, query_prompt: str | None,
-          fingerprint: str, settings: dict[str, Any], size: int) -> Iterator[Side]:
+               fingerprint: str, settings: dict[str, Any], size: int) -> Iterator[Side]:
     """The corpus shards (one side unsharded), then the queries, each planned when it is reached (so the plans
     held are one side's). A text is encoded once: a repeat within a side is in one chunk, a text of an earlier
     shard (or a query with a document's text and prompt) is copied."""
-    hashes, lengths = digests(corpus)
-    q_hashes, q_lengths = digests(queries)
-    later, first, q_source = repeats(hashes, q_hashes if query_prompt == corpus_prompt else None)
+    texts = corpus if hasattr(corpus, "digests") else InMemory(corpus)
+    asked = InMemory(queries)
+    later, first, q_source = texts.repeats(asked.hashes if query_prompt == corpus_prompt else None)
     corpus_key, query_key = (settings_key(fingerprint, settings, p) for p in (corpus_prompt, query_prompt))
     bounds = shard_bounds(len(corpus), shards) if shards > 1 else [(0, len(corpus))]
     for name, (lo, hi) in zip(shard_names(len(bounds)) if shards > 1 else ["."], bounds):
         at = slice(*np.searchsorted(later, [lo, hi]))
-        yield Side.plan(name, lo, hashes[lo:hi], lengths[lo:hi], later[at] - lo, first[at], corpus_prompt,
-                        corpus_key, size)
+        yield Side.plan(name, lo, *texts.digests(lo, hi), later[at] - lo, first[at], corpus_prompt, corpus_key, size)
     # the queries are numbered after the documents: a query with a document's text is copied from its row
-    q_later, q_first, _ = repeats(q_hashes)
+    q_later, q_first, _ = asked.repeats()
     copied = np.flatnonzero(q_source >= 0) if q_source is not None else np.zeros(0, dtype=np.int64)
     q_first = np.r_[q_first + len(corpus), q_source[copied] if q_source is not None else copied]
-    q_later = np.r_[q_later, copied]
-    yield Side.plan("queries", len(corpus), q_hashes, q_lengths, q_later, q_first, query_prompt, query_key, size)
+    yield Side.plan("queries", len(corpus), asked.hashes, asked.lengths, np.r_[q_later, copied], q_first,
+                    query_prompt, query_key, size)
 
 
 def ray_job(side: Side, chunk: Chunk, corpus: Any, queries: TextTable) -> dict[str, Any]:

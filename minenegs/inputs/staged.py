@@ -2,15 +2,17 @@
 encode (``encode --shards N``) reads its own row range back, so no process holds every text of the corpus.
 
 The rows are checked as :func:`~minenegs.inputs.tables.read_corpus` checks them (an id and a text on every row,
-an id repeated with the same text kept once, with another text refused). Held while reading: 8 bytes a document
-(a hash of its id, to find repeats); kept: 20 (a hash of its text and its length, to plan the encode).
+an id repeated with the same text kept once, with another text refused). Beside the rows, each document's text
+hash and length go to flat files (an encode plans its chunks from them, a shard's range at a time), and its id
+and text hashes to 256 bucket files by their first byte, so repeated ids and texts are found a bucket at a time:
+nothing held in memory grows with the corpus but the repeats themselves.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,16 +26,14 @@ FILE = "corpus.input.parquet"
 
 
 class StagedCorpus:
-    """The corpus as staged rows; ``keep`` (file rows, ascending) leaves out repeated documents. ``hashes`` and
-    ``lengths`` (each kept row's :func:`~minenegs.artifacts.text_hash` and length) let an encode plan its
-    chunks without the texts."""
+    """The corpus as staged rows; ``keep`` (file rows, ascending) leaves out repeated documents."""
 
-    def __init__(self, path: Path, hashes: np.ndarray, lengths: np.ndarray, keep: np.ndarray | None = None) -> None:
-        self.path, self.keep = path, keep
-        self.hashes, self.lengths = (hashes, lengths) if keep is None else (hashes[keep], lengths[keep])
+    def __init__(self, folder: Path, count: int, keep: np.ndarray | None = None) -> None:
+        self.folder, self.path, self.keep = folder, folder / FILE, keep
+        self.count = count if keep is None else len(keep)
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return self.count
 
     def file_rows(self, lo: int, hi: int) -> np.ndarray:
         """The file rows of rows ``lo:hi``."""
@@ -43,6 +43,25 @@ class StagedCorpus:
         """Rows ``lo:hi`` (after repeats are left out), read from the row groups that hold them."""
         ids, texts = _take(self.path, self.file_rows(lo, hi))
         return TextTable(ids, texts)
+
+    def digests(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``lo:hi``'s :func:`~minenegs.artifacts.text_hash` es and lengths, read from the flat files."""
+        rows = self.file_rows(lo, hi)
+        if not len(rows):
+            return np.zeros(0, "S16"), np.zeros(0, np.int32)
+        first, count = int(rows[0]), int(rows[-1]) + 1 - int(rows[0])
+        hashes, lengths = (np.fromfile(self.folder / name, dtype, count, offset=first * np.dtype(dtype).itemsize)
+                           for name, dtype in (("hashes.bin", "S16"), ("lengths.bin", np.int32)))
+        return hashes[rows - first], lengths[rows - first]
+
+    def repeats(self, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:func:`repeats` of the texts, from the bucket files, in rows after repeated documents are left out."""
+        later, first, found = repeats(_buckets(self.folder, "texts", "S16"), others)
+        if self.keep is None:
+            return later, first, found
+        kept = np.isin(later, self.keep)  # a left-out document repeats an earlier one's text: it has no row
+        later, first = np.searchsorted(self.keep, later[kept]), np.searchsorted(self.keep, first[kept])
+        return later, first, np.where(found >= 0, np.searchsorted(self.keep, found), -1) if found is not None else None
 
 
 class ShardTexts:
@@ -73,19 +92,16 @@ def _take(path: Path, rows: np.ndarray) -> tuple[list[str], list[str]]:
     return table.column("id").to_pylist(), table.column("text").to_pylist()
 
 
-def repeats(keys: np.ndarray, others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The rows whose key (a hash: uint64, or 16 bytes) an earlier row has, ascending, with the first row that has
-    it; and for each of ``others``' keys, the first row with it (-1: none). Sorted a bucket at a time (by the
-    key's first byte), so what it takes beside the keys is 1 byte a row and one bucket's arrays."""
-    def first_byte(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)[:, 0] if len(a) else np.zeros(0, np.uint8)
-
-    byte, other_byte = first_byte(keys), first_byte(others) if others is not None else None
+def repeats(buckets: Iterable[tuple[np.ndarray, np.ndarray]],
+            others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The rows whose key (a hash) an earlier row has, ascending, with the first row that has it; and for each of
+    ``others``' keys, the first row with it (-1: none). ``buckets``: (keys, rows) in row order, every key in one
+    bucket, chosen by its first byte (:func:`in_buckets`), so one bucket is sorted at a time."""
+    other_byte = _first_byte(others) if others is not None else None
     rows, firsts, found = [], [], np.full(len(others) if others is not None else 0, -1, dtype=np.int64)
-    for b in range(256):
-        mine = np.flatnonzero(byte == b)
-        order = np.argsort(keys[mine], kind="stable")  # stable: a group's first row is its smallest
-        ordered, mine = keys[mine][order], mine[order]
+    for b, (keys, mine) in enumerate(buckets):
+        order = np.argsort(keys, kind="stable")  # stable: a group's first row is its smallest
+        ordered, mine = keys[order], mine[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(mine) else np.zeros(0, np.int64)
         first = np.repeat(mine[starts], np.diff(np.r_[starts, len(mine)]))
         rows.append(mine[mine != first])
@@ -100,40 +116,62 @@ def repeats(keys: np.ndarray, others: np.ndarray | None = None) -> tuple[np.ndar
     return rows[order], firsts[order], found if others is not None else None
 
 
-def _joined(blocks: list[np.ndarray], dtype: Any) -> np.ndarray:
-    """The blocks as one array, each let go once copied (so they are never held twice)."""
-    out = np.empty(sum(len(b) for b in blocks), dtype=dtype)
-    at = 0
-    while blocks:
-        block = blocks.pop(0)
-        out[at:at + len(block)] = block
-        at += len(block)
-    return out
+def _first_byte(keys: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)[:, 0] if len(keys) else np.zeros(0, np.uint8)
+
+
+def in_buckets(keys: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Keys held in memory, as :func:`repeats` takes them."""
+    byte = _first_byte(keys)
+    for b in range(256):
+        rows = np.flatnonzero(byte == b)
+        yield keys[rows], rows
+
+
+def _buckets(folder: Path, name: str, key: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The bucket files ``name``-XX.bin (records of key and row), one at a time."""
+    for b in range(256):
+        path = folder / f"{name}-{b:02x}.bin"
+        records = np.fromfile(path, np.dtype([("key", key), ("row", "<i8")])) if path.exists() else None
+        yield (records["key"], records["row"]) if records is not None else (np.zeros(0, key), np.zeros(0, np.int64))
+
+
+def _to_buckets(folder: Path, name: str, keys: np.ndarray, first_row: int) -> None:
+    """Append a block's keys, with their rows, to the bucket files."""
+    records = np.empty(len(keys), np.dtype([("key", keys.dtype), ("row", "<i8")]))
+    records["key"], records["row"] = keys, np.arange(first_row, first_row + len(keys))
+    byte = _first_byte(keys)
+    for b in np.unique(byte).tolist():
+        with open(folder / f"{name}-{b:02x}.bin", "ab") as fh:
+            records[byte == b].tofile(fh)
 
 
 def stage_corpus(path: Path | str, columns: Columns, folder: Path,
                  wanted: set[str]) -> tuple[StagedCorpus, dict[str, str], set[str]]:
-    """The corpus file ``path`` checked and written to ``folder``/corpus.input.parquet in blocks; returns it, its
-    source record, and which ``wanted`` ids (the qrels' documents) it holds."""
+    """The corpus file ``path`` checked and written to ``folder`` in blocks; returns it, its source record, and
+    which ``wanted`` ids (the qrels' documents) it holds."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     reader = RowReader.open(path)
-    out = Path(folder) / FILE
+    folder = Path(folder)
     schema = pa.schema([("id", pa.string()), ("text", pa.string())])
     ids: list[str] = []
     texts: list[str] = []
-    id_hashes: list[np.ndarray] = []
-    hashes: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
     found: set[str] = set()
-    with pq.ParquetWriter(out, schema) as writer:
+    count = 0
+    with pq.ParquetWriter(folder / FILE, schema) as writer, open(folder / "hashes.bin", "wb") as hashes, \
+            open(folder / "lengths.bin", "wb") as lengths:
         def flush() -> None:
+            nonlocal count
             writer.write_table(pa.table({"id": ids, "text": texts}, schema=schema), row_group_size=ROWS)
-            id_hashes.append(np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "little")
-                                          for i in ids), dtype=np.uint64, count=len(ids)))
-            hashes.append(np.array([text_hash(t) for t in texts], dtype="S16"))
-            lengths.append(np.fromiter(map(len, texts), dtype=np.int32, count=len(texts)))
+            text_hashes = np.array([text_hash(t) for t in texts], dtype="S16")
+            text_hashes.tofile(hashes)
+            np.fromiter(map(len, texts), dtype=np.int32, count=len(texts)).tofile(lengths)
+            _to_buckets(folder, "texts", text_hashes, count)
+            _to_buckets(folder, "ids", np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(),
+                                                                   "little") for i in ids), np.uint64, len(ids)), count)
+            count += len(ids)
             ids.clear()
             texts.clear()
 
@@ -148,21 +186,20 @@ def stage_corpus(path: Path | str, columns: Columns, folder: Path,
                 flush()
         if ids:
             flush()
-    hashes, lengths = _joined(hashes, "S16"), _joined(lengths, np.int32)
-    keep = _repeats_left_out(reader, columns, out, _joined(id_hashes, np.uint64))
-    return StagedCorpus(out, hashes, lengths, keep), _source(reader), found
+    keep = _repeats_left_out(reader, columns, folder, count)
+    return StagedCorpus(folder, count, keep), _source(reader), found
 
 
-def _repeats_left_out(reader: RowReader, columns: Columns, staged: Path, hashes: np.ndarray) -> np.ndarray | None:
+def _repeats_left_out(reader: RowReader, columns: Columns, folder: Path, count: int) -> np.ndarray | None:
     """The file rows to keep when an id comes again (None: every row); a repeat with another text is refused,
     naming both rows as the file does."""
-    later, earlier, _ = repeats(hashes)
+    later, earlier, _ = repeats(_buckets(folder, "ids", "<u8"))
     if not len(later):
         return None
     rows = np.unique(np.concatenate([later, earlier]))  # every row whose id hash is shared
     first: dict[str, tuple[int, str]] = {}
     dropped = []
-    for row, id_, text in zip(rows.tolist(), *_take(staged, rows)):
+    for row, id_, text in zip(rows.tolist(), *_take(folder / FILE, rows)):
         if id_ not in first:
             first[id_] = (row, text)
         elif first[id_][1] == text:
@@ -175,4 +212,4 @@ def _repeats_left_out(reader: RowReader, columns: Columns, staged: Path, hashes:
                 if len(where) == 2:
                     break
             raise conflict(reader.path, "document", id_, where[row], where[first[id_][0]])
-    return np.delete(np.arange(len(hashes), dtype=np.int64), dropped) if dropped else None
+    return np.delete(np.arange(count, dtype=np.int64), dropped) if dropped else None
