@@ -51,9 +51,10 @@ def _probe(ray: RaySettings | None) -> None:
 
 def encode(data: Path | str | None, output: Path | str, *, split: str = "train", corpus: Path | str | None = None,
            queries: Path | str | None = None, qrels: Path | str | None = None, columns: Columns | None = None,
-           model: str | None = None, precision: str = "auto", batch_size: int = 32, max_seq_length: int | None = None,
-           device: str | None = None, compile: str = "auto", cache_dir: Path | str | None = None,
-           ray: RaySettings | None = None, progress: Any = None, **options: Any) -> dict[str, Any]:
+           model: str | None = None, precision: str = "auto", batch_size: int | None = None,
+           max_seq_length: int | None = None, device: str | None = None, compile: str = "auto",
+           cache_dir: Path | str | None = None, ray: RaySettings | None = None, progress: Any = None,
+           **options: Any) -> dict[str, Any]:
     """``minenegs encode``: the dataset (a BEIR folder or pair file ``data``, or separate files; see
     :func:`~minenegs.inputs.dataset.load_dataset`) encoded by the sentence-transformers ``model`` (default: the
     bundled one) into the embeddings folder ``output``; ``options`` (prompts, ``normalize``, ``chunk_size``,

@@ -116,7 +116,8 @@ def plan_sides(corpus: Any, queries: TextTable, shards: int, corpus_prompt: str 
 def ray_job(side: Side, chunk: Chunk, corpus: Any, queries: TextTable) -> dict[str, Any]:
     """A chunk for a Ray worker: its texts, or where a worker reads them (a staged corpus' file rows, and the
     span of its shard's rows there)."""
-    rows, job = side.chunk_rows(chunk), {"key": chunk.key, "prompt": side.prompt, "source": "", "span": [0, 0], "rows": []}
+    rows = side.chunk_rows(chunk)
+    job = {"key": chunk.key, "prompt": side.prompt, "source": "", "span": [0, 0], "rows": []}
     if side.name == "queries":
         return {**job, "texts": [queries.texts[i] for i in rows]}
     if not hasattr(corpus, "file_rows"):
