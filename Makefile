@@ -6,7 +6,7 @@ STAMP := $(VENV)/.minenegs-installed
 SHARED ?= ../shared/data
 DENSE_RECIPES ?= zero-shot in-batch st-top5 mn-fixed mn-adaptive mn-adaptive-guided in-batch-gist
 
-.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-encode-compile bench-index bench-mine bench-scale bench-ray bench-ray-shards bench-encode-shards bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
+.PHONY: install lock test-latest test-oldest demo test test-fast test-repeat bench-encode bench-encode-compile bench-encode-bf16 bench-index bench-mine bench-scale bench-ray bench-ray-shards bench-encode-shards bench-dropin bench-finetune bench-finetune-dense bench-density bench-contamination bench-llm-judge clean
 
 install: $(STAMP)
 
@@ -73,6 +73,10 @@ bench-encode: $(STAMP)
 
 bench-encode-compile: $(STAMP)
 	$(BIN)/python benchmarks/encode_compile.py --data $(SHARED)
+
+# the bf16 path side by side with fp32 weights under autocast, and both against fp32 vectors (about 8 minutes)
+bench-encode-bf16: $(STAMP)
+	$(BIN)/python benchmarks/encode_bf16.py --data $(SHARED)/scifact --split train
 
 bench-index: $(STAMP)
 	$(BIN)/python benchmarks/index_recall.py --data $(SHARED)/scifact
