@@ -28,11 +28,24 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_bf16_matches_fp32_on_real_text(samples):  # native bf16 or emulated (slower), the same vectors
+    """bf16: the weights themselves are bf16 (named in the cache key), at batch 16 on a CPU; a model the caller
+    holds keeps its fp32 weights and runs under autocast; both within cosine 0.999 of fp32."""
+    import torch
+
+    from minenegs.encode.models import LoadedEncoder
+
     texts = load_beir(samples).corpus.texts
-    fp32 = SentenceTransformerEncoder(precision="fp32").encode(texts, None)
-    bf16 = SentenceTransformerEncoder(precision="bf16").encode(texts, None)
+    one, two = SentenceTransformerEncoder(precision="fp32"), SentenceTransformerEncoder(precision="bf16", device="cpu")
+    fp32, bf16 = one.encode(texts, None), two.encode(texts, None)
     assert fp32.shape == bf16.shape == (104, 384)
     assert cosines(fp32, bf16).min() >= 0.999
+    assert {p.dtype for p in two.load().parameters()} == {torch.bfloat16} and two.settings()["weights"] == "bf16"
+    given = SentenceTransformerEncoder(precision="bf16", batch_size=8)
+    assert (two.batch_size, one.batch_size, given.batch_size) == (16, 32, 8)
+    assert "weights" not in one.settings() and next(one.load().parameters()).dtype == torch.float32
+    held = LoadedEncoder(one.load(), precision="bf16")
+    assert cosines(fp32, held.encode(texts, None)).min() >= 0.999
+    assert {p.dtype for p in one.load().parameters()} == {torch.float32}  # the caller's model is left as it was
 
 
 def test_default_model_is_the_bundled_one():
