@@ -4,8 +4,8 @@ The driver reads the inputs and plans the content-addressed chunks as a local ru
 cached go through Ray Data to a pool of model actors, which write them to the chunk cache (a folder every node
 must share). A staged corpus (``encode --shards``) is read by the workers themselves, a shard's rows at a time,
 from its file in the cache folder; the driver sends only row numbers. The driver then assembles the embeddings
-folder from the cache, exactly as a local run whose chunks were all cached: same manifest, same bytes. A job killed half-way keeps every chunk written; the next
-run, on the cluster or not, encodes only the rest.
+folder from the cache, exactly as a local run whose chunks were all cached: same manifest, same bytes. A job
+killed half-way keeps every chunk written; the next run, on the cluster or not, encodes only the rest.
 """
 
 from __future__ import annotations

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import text_hash
+from ..inputs.staged import digests, in_buckets, repeats
 from ..records import TextTable
 from .cache import Chunk, plan_chunks, settings_key
-from ..inputs.staged import in_buckets, repeats
 from .folder import shard_bounds, shard_names
 
 
@@ -82,8 +81,7 @@ class InMemory:
     its texts' hashes and lengths by row range, and its repeated texts."""
 
     def __init__(self, table: TextTable) -> None:
-        self.hashes = np.array([text_hash(t) for t in table.texts], dtype="S16").reshape(-1)
-        self.lengths = np.fromiter(map(len, table.texts), dtype=np.int64, count=len(table.texts))
+        self.hashes, self.lengths = digests(table.texts)
 
     def digests(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         return self.hashes[lo:hi], self.lengths[lo:hi]
@@ -107,10 +105,10 @@ def plan_sides(corpus: Any, queries: TextTable, shards: int, corpus_prompt: str 
         yield Side.plan(name, lo, *texts.digests(lo, hi), later[at] - lo, first[at], corpus_prompt, corpus_key, size)
     # the queries are numbered after the documents: a query with a document's text is copied from its row
     q_later, q_first, _ = asked.repeats()
-    copied = np.flatnonzero(q_source >= 0) if q_source is not None else np.zeros(0, dtype=np.int64)
-    q_first = np.r_[q_first + len(corpus), q_source[copied] if q_source is not None else copied]
-    yield Side.plan("queries", len(corpus), asked.hashes, asked.lengths, np.r_[q_later, copied], q_first,
-                    query_prompt, query_key, size)
+    q_source = q_source if q_source is not None else np.full(len(queries), -1, dtype=np.int64)
+    copied = np.flatnonzero(q_source >= 0)
+    yield Side.plan("queries", len(corpus), asked.hashes, asked.lengths, np.r_[q_later, copied],
+                    np.r_[q_first + len(corpus), q_source[copied]], query_prompt, query_key, size)
 
 
 def ray_job(side: Side, chunk: Chunk, corpus: Any, queries: TextTable) -> dict[str, Any]:

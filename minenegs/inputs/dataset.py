@@ -137,7 +137,8 @@ def beir_split_path(folder: Path, split: str) -> Path:
     return path
 
 
-def load_beir(folder: Path | str, split: str = "train", columns: Columns = Columns(), stage: Path | None = None) -> Dataset:
+def load_beir(folder: Path | str, split: str = "train", columns: Columns = Columns(),
+              stage: Path | None = None) -> Dataset:
     """A BEIR folder: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
 
     Only the queries judged in that split with at least one positive are kept.

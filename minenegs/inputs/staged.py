@@ -87,9 +87,18 @@ def _take(path: Path, rows: np.ndarray) -> tuple[list[str], list[str]]:
         return [], []
     file = pq.ParquetFile(path)
     starts = np.cumsum([0] + [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
-    first, last = (int(np.searchsorted(starts, r, side="right")) - 1 for r in (rows[0], rows[-1]))
-    table = file.read_row_groups(list(range(first, last + 1))).take(np.asarray(rows, dtype=np.int64) - starts[first])
+    group = np.searchsorted(starts, rows, side="right") - 1
+    groups = np.unique(group)  # only the groups holding a row asked for, however far apart the rows are
+    sizes = np.diff(starts)[groups]
+    at = np.cumsum(np.r_[0, sizes[:-1]])[np.searchsorted(groups, group)] + np.asarray(rows) - starts[group]
+    table = file.read_row_groups(groups.tolist()).take(at)
     return table.column("id").to_pylist(), table.column("text").to_pylist()
+
+
+def digests(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's :func:`~minenegs.artifacts.text_hash` and length, what an encode is planned from."""
+    return (np.array([text_hash(t) for t in texts], dtype="S16"),
+            np.fromiter(map(len, texts), dtype=np.int32, count=len(texts)))
 
 
 def repeats(buckets: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -165,9 +174,9 @@ def stage_corpus(path: Path | str, columns: Columns, folder: Path,
         def flush() -> None:
             nonlocal count
             writer.write_table(pa.table({"id": ids, "text": texts}, schema=schema), row_group_size=ROWS)
-            text_hashes = np.array([text_hash(t) for t in texts], dtype="S16")
+            text_hashes, text_lengths = digests(texts)
             text_hashes.tofile(hashes)
-            np.fromiter(map(len, texts), dtype=np.int32, count=len(texts)).tofile(lengths)
+            text_lengths.tofile(lengths)
             _to_buckets(folder, "texts", text_hashes, count)
             _to_buckets(folder, "ids", np.fromiter((int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(),
                                                                    "little") for i in ids), np.uint64, len(ids)), count)
