@@ -1,6 +1,7 @@
 """The bf16 encode path, side by side in one process on SciFact (corpus and the split's queries, in length order as
 minenegs' chunks take them): fp32 weights under bf16 autocast at batch 32 (minenegs' bf16 path until now) against
-bf16 weights at the default batch (16 on a CPU: the path now), A B A B; each run's vectors against fp32 ones:
+bf16 weights at the default batch (16 on a CPU), one forward pass at a time, against the same with two passes
+at once (``streams``: the path now), A B C A B C; each run's vectors against fp32 ones:
 cosine (mean, minimum) and the overlap of every query's top-100 documents. Writes
 ``benchmarks/results/encode_bf16.json``. On a CPU without native bf16 it says so and measures nothing.
 
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with, cpu_supports_bf16
+    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with, cpu_supports_bf16, encode_chunk
     from minenegs.inputs.dataset import load_beir
 
     if not cpu_supports_bf16():
@@ -58,10 +59,11 @@ def main() -> None:
         return unit(out), time.perf_counter() - started
 
     runs = {"before_autocast_batch32": lambda t: _encode_with(before, t, None, "bf16", 32),
-            "now_bf16_weights": lambda t: now.encode(t, None)}
+            "bf16_weights_one_stream": lambda t: now.encode(t, None),
+            "now_bf16_weights_streams": lambda t: encode_chunk(now, t, None)}
     figures: dict[str, dict] = {name: {"texts_per_second": []} for name in runs}
     vectors = {}
-    for _ in range(args.rounds):  # A B A B
+    for _ in range(args.rounds):  # A B C A B C
         for name, encode in runs.items():
             vectors[name], seconds = run(encode)
             figures[name]["texts_per_second"].append(round(len(texts) / seconds, 1))
@@ -74,10 +76,13 @@ def main() -> None:
         figures[name].update(cosine_to_fp32_mean=round(float(cos.mean()), 6), cosine_to_fp32_min=round(float(cos.min()), 6),
                              top100_overlap_with_fp32=round(float(np.mean([len(set(a) & set(b)) / 100
                                                                           for a, b in zip(found, truth)])), 4))
-    pairs = zip(figures["now_bf16_weights"]["texts_per_second"], figures["before_autocast_batch32"]["texts_per_second"])
+    speed = {name: f["texts_per_second"] for name, f in figures.items()}
     results = {"data": str(args.data), "split": args.split, "texts": len(texts), "queries": len(query_rows),
-               "batch_size_now": now.batch_size, **figures,
-               "ratio_now_vs_before_per_round": [round(a / b, 3) for a, b in pairs]}
+               "batch_size_now": now.batch_size, "streams_now": now.streams, **figures,
+               "ratio_now_vs_before_per_round": [round(a / b, 3) for a, b in zip(speed["now_bf16_weights_streams"],
+                                                                                speed["before_autocast_batch32"])],
+               "ratio_streams_vs_one_stream_per_round": [round(a / b, 3) for a, b in zip(
+                   speed["now_bf16_weights_streams"], speed["bf16_weights_one_stream"])]}
     print(results)
     write_results(args.output, results)
 

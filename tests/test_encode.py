@@ -246,3 +246,47 @@ def test_chunk_cache_roundtrip(tmp_path):
     assert cache.get("ab" * 32) is None
     cache.put("ab" * 32, np.ones((3, 4)))
     assert cache.get("ab" * 32).dtype == np.float32 and cache.get("ab" * 32).shape == (3, 4)
+
+
+class _Streamed:
+    """An encoder with two streams that notes, per call, its thread and torch's thread count; fails on ``fail``."""
+
+    batch_size, streams = 2, 2
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.fail, self.seen = fail, {}
+
+    def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        import threading
+
+        import torch
+
+        if texts[0] == self.fail:
+            raise ValueError("bad batch")
+        time.sleep(0.02)
+        self.seen[texts[0]] = (threading.current_thread().name, torch.get_num_threads())
+        return np.array([[float(t), 1.0] for t in texts])
+
+
+def test_streams_run_batches_at_once_in_order_on_shared_threads_and_stop_at_a_failure():
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        enc, ticks = _Streamed(), []
+        out = models.encode_chunk(enc, [str(i) for i in range(20)], None, ticks.append)
+        assert out[:, 0].tolist() == list(range(20)) and ticks == [2] * 10  # in order, ticked in order
+        first, *rest = (enc.seen[str(i)] for i in range(0, 20, 2))
+        assert first == (threading.current_thread().name, 2)  # the first batch alone, on all the threads
+        assert {name.startswith("minenegs-encode") for name, _ in rest} == {True}
+        assert len({name for name, _ in rest}) == 2 and {n for _, n in rest} == {1}  # two streams, a thread each
+        assert torch.get_num_threads() == 2  # given back
+        failing = _Streamed(fail="6")
+        with pytest.raises(ValueError, match="bad batch"):
+            models.encode_chunk(failing, [str(i) for i in range(40)], None)
+        assert len(failing.seen) < 19 and torch.get_num_threads() == 2  # the batches queued after it never ran
+    finally:
+        torch.set_num_threads(before)

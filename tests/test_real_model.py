@@ -168,3 +168,27 @@ def test_a_compiler_that_fails_leaves_the_uncompiled_model(samples, monkeypatch,
     assert not enc.compiled and enc.compile_error == "RuntimeError: inductor: no working C++ compiler"
     assert np.array_equal(got, want) and not hasattr(enc.load()[0].model, "_orig_mod")
     assert not enc._package.exists() and not list(enc._package.parent.glob("*"))  # nothing half-built is kept
+
+
+def test_bf16_streams_give_the_vectors_of_one_pass_at_a_time(samples):
+    """bf16 on a CPU with two threads: two forward passes at once, within cosine 0.9999 of one at a time; fp32, a
+    single thread and a compiled network: one."""
+    import torch
+
+    from minenegs.encode.models import encode_chunk
+
+    texts = load_beir(samples).corpus.texts
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two, fp32 = SentenceTransformerEncoder(precision="bf16", device="cpu", compile="off"), SentenceTransformerEncoder(precision="fp32")
+        assert (two.streams, fp32.streams) == (2, 1)
+        alone = np.concatenate([two.encode(texts[i:i + 16], None) for i in range(0, len(texts), 16)])
+        assert cosines(alone, encode_chunk(two, texts, None)).min() >= 0.9999 and torch.get_num_threads() == 2
+        two.compiled = True
+        assert two.streams == 1
+        torch.set_num_threads(1)
+        two.compiled = False
+        assert two.streams == 1
+    finally:
+        torch.set_num_threads(before)
