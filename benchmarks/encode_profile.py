@@ -3,6 +3,9 @@ encode path (the bundled model, ``--precision auto``) as a share of torch's matm
 measured in the same process; the same for the compiled network (``--compile on``, built first, not timed); and
 a torch-profiler breakdown of the uncompiled encode by kind of work.
 
+The encodes run as ``minenegs encode`` runs a chunk (:func:`minenegs.encode.models.encode_chunk`: two forward
+passes at once in bf16 on a CPU); the profile runs one at a time, to time the operators themselves.
+
 Model arithmetic per text: 2·L·t·(4h² + 2hf) for the linear layers plus 4·L·t²·h for attention (L layers,
 hidden h, feed-forward f, t = the text's tokens after truncation). GEMM rate: (8192 x h) @ (h x f) in the encode's
 dtype, measured before and after the encode (their mean). Writes ``benchmarks/results/encode_profile.json``.
@@ -62,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with
+    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with, encode_chunk
     from minenegs.inputs.tables import read_corpus
 
     texts = read_corpus(args.data / "corpus.jsonl")[0].texts[:args.texts]
@@ -77,9 +80,9 @@ def main() -> None:
     dtype = torch.bfloat16 if encoder.precision == "bf16" else torch.float32
 
     before = gemm_rate(dtype, h, f)
-    _encode_with(model, texts[:32], None, encoder.precision, encoder.batch_size)  # warm-up
+    encode_chunk(encoder, texts[:64], None)  # warm-up
     started = time.perf_counter()
-    _encode_with(model, texts, None, encoder.precision, encoder.batch_size)
+    encode_chunk(encoder, texts, None)  # as `minenegs encode` runs a chunk: in streams where the encoder has them
     seconds = time.perf_counter() - started
     after = gemm_rate(dtype, h, f)
     gemm = (before + after) / 2
@@ -91,12 +94,12 @@ def main() -> None:
         compiled.plan(len(texts), Path(root))
         compiled.encode(texts[:32], None)  # builds (not timed)
         started = time.perf_counter()
-        compiled.encode(texts, None)
+        encode_chunk(compiled, texts, None)
         compiled_seconds = time.perf_counter() - started
     compiled_rate = flops / compiled_seconds / 1e9
     after_compiled = gemm_rate(dtype, h, f)
 
-    part = texts[:args.profile_texts]
+    part = texts[:args.profile_texts]  # one forward pass at a time: the profile is of the operators themselves
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         started = time.perf_counter()
         _encode_with(model, part, None, encoder.precision, encoder.batch_size)
@@ -112,7 +115,7 @@ def main() -> None:
         "seconds": round(profiled - ops, 3), "share": round((profiled - ops) / profiled, 4)}
 
     results = {"data": str(args.data), "texts": len(texts), "precision": encoder.precision,
-               "batch_size": encoder.batch_size, "max_seq_length": model.max_seq_length,
+               "batch_size": encoder.batch_size, "streams": encoder.streams, "max_seq_length": model.max_seq_length,
                "mean_tokens": round(sum(tokens) / len(tokens), 1), "model_gflop": round(flops / 1e9, 1),
                "encode_seconds": round(seconds, 3), "texts_per_second": round(len(texts) / seconds, 1),
                "model_gflops_per_second": round(model_rate, 1),
