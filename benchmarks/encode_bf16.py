@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with, cpu_supports_bf16, encode_chunk
+    from minenegs.encode.batches import encode_chunk
+    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with, cpu_supports_bf16
     from minenegs.inputs.dataset import load_beir
 
     if not cpu_supports_bf16():

@@ -3,7 +3,7 @@ encode path (the bundled model, ``--precision auto``) as a share of torch's matm
 measured in the same process; the same for the compiled network (``--compile on``, built first, not timed); and
 a torch-profiler breakdown of the uncompiled encode by kind of work.
 
-The encodes run as ``minenegs encode`` runs a chunk (:func:`minenegs.encode.models.encode_chunk`: two forward
+The encodes run as ``minenegs encode`` runs a chunk (:func:`minenegs.encode.batches.encode_chunk`: two forward
 passes at once in bf16 on a CPU); the profile runs one at a time, to time the operators themselves.
 
 Model arithmetic per text: 2·L·t·(4h² + 2hf) for the linear layers plus 4·L·t²·h for attention (L layers,
@@ -65,7 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with, encode_chunk
+    from minenegs.encode.batches import encode_chunk
+    from minenegs.encode.models import SentenceTransformerEncoder, _encode_with
     from minenegs.inputs.tables import read_corpus
 
     texts = read_corpus(args.data / "corpus.jsonl")[0].texts[:args.texts]

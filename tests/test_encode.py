@@ -19,7 +19,7 @@ from minenegs.inputs.dataset import load_beir
 from minenegs.encode.embeddings import encode_dataset
 from minenegs.encode.folder import Embeddings
 from minenegs.errors import OutputExistsError
-from minenegs.encode import models
+from minenegs.encode import batches, models
 from minenegs.encode.models import fingerprint_dir, resolve_precision
 from minenegs.records import Dataset, Qrel, TextTable
 
@@ -277,7 +277,7 @@ def test_streams_run_batches_at_once_in_order_on_shared_threads_and_stop_at_a_fa
     torch.set_num_threads(2)
     try:
         enc, ticks = _Streamed(), []
-        out = models.encode_chunk(enc, [str(i) for i in range(20)], None, ticks.append)
+        out = batches.encode_chunk(enc, [str(i) for i in range(20)], None, ticks.append)
         assert out[:, 0].tolist() == list(range(20)) and ticks == [2] * 10  # in order, ticked in order
         first, *rest = (enc.seen[str(i)] for i in range(0, 20, 2))
         assert first == (threading.current_thread().name, 2)  # the first batch alone, on all the threads
@@ -286,7 +286,7 @@ def test_streams_run_batches_at_once_in_order_on_shared_threads_and_stop_at_a_fa
         assert torch.get_num_threads() == 2  # given back
         failing = _Streamed(fail="6")
         with pytest.raises(ValueError, match="bad batch"):
-            models.encode_chunk(failing, [str(i) for i in range(40)], None)
+            batches.encode_chunk(failing, [str(i) for i in range(40)], None)
         assert len(failing.seen) < 19 and torch.get_num_threads() == 2  # the batches queued after it never ran
     finally:
         torch.set_num_threads(before)

@@ -175,7 +175,7 @@ def test_bf16_streams_give_the_vectors_of_one_pass_at_a_time(samples):
     single thread and a compiled network: one."""
     import torch
 
-    from minenegs.encode.models import encode_chunk
+    from minenegs.encode.batches import encode_chunk
 
     texts = load_beir(samples).corpus.texts
     before = torch.get_num_threads()

@@ -30,7 +30,8 @@ from ..errors import MinenegsError
 from ..records import Dataset, setting
 from .cache import ChunkCache, default_cache_dir
 from .folder import KIND, SHARD_KIND, as_one
-from .models import Encoder, encode_chunk
+from .batches import encode_chunk
+from .models import Encoder
 from .plan import Scatter, Side, plan_sides, ray_job
 
 if TYPE_CHECKING:

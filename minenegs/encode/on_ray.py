@@ -17,7 +17,7 @@ from typing import Any
 from ..distributed.runner import RaySettings, kill_point, run
 from ..errors import MinenegsError
 from .cache import ChunkCache
-from .models import encode_chunk
+from .batches import encode_chunk
 
 
 class _EncodeWorker:
