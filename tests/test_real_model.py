@@ -106,27 +106,40 @@ def test_help_does_not_import_torch():
     assert result.stdout.strip() == "[]"
 
 
-def test_compile_is_chosen_for_large_bf16_encodes_or_a_kept_network(monkeypatch, tmp_path):
+def test_compile_is_chosen_for_large_bf16_encodes_run_a_pass_at_a_time_or_a_kept_network(monkeypatch, tmp_path):
+    import torch
+
     from minenegs.encode import models
 
     monkeypatch.setattr(models.compiling, "compiler_found", lambda: True)
     big, small = models.COMPILE_MIN_TEXTS, models.COMPILE_MIN_TEXTS - 1
-    chosen = {}
-    for compile_, precision, n in [("auto", "bf16", big), ("auto", "bf16", small), ("auto", "fp32", big),
-                                   ("off", "bf16", big), ("on", "fp32", 1)]:
-        enc = SentenceTransformerEncoder(precision=precision, compile=compile_)
-        enc.plan(n, tmp_path)
-        chosen[(compile_, precision, n)] = enc.compiled
-    assert chosen == {("auto", "bf16", big): True, ("auto", "bf16", small): False, ("auto", "fp32", big): False,
-                      ("off", "bf16", big): False, ("on", "fp32", 1): True}
-    monkeypatch.setattr(models.compiling, "compiler_found", lambda: False)
-    enc = SentenceTransformerEncoder(precision="bf16")
-    enc.plan(big, tmp_path)
-    assert not enc.compiled  # no C++ compiler to build the network with ...
-    enc._package.parent.mkdir(parents=True)
-    enc._package.touch()
-    enc.plan(1, tmp_path)
-    assert enc.compiled  # ... but one built before is kept: loading it needs none, whatever the size
+    before, chosen = torch.get_num_threads(), {}
+    try:
+        torch.set_num_threads(1)  # one pass at a time: a large bf16 encode builds a network
+        for compile_, precision, n in [("auto", "bf16", big), ("auto", "bf16", small), ("auto", "fp32", big),
+                                       ("off", "bf16", big), ("on", "fp32", 1)]:
+            enc = SentenceTransformerEncoder(precision=precision, compile=compile_, device="cpu")
+            enc.plan(n, tmp_path)
+            chosen[(compile_, precision, n)] = enc.compiled
+        assert chosen == {("auto", "bf16", big): True, ("auto", "bf16", small): False, ("auto", "fp32", big): False,
+                          ("off", "bf16", big): False, ("on", "fp32", 1): True}
+        torch.set_num_threads(2)  # two passes at once instead: no build, unless asked for
+        two, on = (SentenceTransformerEncoder(precision="bf16", compile=c, device="cpu") for c in ("auto", "on"))
+        two.plan(big, tmp_path)
+        on.plan(big, tmp_path)
+        assert (two.compiled, two.streams, on.compiled, on.streams) == (False, 2, True, 1)
+        monkeypatch.setattr(models.compiling, "compiler_found", lambda: False)
+        torch.set_num_threads(1)
+        enc = SentenceTransformerEncoder(precision="bf16", device="cpu")
+        enc.plan(big, tmp_path)
+        assert not enc.compiled  # no C++ compiler to build the network with ...
+        enc._package.parent.mkdir(parents=True)
+        enc._package.touch()
+        torch.set_num_threads(2)
+        enc.plan(1, tmp_path)
+        assert enc.compiled  # ... but one built before is kept: loading it needs none, whatever the size or threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_compiled_network_is_built_once_kept_and_gives_the_uncompiled_vectors(samples, tmp_path):

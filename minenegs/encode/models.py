@@ -161,7 +161,8 @@ class SentenceTransformerEncoder:
     batch_size: int | None = setting(help="Texts per forward pass [default: 16 in bf16 on a CPU, else 32].", min=1)
     compile: str = setting("auto", "Run the network compiled ahead of time (frozen weights, fused kernels; built once "
                            "per model and machine, kept in the cache folder): auto (bf16, when a compiled network "
-                           f"is kept, or {COMPILE_MIN_TEXTS:,} texts or more and a C++ compiler), on or off.",
+                           f"is kept, or {COMPILE_MIN_TEXTS:,} texts or more, a C++ compiler and one thread), on "
+                           "or off.",
                            choices=COMPILES)
     fingerprint_memo: Path | None = None
     name: str = field(init=False)
@@ -196,10 +197,11 @@ class SentenceTransformerEncoder:
 
     @property
     def streams(self) -> int:
-        """Forward passes run at once (:func:`.batches.encode_chunk`): two in bf16 on a CPU with two threads or more, each on
-        half of them; else one (fp32 gains nothing measurable, and the compiled network's kernels were built for
-        all the threads)."""
-        if self.precision != "bf16" or self.compiled or self.load().device.type != "cpu":
+        """Forward passes run at once (:func:`.batches.encode_chunk`): two in bf16 on a CPU with two threads or
+        more, each on half of them; else one (fp32 gains nothing measurable, and the compiled network's kernels
+        were built for all the threads). Before the model is loaded, its device is the one asked for."""
+        where = self._model.device.type if self._model is not None else (self.device or "cpu").split(":")[0]
+        if self.precision != "bf16" or self.compiled or where != "cpu":
             return 1
         import torch
 
@@ -248,9 +250,10 @@ class SentenceTransformerEncoder:
 
         self._package = compiling.package_path(cache_root or default_cache_dir(), self.fingerprint(), self.precision,
                                                self.max_seq_length, self.device)
-        kept = self._package.exists()
+        self.compiled = False  # auto builds a network only where passes run one at a time (against two: ~1.0x)
+        build = texts >= COMPILE_MIN_TEXTS and self.streams == 1 and compiling.compiler_found()
         self.compiled = self.compile == "on" or (self.compile == "auto" and self.precision == "bf16" and (
-            kept or (texts >= COMPILE_MIN_TEXTS and compiling.compiler_found())))
+            self._package.exists() or build))
 
     def encode(self, texts: list[str], prompt: str | None) -> np.ndarray:
         from .compiling import compile_model, is_compiled, uncompile
