@@ -39,8 +39,8 @@ def encode_chunk(encoder: Encoder, texts: list[str], prompt: str | None,
 def _streamed(one: Callable[[Any], Any], items: list[Any], streams: int, done: Callable[[Any], None]) -> None:
     """``done(one(item))`` for each item in order; with ``streams`` > 1, that many ``one`` calls run at once on
     threads, torch's threads shared out between them. On a CPU the Python between one forward pass's operators
-    then overlaps another's, and small operators stop waiting on their threads (1.2x in bf16 on 2 cores,
-    benchmarks/encode_bf16.py). A failure stops the batches not yet started."""
+    then overlaps another's (in bf16 on 2 cores, 1.07x and 1.03x side by side in benchmarks/encode_bf16.py). A
+    failure stops the batches not yet started."""
     if streams <= 1 or len(items) <= 1:
         for item in items:
             done(one(item))
