@@ -183,8 +183,7 @@ class SentenceTransformerEncoder:
         self.name, self._path = resolve_model(self.model)
         self.precision = resolve_precision(self.precision, self.device)
         if self.batch_size is None:  # bf16 on a CPU: smaller batches keep a layer's activations in cache (1.1-1.2x)
-            cpu = not (self.device or "").startswith("cuda")
-            self.batch_size = 16 if self.precision == "bf16" and cpu else 32
+            self.batch_size = 16 if self.precision == "bf16" and self._device_type() != "cuda" else 32
         if self.max_seq_length is None:
             self.max_seq_length = _max_seq_length_of(self._path)
 
@@ -195,17 +194,24 @@ class SentenceTransformerEncoder:
             self._fingerprint = fingerprint_dir(self._path, self.fingerprint_memo)
         return self._fingerprint
 
-    @property
-    def streams(self) -> int:
-        """Forward passes run at once (:func:`.batches.encode_chunk`): two in bf16 on a CPU with two threads or
-        more, each on half of them; else one (fp32 gains nothing measurable, and the compiled network's kernels
-        were built for all the threads). Before the model is loaded, its device is the one asked for."""
-        where = self._model.device.type if self._model is not None else (self.device or "cpu").split(":")[0]
-        if self.precision != "bf16" or self.compiled or where != "cpu":
-            return 1
+    def _device_type(self) -> str:
+        """The loaded model's device type, else the one asked for (none asked: a CPU)."""
+        return self._model.device.type if self._model is not None else (self.device or "cpu").split(":")[0]
+
+    def _two_at_once(self) -> bool:
+        """Whether uncompiled forward passes run two at once here: bf16, on a CPU with two threads or more (fp32
+        gains nothing measurable)."""
+        if self.precision != "bf16" or self._device_type() != "cpu":
+            return False
         import torch
 
-        return 2 if torch.get_num_threads() >= 2 else 1
+        return torch.get_num_threads() >= 2
+
+    @property
+    def streams(self) -> int:
+        """Forward passes run at once (:func:`.batches.encode_chunk`): two where :meth:`_two_at_once`, each on half
+        of torch's threads, unless compiled (the compiled network's kernels were built for all the threads)."""
+        return 2 if self._two_at_once() and not self.compiled else 1
 
     def settings(self) -> dict[str, Any]:
         # bf16: the weights themselves are bf16 (not fp32 under autocast), as in the compiled network
@@ -250,8 +256,8 @@ class SentenceTransformerEncoder:
 
         self._package = compiling.package_path(cache_root or default_cache_dir(), self.fingerprint(), self.precision,
                                                self.max_seq_length, self.device)
-        self.compiled = False  # auto builds a network only where passes run one at a time (against two: ~1.0x)
-        build = texts >= COMPILE_MIN_TEXTS and self.streams == 1 and compiling.compiler_found()
+        # auto builds a network only where passes run one at a time (against two at once it gained ~1.0x)
+        build = texts >= COMPILE_MIN_TEXTS and not self._two_at_once() and compiling.compiler_found()
         self.compiled = self.compile == "on" or (self.compile == "auto" and self.precision == "bf16" and (
             self._package.exists() or build))
 
