@@ -28,11 +28,16 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_bf16_matches_fp32_on_real_text(samples):  # native bf16 or emulated (slower), the same vectors
-    """bf16: the weights themselves are bf16 (named in the cache key), at batch 16 on a CPU; a model the caller
-    holds keeps its fp32 weights and runs under autocast; both within cosine 0.999 of fp32."""
+    """bf16: the weights themselves are bf16 (named in the cache key), at batch 16 on a CPU, its linear layers fused
+    where the CPU has the kernel; a model the caller holds keeps its fp32 weights and layers and runs under autocast;
+    both within cosine 0.999 of fp32."""
     import torch
 
+    from minenegs.encode.fusing import _kernel_works
     from minenegs.encode.models import LoadedEncoder
+
+    def fused(encoder) -> int:
+        return sum(type(m).__name__ == "FusedLinear" for m in encoder.load().modules())
 
     texts = load_beir(samples).corpus.texts
     one, two = SentenceTransformerEncoder(precision="fp32"), SentenceTransformerEncoder(precision="bf16", device="cpu")
@@ -46,6 +51,7 @@ def test_bf16_matches_fp32_on_real_text(samples):  # native bf16 or emulated (sl
     held = LoadedEncoder(one.load(), precision="bf16")
     assert cosines(fp32, held.encode(texts, None)).min() >= 0.999
     assert {p.dtype for p in one.load().parameters()} == {torch.float32}  # the caller's model is left as it was
+    assert (fused(two), fused(one)) == ((37 if _kernel_works() else 0), 0)  # 6 layers of 6, and the pooler
 
 
 def test_default_model_is_the_bundled_one():
