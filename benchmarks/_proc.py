@@ -51,3 +51,18 @@ def data_parser(doc: str, results: str) -> argparse.ArgumentParser:
     parser.add_argument("--split", default="train")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / results)
     return parser
+
+
+NO_AMX = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}  # oneDNN's bf16 kernels as a CPU without AMX runs them
+
+
+def add_no_amx(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-amx", action="store_true", help="oneDNN's bf16 kernels without AMX (AVX512-BF16 "
+                        "only, as on a CPU that has no AMX): sets ONEDNN_MAX_CPU_ISA before torch loads")
+
+
+def apply_no_amx(args: argparse.Namespace) -> str | None:
+    """Cap oneDNN's instruction set where ``--no-amx`` asks (call before importing torch); the cap in force."""
+    if args.no_amx:
+        os.environ.update(NO_AMX)
+    return os.environ.get("ONEDNN_MAX_CPU_ISA")

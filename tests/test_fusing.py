@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from transformers.activations import ACT2FN  # noqa: E402
 
-from minenegs.encode.fusing import _kernel_works, fuse_linears  # noqa: E402
+from minenegs.encode.fusing import fused_kernel_works, fuse_linears  # noqa: E402
 
 
 class FeedForward(torch.nn.Module):
@@ -37,7 +37,7 @@ def test_fused_layers_give_the_same_outputs_and_only_gelu_is_taken_in():
     fused = copy.deepcopy(plain)
     count = fuse_linears(fused)
     kinds = [type(m).__name__ for m in fused.modules() if type(m).__name__ in ("Linear", "FusedLinear")]
-    if not _kernel_works():  # no bf16 oneDNN kernel here: the network is left as it was
+    if not fused_kernel_works():  # no bf16 oneDNN kernel here: the network is left as it was
         assert count == 0 and kinds == ["Linear"] * 7
         return
     assert count == 7 and kinds == ["FusedLinear"] * 7
@@ -55,3 +55,11 @@ def test_fp32_layers_are_left_alone():
     assert fuse_linears(fp32) == 0
     assert [type(m).__name__ for m in fp32.modules() if "Linear" in type(m).__name__] == ["Linear"] * 7
     assert type(fp32[0].intermediate_act_fn).__name__ == "GELUActivation"
+
+
+def test_a_compiled_network_of_fused_layers_is_kept_apart(tmp_path):
+    from minenegs.encode.compiling import package_path
+
+    bf16, fp32 = (package_path(tmp_path, "f" * 64, p, 256, "cpu").name for p in ("bf16", "fp32"))
+    assert bf16.endswith("-fused.pt2") == fused_kernel_works() and not fp32.endswith("-fused.pt2")
+    assert bf16.replace("-fused", "").replace("bf16", "fp32") == fp32

@@ -33,7 +33,7 @@ def test_bf16_matches_fp32_on_real_text(samples):  # native bf16 or emulated (sl
     both within cosine 0.999 of fp32."""
     import torch
 
-    from minenegs.encode.fusing import _kernel_works
+    from minenegs.encode.fusing import fused_kernel_works
     from minenegs.encode.models import LoadedEncoder
 
     def fused(encoder) -> int:
@@ -51,7 +51,7 @@ def test_bf16_matches_fp32_on_real_text(samples):  # native bf16 or emulated (sl
     held = LoadedEncoder(one.load(), precision="bf16")
     assert cosines(fp32, held.encode(texts, None)).min() >= 0.999
     assert {p.dtype for p in one.load().parameters()} == {torch.float32}  # the caller's model is left as it was
-    assert (fused(two), fused(one)) == ((37 if _kernel_works() else 0), 0)  # 6 layers of 6, and the pooler
+    assert (fused(two), fused(one)) == ((37 if fused_kernel_works() else 0), 0)  # 6 layers of 6, and the pooler
 
 
 def test_default_model_is_the_bundled_one():

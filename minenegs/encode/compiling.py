@@ -35,12 +35,16 @@ def _cpu() -> str:
 
 def package_path(root: Path, fingerprint: str, precision: str, max_seq_length: int | None,
                  device: str | None = None) -> Path:
-    """Where the compiled package of this model and these settings is kept (a GPU's apart from the CPU's)."""
+    """Where the compiled package of this model and these settings is kept (a GPU's apart from the CPU's, one built
+    from fused linear layers (:mod:`.fusing`) apart from one built from torch's)."""
     import torch
+
+    from .fusing import fused_kernel_works
 
     kind = (device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0]
     where = _cpu() if kind == "cpu" else kind
-    return Path(root) / "compiled" / f"{fingerprint[:16]}-{precision}-{max_seq_length}-{torch.__version__}-{where}.pt2"
+    fused = "-fused" if precision == "bf16" and kind == "cpu" and fused_kernel_works() else ""  # built from fused layers
+    return Path(root) / "compiled" / f"{fingerprint[:16]}-{precision}-{max_seq_length}-{torch.__version__}-{where}{fused}.pt2"
 
 
 def _inner(model: Any) -> Any:

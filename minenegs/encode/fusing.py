@@ -15,7 +15,7 @@ FEED_FORWARD = ("dense", "intermediate_act_fn")
 
 
 @functools.cache
-def _kernel_works() -> bool:
+def fused_kernel_works() -> bool:
     """Whether the fused kernel runs here and gives what ``F.linear`` then GELU give (checked once a process)."""
     import torch
     import torch.nn.functional as F
@@ -68,7 +68,7 @@ def fuse_linears(net: Any) -> int:
     def bf16_linear(m: Any) -> bool:
         return type(m) is torch.nn.Linear and m.weight.dtype == torch.bfloat16 and m.weight.device.type == "cpu"
 
-    if not _kernel_works():
+    if not fused_kernel_works():
         return 0
     count = 0
     for module in list(net.modules()):
