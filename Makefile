@@ -70,13 +70,16 @@ $(BENCH_STAMP): $(STAMP)
 bench-encode: $(STAMP)
 	$(BIN)/python benchmarks/encode.py --data $(SHARED)/scifact
 	$(BIN)/python benchmarks/encode_profile.py --data $(SHARED)/scifact
+	$(BIN)/python benchmarks/encode_profile.py --data $(SHARED)/scifact --no-amx --output benchmarks/results/encode_profile_no_amx.json
 
 bench-encode-compile: $(STAMP)
 	$(BIN)/python benchmarks/encode_compile.py --data $(SHARED)
 
-# the bf16 path side by side with fp32 weights under autocast, and both against fp32 vectors (about 8 minutes)
+# the bf16 path side by side with fp32 weights under autocast, and against fp32 vectors (about 8 minutes), then
+# again with oneDNN's bf16 kernels as a CPU without AMX runs them (about 30 minutes on an AMX CPU)
 bench-encode-bf16: $(STAMP)
 	$(BIN)/python benchmarks/encode_bf16.py --data $(SHARED)/scifact --split train
+	$(BIN)/python benchmarks/encode_bf16.py --data $(SHARED)/scifact --split train --no-amx --output benchmarks/results/encode_bf16_no_amx.json
 
 bench-index: $(STAMP)
 	$(BIN)/python benchmarks/index_recall.py --data $(SHARED)/scifact
