@@ -9,12 +9,17 @@ Commands timed:
   model).
 - ``mine-warm``: ``minenegs mine EMB --relative-margin 0.1`` on SciFact train encoded with the bundled model, the
   pool already made (``mine_vs_st.py``'s warm side): what a user re-mining with another threshold waits for.
+- ``encode-fp32``: ``minenegs encode`` of the data's first ``--encode-docs`` documents (and the queries judged on
+  them) with ``--precision fp32 --compile off`` and an empty cache each run: the fp32 (AVX2) path's speed.
 
     python benchmarks/ab_speed.py --old 70bb173 --rounds 5
+    python benchmarks/ab_speed.py --old 07cbf50 --rounds 3 --commands encode-fp32 --output benchmarks/results/ab_speed_encode_fp32.json
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,43 +54,78 @@ def _rows_of(path: Path) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _subset(data: Path, split: str, docs: int, where: Path) -> Path:
+    """A BEIR folder of ``data``'s first ``docs`` documents and the queries judged on them in ``split``."""
+    (where / "qrels").mkdir(parents=True, exist_ok=True)
+    lines = (data / "corpus.jsonl").read_text().splitlines()[:docs]
+    (where / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    ids = {json.loads(line)["_id"] for line in lines}
+    head, *rows = (data / "qrels" / f"{split}.tsv").read_text().splitlines()
+    rows = [r for r in rows if r.split("\t")[1] in ids]
+    (where / "qrels" / f"{split}.tsv").write_text("\n".join([head, *rows]) + "\n")
+    judged = {r.split("\t")[0] for r in rows}
+    queries = [q for q in (data / "queries.jsonl").read_text().splitlines() if json.loads(q)["_id"] in judged]
+    (where / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    return where
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two outputs hold the same rows (a parquet file) or the same vectors (an embeddings folder)."""
+    if a.is_dir():
+        import numpy as np
+
+        return all(np.array_equal(np.load(a / f), np.load(b / f)) for f in ("corpus.npy", "queries.npy"))
+    return _rows_of(a) == _rows_of(b)
+
+
 def main() -> None:
     parser = data_parser(__doc__, "ab_speed.json")
     parser.add_argument("--old", required=True, help="the earlier revision (A)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench" / "ab")
+    parser.add_argument("--commands", default="filter,mine-warm", help="comma-separated: filter, mine-warm, encode-fp32")
+    parser.add_argument("--encode-docs", type=int, default=1500)
     args = parser.parse_args()
+    chosen = args.commands.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
     old = checkout(args.old, args.work)
     sides = {"A": old, "B": ROOT}  # each side runs in its own tree: `python -m` imports the package from there
 
-    pool = synthetic_pool(args.work / "synthetic-reachable", 100_000, 10_000, reachable=True)
-    emb = args.work / "scifact-emb"
-    if not (emb / "manifest.json").exists():
-        subprocess.run(MINENEGS + ["encode", str(args.data), "--split", args.split, "-o", str(emb), "-q",
-                                   "--cache-dir", str(args.work / "cache")], check=True)
-    warm = MINENEGS + ["mine", str(emb), "--relative-margin", "0.05", "--num-negatives", "5", "-q", "--force",
-                       "-o", str(args.work / "warmup.parquet")]
-    subprocess.run(warm, check=True, cwd=ROOT)  # the pool, made once for both
-    commands = {
-        "filter": MINENEGS + ["filter", str(pool), "--relative-margin", "0.05", "-q", "--force", "-o"],
-        "mine-warm": MINENEGS + ["mine", str(emb), "--relative-margin", "0.1", "--num-negatives", "5", "-q",
-                                 "--force", "-o"],
-    }
+    commands = {}
+    if "filter" in chosen:
+        pool = synthetic_pool(args.work / "synthetic-reachable", 100_000, 10_000, reachable=True)
+        commands["filter"] = MINENEGS + ["filter", str(pool), "--relative-margin", "0.05", "-q", "--force", "-o"]
+    if "mine-warm" in chosen:
+        emb = args.work / "scifact-emb"
+        if not (emb / "manifest.json").exists():
+            subprocess.run(MINENEGS + ["encode", str(args.data), "--split", args.split, "-o", str(emb), "-q",
+                                       "--cache-dir", str(args.work / "cache")], check=True)
+        warm = MINENEGS + ["mine", str(emb), "--relative-margin", "0.05", "--num-negatives", "5", "-q", "--force",
+                           "-o", str(args.work / "warmup.parquet")]
+        subprocess.run(warm, check=True, cwd=ROOT)  # the pool, made once for both
+        commands["mine-warm"] = MINENEGS + ["mine", str(emb), "--relative-margin", "0.1", "--num-negatives", "5",
+                                            "-q", "--force", "-o"]
+    if "encode-fp32" in chosen:
+        subset = _subset(args.data, args.split, args.encode_docs, args.work / f"subset-{args.encode_docs}")
+        cache = args.work / "cache-fp32"  # emptied before each run
+        commands["encode-fp32"] = MINENEGS + ["encode", str(subset), "--split", args.split, "--precision", "fp32",
+                                              "--compile", "off", "--cache-dir", str(cache), "-q", "--force", "-o"]
     results = {"old": args.old, "old_tree": str(old), "rounds": args.rounds, "commands": {}}
     for name, command in commands.items():
+        out = {side: args.work / (f"{name}-{side}" + ("" if name.startswith("encode") else ".parquet")) for side in sides}
         seen = {"A": [], "B": []}
         for _ in range(args.rounds):
             for side, tree in sides.items():
-                seen[side].append(measure(command + [str(args.work / f"{name}-{side}.parquet")],
+                shutil.rmtree(args.work / "cache-fp32", ignore_errors=True)
+                seen[side].append(measure(command + [str(out[side])],
                                           env={"PYTHONPATH": str(tree)}, cwd=tree))
-        same = _rows_of(args.work / f"{name}-A.parquet") == _rows_of(args.work / f"{name}-B.parquet")
+        same = _same(out["A"], out["B"])
         row = {side: {"median_seconds": statistics.median(m.seconds for m in runs),
                       "min_seconds": min(m.seconds for m in runs),
                       "seconds": [m.seconds for m in runs],
                       "peak_mb": max(m.peak_mb for m in runs)} for side, runs in seen.items()}
         row["ratio_b_over_a"] = round(row["B"]["median_seconds"] / row["A"]["median_seconds"], 3)
-        row["rows_identical"] = same  # the recorded settings (metadata) may differ between revisions
+        row["rows_identical"] = same  # rows or vectors; the recorded settings (metadata) may differ between revisions
         results["commands"][name] = row
         print(f"{name}: A {row['A']['median_seconds']:.2f} s, B {row['B']['median_seconds']:.2f} s (median of "
               f"{args.rounds}; fastest {row['A']['min_seconds']:.2f} / {row['B']['min_seconds']:.2f} s), "
