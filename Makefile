@@ -53,11 +53,12 @@ demo: $(STAMP)
 	$(BIN)/minenegs mine build/demo/embeddings --output build/demo/negatives.parquet --force  # the default recipe (configs/default.toml)
 
 # two workers, each test file on one (a file's module fixtures, a Ray cluster say, are made once): 1.35-1.45x
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # flake check, not in CI: `make test` three times in a fresh clone (committed HEAD, no .venv), one core kept busy
 test-repeat:

@@ -91,7 +91,7 @@ def main() -> None:
     old = checkout(args.old, args.work)
     sides = {"A": old, "B": ROOT}  # each side runs in its own tree: `python -m` imports the package from there
 
-    commands = {}
+    commands, fresh = {}, {}  # fresh: a command's cache, emptied before each of its runs
     if "filter" in chosen:
         pool = synthetic_pool(args.work / "synthetic-reachable", 100_000, 10_000, reachable=True)
         commands["filter"] = MINENEGS + ["filter", str(pool), "--relative-margin", "0.05", "-q", "--force", "-o"]
@@ -107,16 +107,18 @@ def main() -> None:
                                             "-q", "--force", "-o"]
     if "encode-fp32" in chosen:
         subset = _subset(args.data, args.split, args.encode_docs, args.work / f"subset-{args.encode_docs}")
-        cache = args.work / "cache-fp32"  # emptied before each run
+        cache = fresh["encode-fp32"] = args.work / "cache-fp32"
         commands["encode-fp32"] = MINENEGS + ["encode", str(subset), "--split", args.split, "--precision", "fp32",
                                               "--compile", "off", "--cache-dir", str(cache), "-q", "--force", "-o"]
     results = {"old": args.old, "old_tree": str(old), "rounds": args.rounds, "commands": {}}
     for name, command in commands.items():
-        out = {side: args.work / (f"{name}-{side}" + ("" if name.startswith("encode") else ".parquet")) for side in sides}
+        suffix = "" if command[len(MINENEGS)] == "encode" else ".parquet"  # encode writes a folder
+        out = {side: args.work / f"{name}-{side}{suffix}" for side in sides}
         seen = {"A": [], "B": []}
         for _ in range(args.rounds):
             for side, tree in sides.items():
-                shutil.rmtree(args.work / "cache-fp32", ignore_errors=True)
+                if name in fresh:
+                    shutil.rmtree(fresh[name], ignore_errors=True)
                 seen[side].append(measure(command + [str(out[side])],
                                           env={"PYTHONPATH": str(tree)}, cwd=tree))
         same = _same(out["A"], out["B"])
