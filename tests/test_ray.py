@@ -20,9 +20,9 @@ from minenegs.distributed.runner import KILL_ENV, RaySettings
 from minenegs.inputs.dataset import load_beir
 from minenegs.encode.embeddings import encode_dataset
 from minenegs.encode.folder import Embeddings
-from minenegs.errors import InputError
+from minenegs.errors import InputError, MinenegsError
 from minenegs.retrieve.pool import PoolParams, build_pool
-from minenegs.distributed.head import LOOPBACK, SINGLE_MACHINE_ENV, Head, start_head
+from minenegs.distributed.head import LOOPBACK, MAX_TEMP_DIR, SINGLE_MACHINE_ENV, Head, short_temp_dir, start_head
 
 CLIENT = """
 import json, logging, ray
@@ -48,17 +48,18 @@ def cluster(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     tests = str(Path(fakes.__file__).parent)  # the workers import the tests' fake encoder from here
     env = {**os.environ, KILL_ENV: str(kill), "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
-    head = start_head(root / "t", cpus=2, env=env)
-    try:
-        for name, value in head.env().items():  # this process joins as the head's drivers do (its token)
-            if os.environ.get(name) != value:
-                mp.setenv(name, value)
-        resources = _resources(head)
-        assert resources.get("CPU") == 2 and f"node:{LOOPBACK}" in resources, resources
-        yield head.address, kill
-    finally:
-        head.stop()  # the head and every process it started: a test cluster keeps nothing
-        mp.undo()
+    with short_temp_dir("mn-test-ray-") as temp:  # pytest's own folders can be too deep for Ray's socket paths
+        head = start_head(temp, cpus=2, env=env)
+        try:
+            for name, value in head.env().items():  # this process joins as the head's drivers do (its token)
+                if os.environ.get(name) != value:
+                    mp.setenv(name, value)
+            resources = _resources(head)
+            assert resources.get("CPU") == 2 and f"node:{LOOPBACK}" in resources, resources
+            yield head.address, kill
+        finally:
+            head.stop()  # the head and every process it started: a test cluster keeps nothing
+            mp.undo()
 
 
 def _same_files(a: Path, b: Path, names: list[str]) -> None:
@@ -325,6 +326,21 @@ def test_auto_names_the_dead_cluster_it_would_join(tmp_path, monkeypatch):
     assert result.stderr.strip() == ("minenegs: error: --ray auto: no Ray cluster answers at 127.0.0.1:1 (Connection "
                                      "refused); start one with `ray start --head`, or pass --ray local to run on "
                                      "this machine")
+
+
+def test_a_head_folder_too_deep_for_rays_sockets_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    deep = tmp_path.resolve() / ("d" * MAX_TEMP_DIR)
+    with pytest.raises(MinenegsError) as raised:
+        start_head(deep)
+    assert str(raised.value) == (f"Ray's temp folder {deep} is {len(str(deep))} bytes long: "
+                                 f"Ray's socket paths under it would pass 107 bytes; use one of at most {MAX_TEMP_DIR}")
+    assert not deep.exists()  # refused before a folder or a process was made
+    monkeypatch.setenv("TMPDIR", str(deep))  # a deep $TMPDIR: the head's own folder goes to /tmp instead
+    monkeypatch.setattr("tempfile.tempdir", None)
+    deep.mkdir()
+    with short_temp_dir("mn-test-") as folder:
+        assert folder.parent == Path("/tmp") and folder.is_dir() and len(str(folder)) <= MAX_TEMP_DIR
+    assert not folder.exists()
 
 
 def test_local_starts_its_own_instance_whatever_cluster_is_known(tmp_path, monkeypatch):

@@ -45,6 +45,10 @@ WORKER_PORTS = 200  # one per worker process alive at once
 WORKER_RANGE = (20000, 32000)  # below Linux's ephemeral ports, so no outgoing connection takes one
 START_SECONDS = 120.0
 STOP_SECONDS = 15.0  # how long stopping a head waits at most for its processes to be gone
+SOCKET_PATH_LIMIT = 107  # bytes in an AF_UNIX socket path, which Ray checks before it starts
+# Ray puts its sockets at TEMP/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store: 64 bytes after the
+# folder with a 7-digit process id (Linux's largest), so the folder itself may have 43 at most
+MAX_TEMP_DIR = SOCKET_PATH_LIMIT - len("/session_2026-12-08_01-26-30_902073_4194304/sockets/plasma_store")
 
 
 def is_loopback(host: str) -> bool:
@@ -207,6 +211,9 @@ def start_head(temp_dir: Path, *, cpus: float | None = None, env: dict[str, str]
     """Start a head node in ``temp_dir`` (created; it holds Ray's sessions, sockets and logs) and return once
     `ray start` says it is up. Raises ``MinenegsError`` with the head's own output when it does not come up."""
     temp_dir = Path(temp_dir).resolve()
+    if len(os.fsencode(temp_dir)) > MAX_TEMP_DIR:
+        raise MinenegsError(f"Ray's temp folder {temp_dir} is {len(os.fsencode(temp_dir))} bytes long: Ray's socket "
+                            f"paths under it would pass {SOCKET_PATH_LIMIT} bytes; use one of at most {MAX_TEMP_DIR}")
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = temp_dir / "head.log"
     flags = PORT_FLAGS + ((CLIENT_PORT_FLAG,) if importlib.util.find_spec("grpc") else ())
@@ -235,23 +242,28 @@ def start_head(temp_dir: Path, *, cpus: float | None = None, env: dict[str, str]
     return head
 
 
-MAX_TEMP_BASE = 20  # Ray adds about 85 characters for its socket paths below our folder, which may not pass 107
+@contextlib.contextmanager
+def short_temp_dir(prefix: str = "minenegs-ray-") -> Iterator[Path]:
+    """A fresh folder short enough for a head's temp folder (see :data:`MAX_TEMP_DIR`), removed afterwards: in
+    $TMPDIR, or in /tmp where $TMPDIR is too deep."""
+    import tempfile
+
+    base = tempfile.gettempdir()
+    if len(base) + 1 + len(prefix) + 8 > MAX_TEMP_DIR:  # mkdtemp adds "/", the prefix and 8 characters
+        base = "/tmp"
+    temp_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    try:
+        yield temp_dir
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def local_head(cpus: float | None = None) -> Iterator[Head]:
     """A head of this process's own for the duration, in a fresh temp folder removed afterwards."""
-    import tempfile
-
-    base = tempfile.gettempdir()
-    if len(base) > MAX_TEMP_BASE:
-        base = "/tmp"  # a deep $TMPDIR would make Ray's socket paths too long
-    temp_dir = Path(tempfile.mkdtemp(prefix="minenegs-ray-", dir=base))
-    try:
+    with short_temp_dir() as temp_dir:
         head = start_head(temp_dir, cpus=cpus)
         try:
             yield head
         finally:
             head.stop()
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
