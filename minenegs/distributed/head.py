@@ -248,8 +248,8 @@ def short_temp_dir(prefix: str = "minenegs-ray-") -> Iterator[Path]:
     $TMPDIR, or in /tmp where $TMPDIR is too deep."""
     import tempfile
 
-    base = tempfile.gettempdir()
-    if len(base) + 1 + len(prefix) + 8 > MAX_TEMP_DIR:  # mkdtemp adds "/", the prefix and 8 characters
+    base = os.path.realpath(tempfile.gettempdir())  # as start_head will see it
+    if len(os.fsencode(base)) + 1 + len(prefix) + 8 > MAX_TEMP_DIR:  # mkdtemp adds "/", the prefix and 8 characters
         base = "/tmp"
     temp_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     try:
