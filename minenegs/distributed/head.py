@@ -211,8 +211,8 @@ def start_head(temp_dir: Path, *, cpus: float | None = None, env: dict[str, str]
     """Start a head node in ``temp_dir`` (created; it holds Ray's sessions, sockets and logs) and return once
     `ray start` says it is up. Raises ``MinenegsError`` with the head's own output when it does not come up."""
     temp_dir = Path(temp_dir).resolve()
-    if len(os.fsencode(temp_dir)) > MAX_TEMP_DIR:
-        raise MinenegsError(f"Ray's temp folder {temp_dir} is {len(os.fsencode(temp_dir))} bytes long: Ray's socket "
+    if (size := len(os.fsencode(temp_dir))) > MAX_TEMP_DIR:
+        raise MinenegsError(f"Ray's temp folder {temp_dir} is {size} bytes long: Ray's socket "
                             f"paths under it would pass {SOCKET_PATH_LIMIT} bytes; use one of at most {MAX_TEMP_DIR}")
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = temp_dir / "head.log"
