@@ -86,9 +86,11 @@ def section_args(command: Any, section: dict[str, Any], where: str) -> list[str]
     return positional + args
 
 
-def section_defaults(command: Any, section: dict[str, Any], where: str) -> dict[str, Any]:
-    """``section`` as click defaults (``default_map``), so flags given on the command line win."""
-    return {_param(command, key, where).name: value for key, value in section.items()}
+def default_map(group: Any, ctx: Any, path: Path | str) -> dict[str, dict[str, Any]]:
+    """``--config``: each section of the recipe at ``path`` as click defaults (``default_map``) of the command of
+    ``group`` it names, so flags given on the command line win."""
+    return {name: {_param(group.get_command(ctx, name), key, str(path)).name: value for key, value in section.items()}
+            for name, section in load_config(path).items()}
 
 
 def recipe_commands(group: Any, ctx: Any, path: Path | str, overrides: list[str], force: bool, quiet: bool,

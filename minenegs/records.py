@@ -3,16 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-
-def setting(default: Any = None, help: str = "", **cli: Any) -> Any:
-    """A dataclass field users set. ``help`` says what it does; ``cli`` may give the command line's ``flag``
-    (default ``--name-with-dashes``), a ``short`` one, older names it still answers to (``aliases``), the ``min`` value its parser takes, a ``type`` to parse it
-    as, ``grid=True`` where ``sweep`` and ``calibrate`` take a list of values to try, the ``choices`` its help shows
-    and the ``panel`` it is shown in (else its group's). The command line derives its options from these fields;
-    TOML recipes and Python callers set them by name."""
-    return field(default=default, metadata={"help": help, **cli})
 
 
 def join_title(title: str, text: str) -> str:

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minenegs"
 
 # the stages in the order data flows through them; a module may import from its own stage or an earlier one
 STAGES = {
-    "errors": 0, "records": 0, "artifacts": 0, "recipe": 0,  # the base: what every stage speaks
+    "errors": 0, "records": 0, "settings": 0, "artifacts": 0, "recipe": 0,  # the base: what every stage speaks
     "distributed": 1,  # running a stage's work on Ray: knows nothing of the pipeline
     "inputs": 2, "encode": 3, "retrieve": 4, "select": 5, "write": 6, "report": 7,
     "api": 8, "compat": 8, "config": 8,  # one library call per command; the drop-in; recipes

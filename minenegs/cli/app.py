@@ -13,17 +13,16 @@ from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import DEBUG_ENV, EXIT_INTERRUPTED, MinenegsError
+from ..report.help import render_help
 
 # typer parses with its own copy of click: its usage errors are the bases of typer.BadParameter
 _USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError") + (click.UsageError,)
 
 
 class _Help:
-    """A command or group whose ``--help`` is :func:`minenegs.cli.help.render_help`'s."""
+    """A command or group whose ``--help`` is :func:`minenegs.report.help.render_help`'s."""
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from ..report.help import render_help
-
         render_help(self, ctx)
 
 
@@ -60,9 +59,15 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty
                          "minenegs run configs/default.toml --force")
 
 
-def command(name: str | None = None, *, examples: str):
-    """Register a command on ``app``; ``examples`` (a few command lines, one a line) end its ``--help``."""
-    return app.command(name, cls=_Command, epilog=examples)
+def command(*groups, name: str | None = None, examples: str):
+    """Register a command on ``app`` with option ``groups`` (:func:`minenegs.settings.group`) and a few command
+    lines, one a line, that end its ``--help`` (``examples``)."""
+    def register(func):
+        for add in reversed(groups):
+            func = add(func)
+        return app.command(name, cls=_Command, epilog=examples)(func)
+
+    return register
 
 
 def _version(value: bool) -> None:
@@ -81,8 +86,6 @@ def _root(
     if debug:
         os.environ[DEBUG_ENV] = "1"
     if config is not None:
-        from ..config import load_config, section_defaults
+        from ..config import default_map
 
-        group = ctx.command
-        ctx.default_map = {name: section_defaults(group.get_command(ctx, name), values, str(config))
-                           for name, values in load_config(config).items()}
+        ctx.default_map = default_map(ctx.command, ctx, config)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DEBUG_ENV, InputError, MinenegsError
-from ..records import setting
+from ..settings import setting
 
 KILL_ENV = "MINENEGS_TEST_KILL_FILE"
 # a line of Ray's own C++ logging: "[2026-12-06 11:08:53,915 E 15809 15809] core_worker.cc:2465: ..."

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..artifacts import check_output, output_dir, write_manifest
 from ..errors import MinenegsError
-from ..records import Dataset, setting
+from ..records import Dataset
+from ..settings import setting
 from .cache import ChunkCache, default_cache_dir
 from .folder import KIND, SHARD_KIND, as_one
 from .batches import encode_chunk
@@ -43,8 +44,11 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How texts become stored vectors: :func:`encode_dataset`'s keyword settings, as the command line sets them."""
+    """Where and how texts become stored vectors: :func:`minenegs.api.encode`'s ``output`` and
+    :func:`encode_dataset`'s keyword settings, as the command line sets them."""
 
+    output: Path = setting(..., "The embeddings folder to write.", short="-o", panel="Input and output")
+    force: bool = setting(False, "Replace an existing output.", panel="Input and output")
     query_prompt: str | None = setting(help="Prefix for queries, e.g. 'query: '.")
     corpus_prompt: str | None = setting(help="Prefix for documents, e.g. 'passage: '.")
     normalize: bool = setting(True, "Store unit-length vectors (cosine scores).", flag="--normalize/--no-normalize")

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..artifacts import file_digest
 from ..errors import InputError, ModelError
-from ..records import setting
+from ..settings import setting
 from . import compiling
 from .fusing import fuse_linears
 

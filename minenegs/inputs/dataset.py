@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..records import Dataset, Qrel, TextTable, setting
+from ..records import Dataset, Qrel, TextTable
+from ..settings import setting
 from .pairs import load_pairs
 from .readers import RowReader, table_files
 from .tables import QREL_DOC, QREL_QUERY, QREL_SCORE, Columns, _as_str, _fields, _source, read_corpus, read_queries

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..records import Doc, Query, TextTable, setting
+from ..records import Doc, Query, TextTable
+from ..settings import setting
 from .readers import RowReader, pick_column, require_column
 
 

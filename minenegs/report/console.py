@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..encode.embeddings import Progress as ProgressCallback
+from ..settings import setting
 
 
 def stderr_console() -> Console:
@@ -55,6 +57,20 @@ def progress_bar(description: str, quiet: bool) -> Iterator[ProgressCallback | N
     finally:
         if task is not None:
             bar.stop()
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a command shows: progress and its summary on stderr (none with ``quiet``), or the summary as JSON on
+    stdout (``json``); after ``mine`` and ``filter``, the first ``preview`` rows written."""
+
+    quiet: bool = setting(False, "No progress and no summary.", short="-q")
+    json: bool = setting(False, "Print the summary as JSON on stdout.")
+    preview: int = setting(3, "Show this many output rows when done.", min=0, panel="Input and output")
+
+    def bars(self, description: str):
+        """The library's ``progress`` argument: a bar on stderr (:func:`progress_bar`), none when quiet or JSON."""
+        return progress_bar(description, self.quiet or self.json)
 
 
 def _flat(summary: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -104,14 +120,14 @@ def _judge_line(stats: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def show_summary(title: str, summary: dict[str, Any], *, quiet: bool, as_json: bool, stream=None) -> None:
+def show_summary(title: str, summary: dict[str, Any], shown: Shown, stream=None) -> None:
     """The stage's summary: JSON on stdout (or ``stream``) with ``--json``, a table on stderr unless ``--quiet``."""
-    if as_json:
+    if shown.json:
         out = stream or sys.stdout
         out.write(json.dumps(summary, sort_keys=True) + "\n")
         out.flush()
         return
-    if quiet:
+    if shown.quiet:
         return
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -149,8 +165,31 @@ def show_rows(path, n: int, *, quiet: bool) -> None:
     console.print(table)
 
 
-def show_table(title: str, rows: list[dict[str, Any]]) -> None:
-    """Rows of settings (``sweep``, ``calibrate``) as a table on stderr; None shows as ``off``."""
+def show_negatives(summary: dict[str, Any], output, fmt: str, shown: Shown) -> None:
+    """What `mine` and `filter` wrote: the summary (on stderr when the rows go to stdout) and the first rows."""
+    from ..artifacts import is_stdout
+
+    to_stdout = is_stdout(output)
+    density = summary.get("density") or {}
+    show_summary(f"negatives -> {output}", summary if shown.json else {k: v for k, v in summary.items()
+                                                                      if k != "density"},
+                 shown, stream=sys.stderr if to_stdout else None)
+    if not shown.json:  # the density probe's line, and its warning even under --quiet
+        if density.get("line") and not shown.quiet:
+            sys.stderr.write(density["line"] + "\n")
+        if density.get("warning"):
+            sys.stderr.write("warning: " + density["warning"] + "\n")
+    if fmt != "flag-jsonl" and not to_stdout:
+        show_rows(output, shown.preview, quiet=shown.quiet or shown.json)
+
+
+def show_table(title: str, rows: list[dict[str, Any]], shown: Shown | None = None) -> None:
+    """Rows of settings (``sweep``, ``calibrate``) as a table on stderr; None shows as ``off``. With ``shown``:
+    the rows as JSON on stdout with ``--json``, nothing with ``--quiet``."""
+    if shown is not None and (shown.json or shown.quiet):
+        if shown.json:
+            sys.stdout.write(json.dumps(rows) + "\n")
+        return
     table = Table(title=title, title_justify="left")
     for column in rows[0]:
         table.add_column(column.replace("_", " "), justify="right")
@@ -159,30 +198,12 @@ def show_table(title: str, rows: list[dict[str, Any]]) -> None:
     stderr_console().print(table)
 
 
-def show_negatives(summary: dict[str, Any], output, fmt: str, preview: int, *, quiet: bool, as_json: bool) -> None:
-    """What `mine` and `filter` wrote: the summary (on stderr when the rows go to stdout) and the first rows."""
-    from ..artifacts import is_stdout
-
-    to_stdout = is_stdout(output)
-    density = summary.get("density") or {}
-    shown = {k: v for k, v in summary.items() if k != "density"} if not as_json else summary
-    show_summary(f"negatives -> {output}", shown, quiet=quiet, as_json=as_json,
-                 stream=sys.stderr if to_stdout else None)
-    if not as_json:  # the density probe's line, and its warning even under --quiet
-        if density.get("line") and not quiet:
-            sys.stderr.write(density["line"] + "\n")
-        if density.get("warning"):
-            sys.stderr.write("warning: " + density["warning"] + "\n")
-    if fmt != "flag-jsonl" and not to_stdout:
-        show_rows(output, preview, quiet=quiet or as_json)
-
-
-def show_calibration(info: dict[str, Any], pool, *, quiet: bool, as_json: bool) -> None:
-    """``calibrate``'s settings table and the setting it picked (JSON on stdout with ``as_json``)."""
-    if as_json:
+def show_calibration(info: dict[str, Any], pool, shown: Shown) -> None:
+    """``calibrate``'s settings table and the setting it picked (JSON on stdout with ``--json``)."""
+    if shown.json:
         sys.stdout.write(json.dumps(info) + "\n")
         return
-    if quiet:
+    if shown.quiet:
         return
     show_table(f"calibrate {pool}: {info['holdouts']} held-out positives from {info['queries']} queries "
                "(leak low/high: 95 % interval; flags: relevant share of the negatives read from the judges' flags)",

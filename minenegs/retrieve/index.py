@@ -27,7 +27,7 @@ import numpy as np
 from ..artifacts import output_dir, read_manifest, write_manifest, write_text_atomic
 from ..encode.folder import Embeddings, VectorFile
 from ..errors import InputError
-from ..records import setting
+from ..settings import setting
 from .shards import SLACK, ShardedIndex, bounds, canonical, rescore_top, set_nprobe, shard_index
 
 KIND = "index"

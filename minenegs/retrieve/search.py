@@ -14,7 +14,7 @@ from .. import recipe
 from ..artifacts import read_manifest, read_parquet, write_atomic
 from ..encode.folder import Embeddings
 from ..errors import InputError
-from ..records import setting
+from ..settings import setting
 from .index import IndexParams, open_index, open_sharded
 from .shards import ShardLists
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AcceptanceError, InputError
-from ..records import setting
+from ..settings import setting
 from .contamination import Flags
 from .engine import RowsView, Selector, Step
 from .params import MineParams

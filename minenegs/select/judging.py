@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..errors import InputError
-from ..records import setting
+from ..settings import setting
 from .contamination import MAX_PROBES, Flags
 from .judges.base import NOT_RELEVANT, RELEVANT, Ask, Judge, JudgeOptions, VerdictCache, key_of, verdict_of
 from .judges.cross_encoder import CrossEncoderJudge

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .. import recipe
 from ..errors import InputError
-from ..records import setting
+from ..settings import setting
 from .filters import REGISTRY
 from .strategies import STRATEGIES, StrategyParams
 

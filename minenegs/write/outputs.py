@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import recipe
 from ..artifacts import is_stdout, output_dir, output_file, write_text_atomic
-from ..records import setting
+from ..settings import setting
 from .batching import ORDERS, in_batches
 from ..select.adaptive import RECIPES
 from ..select.selection import Selection
@@ -196,9 +196,12 @@ ST_FORMATS: dict[str, Callable[..., Rows]] = {
 
 @dataclass(frozen=True)
 class Writing:
-    """How ``mine`` and ``filter`` write their rows and when they refuse to: the keyword settings of
-    :func:`minenegs.api.mine` and :func:`minenegs.api.filter`, as the command line sets them."""
+    """Where and how ``mine`` and ``filter`` write their rows, and when they refuse to: the ``output`` and keyword
+    settings of :func:`minenegs.api.mine` and :func:`minenegs.api.filter`, as the command line sets them."""
 
+    output: Path = setting(..., "The file to write (NAME.arrow: a Hugging Face dataset folder; -: standard output).",
+                           short="-o")
+    force: bool = setting(False, "Replace an existing output.")
     fmt: str = setting(recipe.FORMAT, "triplet, n-tuple, labeled-list, ids or flag-jsonl.", flag="--format",
                        choices=FORMATS)
     scores: bool = setting(False, "Add the positives' and negatives' scores.", flag="--scores")

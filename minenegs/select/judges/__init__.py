@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import dataclass
 
 from ...errors import InputError
+from ...settings import setting
 from .base import NOT_RELEVANT, RELEVANT, UNSURE, Ask, Judge, JudgeKind, JudgeOptions, VerdictCache
 from .cross_encoder import CrossEncoderJudge, sigmoid
 
@@ -33,6 +35,17 @@ def syntaxes() -> str:
     return ", ".join(k.syntax for k in KINDS.values())
 
 
+@dataclass(frozen=True)
+class JudgeSpecs:
+    """The judges a run names, by spec, and the cross-encoder whose probabilities the ``ce_max`` and ``promote``
+    filters read (:meth:`~minenegs.select.judging.Judging.of` builds them)."""
+
+    judges: list[str] | None = setting(None, f"A judge, cheapest first (repeatable): {syntaxes()} (see README: "
+                                       "Judges).", flag="--judge")
+    cross_encoder: str | None = setting(None, "CrossEncoder name or folder whose probabilities --ce-max and --promote "
+                                        "read (scored to --judge-depth; cached in the pool with every judge's answers).")
+
+
 def parse_judge(spec: str, options: JudgeOptions = JudgeOptions()) -> Judge:
     """A judge from its spec, ``KIND:REST`` (:data:`KINDS`), built with the ``--judge-*`` ``options``."""
     name, colon, rest = spec.partition(":")
@@ -42,4 +55,4 @@ def parse_judge(spec: str, options: JudgeOptions = JudgeOptions()) -> Judge:
 
 
 __all__ = ["KINDS", "NOT_RELEVANT", "RELEVANT", "UNSURE", "Ask", "CrossEncoderJudge", "Judge",
-           "JudgeKind", "JudgeOptions", "VerdictCache", "parse_judge", "sigmoid", "syntaxes"]
+           "JudgeKind", "JudgeOptions", "JudgeSpecs", "VerdictCache", "parse_judge", "sigmoid", "syntaxes"]

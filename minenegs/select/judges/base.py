@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ...records import setting
+from ...settings import setting
 
 RELEVANT, NOT_RELEVANT, UNSURE = "relevant", "not_relevant", "unsure"
 VERDICTS = (RELEVANT, NOT_RELEVANT, UNSURE)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...records import setting
+from ...settings import setting
 from . import random as _random
 from . import simans, top
 
