@@ -105,3 +105,25 @@ def test_every_option_a_message_names_exists():
                 for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text):
                     named.setdefault(flag, str(path.relative_to(package)))
     assert {f: where for f, where in named.items() if f not in known} == {}
+
+
+def test_options_are_settings_record_fields_or_filters_but_for_a_few_of_the_commands_own():
+    """Each option shows the help of a settings record's field (:mod:`minenegs.settings`; the records
+    ``minenegs.cli.options`` uses) or of a filter of the registry; ``cli/`` declares only the arguments and these."""
+    import dataclasses
+
+    import minenegs.cli.options as options
+    from minenegs.select.filters import REGISTRY
+
+    records = [v for v in vars(options).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
+    helps = [f.metadata["help"] for r in records for f in dataclasses.fields(r) if "help" in f.metadata]
+    helps += [f.help for f in REGISTRY.values() if f.flag]
+    assert {"Writing", "EncodeSettings", "Shown", "JudgeSpecs", "Judging", "MineParams"} <= {r.__name__ for r in records}
+    own = {"--keep-duplicates", "--pool", "--plot", "--set"}
+    for name, command in COMMANDS.items():
+        declared = {p.opts[0] for p in command.params if p.param_type_name == "option"
+                    and not any(h and h in (p.help or "") for h in helps)}
+        assert declared <= own, f"{name}: {sorted(declared - own)} declared in cli/, not derived from a record"
+    required = {name: sorted(p.opts[0] for p in c.params if p.required and p.param_type_name == "option")
+                for name, c in COMMANDS.items()}
+    assert required["mine"] == required["filter"] == required["encode"] == ["--output"]  # a record's field, no default
