@@ -171,9 +171,8 @@ def show_negatives(summary: dict[str, Any], output, fmt: str, shown: Shown) -> N
 
     to_stdout = is_stdout(output)
     density = summary.get("density") or {}
-    show_summary(f"negatives -> {output}", summary if shown.json else {k: v for k, v in summary.items()
-                                                                      if k != "density"},
-                 shown, stream=sys.stderr if to_stdout else None)
+    table = summary if shown.json else {k: v for k, v in summary.items() if k != "density"}  # density: its line
+    show_summary(f"negatives -> {output}", table, shown, stream=sys.stderr if to_stdout else None)
     if not shown.json:  # the density probe's line, and its warning even under --quiet
         if density.get("line") and not shown.quiet:
             sys.stderr.write(density["line"] + "\n")
