@@ -27,7 +27,7 @@ from ..select.sweep import grid_of
 from ..settings import fields, group, of, opt
 from ..write.outputs import Writing
 
-Force = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
+Force = fields(Writing)["force"][0]  # calibrate's and run's --force: the one mine and filter take
 PoolArg = Annotated[Path, typer.Argument(help="A candidate pool folder (see the `pool` line of `mine`).")]
 
 
